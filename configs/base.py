@@ -1,0 +1,77 @@
+"""Shared defaults. Experiment configs start from `get_base_config()` and override what they need.
+
+The config is locked: an override of a key that does not exist (`--config.optim.lrr=1`) is an error.
+"""
+import ml_collections
+
+from configs import sharding
+
+
+def get_base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = "modernbert_mlm"
+  c.model.vocab_size = 0            # 0: the vocabulary's size rounded up to vocab_multiple
+  c.model.vocab_multiple = 64
+  c.model.dtype = "float32"         # compute dtype: "float32" or "bfloat16" (parameters stay float32)
+  c.model.remat = False
+
+  c.objective = ml_collections.ConfigDict()
+  c.objective.mask_rate = 0.3
+
+  c.data = ml_collections.ConfigDict()
+  c.data.corpus = "stdlib"          # "stdlib", or a text file / directory of .txt and .py files
+  c.data.vocab = "spm"              # "byte", "spm" (trained on the corpus, cached) or a path to a .model file
+  c.data.vocab_size = 4096          # for "spm"
+  c.data.cache_dir = ""             # SentencePiece cache; default $LMKIT_CACHE or ~/.cache/lmkit
+  c.data.seq_len = 128
+  c.data.max_doc_chars = 2048       # paragraphs longer than this are cut at line boundaries
+  c.data.validation_percent = 5
+  c.data.packing = "concat_split"   # or "first_fit" (documents kept whole, rows padded)
+  c.data.num_shards = 0             # 0: one data shard per process (see data/pipeline.py)
+
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1                  # one axis may be -1: all remaining devices
+  c.mesh.fsdp = 1
+  c.mesh.tensor = 1
+  c.logical_axis_rules = sharding.RULES
+
+  c.train = ml_collections.ConfigDict()
+  c.train.batch_size = 16           # global batch, in sequences
+  c.train.num_steps = 200
+  c.train.grad_accum_steps = 1
+  c.train.log_every = 10
+  c.train.eval_every = 100
+  c.train.checkpoint_every = 100
+  c.train.sample_every = 0          # 0: sample only at the end
+  c.train.peak_flops_per_device = 0.0   # for MFU; 0: a table by device kind, measured on CPU
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.lr = 1e-3
+  c.optim.warmup_steps = 20
+  c.optim.schedule = "cosine"       # "cosine", "linear" or "constant" (after warmup)
+  c.optim.end_lr_frac = 0.1
+  c.optim.b1 = 0.9
+  c.optim.b2 = 0.98
+  c.optim.eps = 1e-6
+  c.optim.weight_decay = 1e-5
+  c.optim.clip_norm = 1.0
+
+  c.checkpoint = ml_collections.ConfigDict()
+  c.checkpoint.max_to_keep = 3
+  c.checkpoint.async_save = True
+  c.checkpoint.init_from = ""       # weights-only initialisation from another run's workdir (latest step)
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.num_batches = 8
+  c.eval.batch_size = 16
+  c.eval.mask_rate = 0.15           # ModernBERT evaluates at 15% masking
+
+  c.decode = ml_collections.ConfigDict()
+  c.decode.prompts = ("def [MASK](self):\n    return self._name", "import [MASK]\nos.path.join(a, b)")
+
+  c.distributed = ml_collections.ConfigDict()
+  c.distributed.init_timeout = 300  # seconds to wait for all processes at start-up
+  return c

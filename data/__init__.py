@@ -1,0 +1,1 @@
+"""Data: the embedded corpus, vocabularies, grain pipelines, seqio interop."""

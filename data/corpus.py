@@ -1,0 +1,84 @@
+"""The embedded default corpus: the Python standard library's source, read from the running interpreter.
+
+It is present on every machine and needs no network. Files under test directories are left out. Each file is
+split into documents at blank lines (paragraphs: functions, classes, docstrings); paragraphs longer than
+`max_chars` are cut at line boundaries. The train/validation split is by file, decided by a hash of the file's
+relative path, so it is the same on every machine with the same Python version.
+"""
+import dataclasses
+import hashlib
+import os
+import pathlib
+import re
+import sysconfig
+import zlib
+from typing import Sequence
+
+_EXCLUDED_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}
+
+
+def stdlib_root() -> pathlib.Path:
+  return pathlib.Path(sysconfig.get_paths()["stdlib"])
+
+
+def stdlib_files(root: pathlib.Path | None = None) -> list[pathlib.Path]:
+  root = root or stdlib_root()
+  files = []
+  for dirpath, dirnames, filenames in os.walk(root):
+    dirnames[:] = sorted(d for d in dirnames if d not in _EXCLUDED_DIRS)
+    files.extend(pathlib.Path(dirpath) / f for f in sorted(filenames) if f.endswith(".py"))
+  return sorted(files)
+
+
+def split_paragraphs(text: str, max_chars: int) -> list[str]:
+  docs = []
+  for para in re.split(r"\n[ \t]*\n", text):
+    para = para.strip("\n")
+    if not para.strip():
+      continue
+    while len(para) > max_chars:
+      cut = para.rfind("\n", 0, max_chars)
+      cut = cut if cut > 0 else max_chars
+      docs.append(para[:cut])
+      para = para[cut:].lstrip("\n")
+    if para.strip():
+      docs.append(para)
+  return docs
+
+
+@dataclasses.dataclass(frozen=True)
+class Corpus:
+  train: Sequence[str]
+  validation: Sequence[str]
+  fingerprint: str   # identifies the text (for vocabulary caching)
+
+
+def _is_validation(relpath: str, percent: int) -> bool:
+  return zlib.crc32(relpath.encode()) % 100 < percent
+
+
+def load_corpus(source: str, max_chars: int, validation_percent: int = 5) -> Corpus:
+  """`source`: "stdlib", a directory (all *.py and *.txt files, recursively) or one text file."""
+  if source == "stdlib":
+    root, files = stdlib_root(), stdlib_files()
+  else:
+    root = pathlib.Path(source)
+    if not root.exists():
+      raise FileNotFoundError(f"corpus {source!r} (config key data.corpus) does not exist; use 'stdlib' or a path "
+                              "to a text file or a directory of .txt/.py files")
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.suffix in (".txt", ".py"))
+    root = root.parent if root.is_file() else root
+    if not files:
+      raise FileNotFoundError(f"corpus directory {source!r} (data.corpus) holds no .txt or .py files")
+  train, validation = [], []
+  digest = hashlib.sha256()
+  for path in files:
+    rel = str(path.relative_to(root))
+    text = path.read_text(encoding="utf-8", errors="replace")
+    digest.update(rel.encode()); digest.update(str(len(text)).encode())
+    docs = split_paragraphs(text, max_chars)
+    (validation if _is_validation(rel, validation_percent) else train).extend(docs)
+  if not validation:  # a single small file: hold out its last documents instead
+    n = max(1, len(train) * validation_percent // 100)
+    train, validation = train[:-n], train[-n:]
+  return Corpus(train, validation, digest.hexdigest()[:16])

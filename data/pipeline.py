@@ -1,0 +1,128 @@
+"""Grain pipelines: documents -> tokens -> packed rows (segment ids, positions) -> batches -> global arrays.
+
+Determinism across process counts: the global batch is assembled from `num_shards` independent streams, each
+reading every num_shards-th document. Process p owns the shards [p·k, (p+1)·k) with k = num_shards / process_count
+and yields their rows in order, so the global batch at step s is a pure function of (seed, num_shards, s) whatever
+the number of processes. `data.num_shards=0` means one shard per process (the scalable default on pods).
+"""
+import json
+from typing import Iterator, Sequence
+
+import grain
+import jax
+import numpy as np
+
+from data.vocab import Vocabulary
+
+
+class _Tokenize(grain.transforms.Map):
+  def __init__(self, vocab: Vocabulary):
+    self._vocab = vocab
+
+  def map(self, text: str) -> dict[str, np.ndarray]:
+    ids = [self._vocab.cls_id] + self._vocab.encode(text) + [self._vocab.sep_id]
+    return {"tokens": np.asarray(ids, np.int32)}
+
+
+class _Chunk(grain.experimental.FlatMapTransform):
+  """Cuts documents longer than a row into row-sized pieces (no text is dropped)."""
+
+  def __init__(self, seq_len: int, max_fan_out: int):
+    self._seq_len = seq_len
+    self.max_fan_out = max_fan_out
+
+  def flat_map(self, element):
+    t = element["tokens"]
+    return [{"tokens": t[i:i + self._seq_len]} for i in range(0, len(t), self._seq_len)][:self.max_fan_out]
+
+
+def _rename(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  return {"tokens": batch["tokens"], "segment_ids": batch["tokens_segment_ids"],
+          "positions": batch["tokens_positions"]}
+
+
+def packed_dataset(docs: Sequence[str], vocab: Vocabulary, *, seq_len: int, batch_size: int, seed: int,
+                   shard_index: int = 0, num_shards: int = 1, repeat: bool = True, packing: str = "concat_split",
+                   max_fan_out: int = 64) -> grain.IterDataset:
+  """One shard's stream of packed batches {tokens, segment_ids, positions}, each [batch_size, seq_len] int32.
+
+  Segment ids count documents within a row from 1; 0 is padding. Positions count from 0 at each document's start.
+  `packing`: "concat_split" concatenates documents and cuts rows (every slot is a real token; a document may
+  continue in the next row, its positions continuing too); "first_fit" keeps documents whole (cut only when
+  longer than a row) and pads what is left of a row.
+  With `repeat`, the shard is reshuffled every epoch (train); without it, the stream ends (eval).
+  """
+  ds = grain.MapDataset.source(docs)[shard_index::num_shards]
+  if repeat:
+    ds = ds.shuffle(seed=seed).repeat()
+  it = ds.map(_Tokenize(vocab)).to_iter_dataset()
+  if packing == "concat_split":
+    it = grain.experimental.ConcatThenSplitIterDataset(it, length_struct={"tokens": seq_len})
+  elif packing == "first_fit":
+    it = grain.experimental.FlatMapIterDataset(it, _Chunk(seq_len, max_fan_out))
+    it = grain.experimental.FirstFitPackIterDataset(it, length_struct={"tokens": seq_len},
+                                                    num_packing_bins=max(2 * batch_size, 8), seed=seed)
+  else:
+    raise ValueError(f"data.packing={packing!r}: use 'concat_split' or 'first_fit'")
+  return it.batch(batch_size, drop_remainder=True).map(_rename)
+
+
+class ShardedBatchIterator:
+  """Concatenates the rows of this process's shard streams; checkpointable through grain's orbax handler.
+
+  `get_state`/`set_state` use JSON bytes (the protocol grain's CheckpointHandler expects of non-grain iterators),
+  holding one grain iterator state per shard.
+  """
+
+  def __init__(self, datasets: Sequence[grain.IterDataset]):
+    self._iters = [iter(ds) for ds in datasets]
+
+  def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    parts = [next(it) for it in self._iters]
+    return {k: np.concatenate([p[k] for p in parts], axis=0) for k in parts[0]}
+
+  def get_state(self) -> bytes:
+    return json.dumps([it.get_state() for it in self._iters]).encode()
+
+  def set_state(self, state: bytes) -> None:
+    states = json.loads(state)
+    if len(states) != len(self._iters):
+      raise ValueError(f"data iterator checkpoint has {len(states)} shards but this process reads "
+                       f"{len(self._iters)}; keep data.num_shards and the process count of the saved run")
+    for it, s in zip(self._iters, states):
+      it.set_state(s)
+
+  def start_prefetch(self) -> None:  # called by grain's checkpoint handler after a restore
+    pass
+
+
+def shard_layout(global_batch: int, num_shards: int, process_index: int, process_count: int) -> tuple[range, int]:
+  """(shards this process reads, rows per shard)."""
+  num_shards = num_shards or process_count
+  if num_shards % process_count:
+    raise ValueError(f"data.num_shards={num_shards} must be a multiple of the process count {process_count}")
+  if global_batch % num_shards:
+    raise ValueError(f"train.batch_size={global_batch} must be divisible by data.num_shards={num_shards}")
+  per = num_shards // process_count
+  return range(process_index * per, (process_index + 1) * per), global_batch // num_shards
+
+
+def make_iterator(docs: Sequence[str], vocab: Vocabulary, *, seq_len: int, global_batch: int, seed: int,
+                  num_shards: int = 0, repeat: bool = True, packing: str = "concat_split", process_index: int | None = None,
+                  process_count: int | None = None) -> ShardedBatchIterator:
+  pi = jax.process_index() if process_index is None else process_index
+  pc = jax.process_count() if process_count is None else process_count
+  shards, rows = shard_layout(global_batch, num_shards, pi, pc)
+  n = num_shards or pc
+  return ShardedBatchIterator([packed_dataset(docs, vocab, seq_len=seq_len, batch_size=rows, seed=seed + s,
+                                              shard_index=s, num_shards=n, repeat=repeat, packing=packing) for s in shards])
+
+
+def to_global(batch: dict[str, np.ndarray], sharding: jax.sharding.Sharding) -> dict[str, jax.Array]:
+  """Process-local rows -> one global jax.Array per key (the global batch is the rows of all processes)."""
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+
+

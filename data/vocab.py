@@ -1,0 +1,163 @@
+"""Vocabularies: bytes, and SentencePiece trained on the corpus and cached.
+
+All vocabularies share one layout of special ids, which the models and objectives rely on:
+  0 = [PAD], 1 = [CLS] (BOS), 2 = [SEP] (EOS), 3 = [MASK]; SentencePiece adds 4 = <unk>.
+"""
+import abc
+import hashlib
+import os
+import pathlib
+from typing import Iterable, Sequence
+
+PAD, CLS, SEP, MASK = 0, 1, 2, 3
+MASK_TEXT = "[MASK]"
+
+
+class Vocabulary(abc.ABC):
+  pad_id, cls_id, sep_id, mask_id = PAD, CLS, SEP, MASK
+
+  @property
+  @abc.abstractmethod
+  def size(self) -> int:
+    """Number of ids (the model's embedding may be larger: it is rounded up)."""
+
+  @property
+  def special_ids(self) -> tuple[int, ...]:
+    return tuple(range(self.first_normal_id))
+
+  @property
+  @abc.abstractmethod
+  def first_normal_id(self) -> int:
+    """Ids below this are special tokens."""
+
+  @abc.abstractmethod
+  def encode(self, text: str) -> list[int]:
+    """Text -> ids, without special tokens."""
+
+  @abc.abstractmethod
+  def decode(self, ids: Sequence[int]) -> str:
+    """Ids -> text; [MASK] renders as "[MASK]", other special ids are dropped."""
+
+  def encode_with_masks(self, text: str) -> list[int]:
+    """Encodes text in which each "[MASK]" stands for one masked token."""
+    ids: list[int] = []
+    for i, piece in enumerate(text.split(MASK_TEXT)):
+      if i:
+        ids.append(self.mask_id)
+      ids.extend(self.encode(piece))
+    return ids
+
+
+class ByteVocabulary(Vocabulary):
+  """UTF-8 bytes shifted by the 4 special ids: size 260."""
+
+  @property
+  def size(self) -> int:
+    return 256 + 4
+
+  @property
+  def first_normal_id(self) -> int:
+    return 4
+
+  def encode(self, text: str) -> list[int]:
+    return [b + 4 for b in text.encode("utf-8")]
+
+  def decode(self, ids: Sequence[int]) -> str:
+    out, buf = [], bytearray()
+    for i in ids:
+      i = int(i)
+      if i >= 4:
+        buf.append(i - 4)
+      elif i == MASK:
+        out.append(buf.decode("utf-8", errors="replace")); buf = bytearray(); out.append(MASK_TEXT)
+    out.append(buf.decode("utf-8", errors="replace"))
+    return "".join(out)
+
+
+class SentencePieceVocabulary(Vocabulary):
+  """A SentencePiece model whose special ids follow the shared layout (see `train_sentencepiece`)."""
+
+  def __init__(self, model_path: str | os.PathLike):
+    import sentencepiece as spm
+    if not os.path.exists(model_path):
+      raise FileNotFoundError(f"SentencePiece model {model_path} does not exist; set data.vocab to 'spm' to train one")
+    self.model_path = str(model_path)
+    self._sp = spm.SentencePieceProcessor(model_file=self.model_path)
+    if self._sp.piece_to_id(MASK_TEXT) != MASK or self._sp.pad_id() != PAD or self._sp.bos_id() != CLS:
+      raise ValueError(f"{model_path}: special ids differ from the layout pad=0 cls=1 sep=2 [MASK]=3; "
+                       "retrain it with data.vocab.train_sentencepiece")
+
+  @property
+  def size(self) -> int:
+    return self._sp.get_piece_size()
+
+  @property
+  def first_normal_id(self) -> int:
+    return 5
+
+  def encode(self, text: str) -> list[int]:
+    return self._sp.encode(text)
+
+  def decode(self, ids: Sequence[int]) -> str:
+    out, run = [], []
+    for i in ids:
+      i = int(i)
+      if i == MASK:
+        out.append(self._sp.decode(run)); run = []; out.append(MASK_TEXT)
+      elif i >= self.first_normal_id:
+        run.append(i)
+    out.append(self._sp.decode(run))
+    return "".join(out)
+
+
+def train_sentencepiece(lines: Iterable[str], vocab_size: int, model_prefix: str, model_type: str = "unigram",
+                        max_sentences: int = 200_000) -> str:
+  """Trains a SentencePiece model with the shared special-id layout; byte fallback covers every character.
+
+  Whitespace is kept as written (code is whitespace-sensitive); newlines fall back to byte pieces.
+  The model is written to a temporary name and renamed, so a crash never leaves a half-written file.
+  """
+  import sentencepiece as spm
+  tmp_prefix = f"{model_prefix}.tmp{os.getpid()}"
+  spm.SentencePieceTrainer.train(
+      sentence_iterator=iter(lines), model_prefix=tmp_prefix, vocab_size=vocab_size, model_type=model_type,
+      character_coverage=1.0, byte_fallback=True, pad_id=PAD, bos_id=CLS, eos_id=SEP, unk_id=4,
+      control_symbols=[MASK_TEXT], remove_extra_whitespaces=False, allow_whitespace_only_pieces=True,
+      split_digits=True, normalization_rule_name="identity", input_sentence_size=max_sentences,
+      shuffle_input_sentence=True, num_threads=os.cpu_count() or 1, minloglevel=2)
+  for ext in (".model", ".vocab"):
+    os.replace(tmp_prefix + ext, model_prefix + ext)
+  return model_prefix + ".model"
+
+
+def cache_dir(configured: str = "") -> pathlib.Path:
+  path = pathlib.Path(configured or os.environ.get("LMKIT_CACHE", "") or
+                      pathlib.Path(os.environ.get("XDG_CACHE_HOME", pathlib.Path.home() / ".cache")) / "lmkit")
+  path.mkdir(parents=True, exist_ok=True)
+  return path
+
+
+def cached_sentencepiece(lines: Sequence[str], vocab_size: int, fingerprint: str, model_type: str = "unigram",
+                         cache: str = "") -> SentencePieceVocabulary:
+  """Trains once per (corpus fingerprint, size, type) and reuses the cached model afterwards."""
+  key = hashlib.sha256(f"v1|{fingerprint}|{vocab_size}|{model_type}".encode()).hexdigest()[:16]
+  prefix = str(cache_dir(cache) / f"spm_{model_type}_{vocab_size}_{key}")
+  if not os.path.exists(prefix + ".model"):
+    train_sentencepiece(lines, vocab_size, prefix, model_type)
+  return SentencePieceVocabulary(prefix + ".model")
+
+
+def build_vocab(data_cfg, train_lines: Sequence[str] | None = None, fingerprint: str = "") -> Vocabulary:
+  """`data.vocab`: "byte", "spm" (trained on the corpus, cached), or a path to a SentencePiece .model file."""
+  kind = data_cfg.vocab
+  if kind == "byte":
+    return ByteVocabulary()
+  if kind == "spm":
+    if train_lines is None:
+      raise ValueError("data.vocab='spm' needs the training corpus")
+    return cached_sentencepiece(train_lines, data_cfg.vocab_size, fingerprint, cache=data_cfg.cache_dir)
+  if kind.endswith(".model"):
+    return SentencePieceVocabulary(kind)
+  raise ValueError(f"data.vocab={kind!r}: use 'byte', 'spm' or a path to a SentencePiece .model file")
+
+

@@ -1,0 +1,1 @@
+"""Jitted decoding primitives."""

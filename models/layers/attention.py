@@ -1,0 +1,58 @@
+"""Multi-head self-attention with segment ids (packing and padding), causal and sliding-window masks."""
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from models.layers.linear import Linear
+from models.layers.rope import apply_rope
+
+
+def attention_mask(segment_ids_BT: jax.Array, *, causal: bool = False, half_window: int | None = None) -> jax.Array:
+  """Boolean mask [B, 1, T, T]: query i may attend key j.
+
+  Segment id 0 marks padding: a padding key is never attended to, and tokens attend only inside their own
+  segment, so packed documents never see each other. `half_window=w` keeps keys with |i - j| <= w (ModernBERT's
+  local layers use w = local_attention // 2, i.e. 2w + 1 keys). Padding queries see nothing; the attention
+  kernel gives them finite values, which losses ignore.
+  """
+  seg_q = segment_ids_BT[:, :, None]
+  seg_k = segment_ids_BT[:, None, :]
+  allowed = (seg_q == seg_k) & (seg_k != 0)
+  T = segment_ids_BT.shape[1]
+  i = jnp.arange(T)[:, None]
+  j = jnp.arange(T)[None, :]
+  if causal:
+    allowed &= (j <= i)[None]
+  if half_window is not None:
+    allowed &= (jnp.abs(i - j) <= half_window)[None]
+  return allowed[:, None]
+
+
+class SelfAttention(nn.Module):
+  """Fused-QKV self-attention with RoPE. Wqkv: [embed, 3, heads, kv]; Wo: [heads, kv, embed]."""
+  num_heads: int
+  head_dim: int
+  rope_theta: float
+  causal: bool = False
+  half_window: int | None = None
+  use_bias: bool = False
+  dtype: Any = jnp.float32
+  qkv_init: Callable = nn.initializers.truncated_normal(0.02)
+  out_init: Callable = nn.initializers.truncated_normal(0.02)
+
+  @nn.compact
+  def __call__(self, x_BTD: jax.Array, segment_ids_BT: jax.Array, positions_BT: jax.Array) -> jax.Array:
+    D = x_BTD.shape[-1]
+    qkv = Linear((3, self.num_heads, self.head_dim), ("embed", None, "heads", "kv"), use_bias=self.use_bias,
+                 dtype=self.dtype, kernel_init=self.qkv_init, name="Wqkv")(x_BTD)  # [B, T, 3, H, Dh]
+    q_BTHD, k_BTHD, v_BTHD = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+    q_BTHD = apply_rope(q_BTHD, positions_BT, self.rope_theta)
+    k_BTHD = apply_rope(k_BTHD, positions_BT, self.rope_theta)
+    q_BTHD = nn.with_logical_constraint(q_BTHD, ("batch", "length", "heads", "kv"))
+    mask = attention_mask(segment_ids_BT, causal=self.causal, half_window=self.half_window)
+    out_BTHD = jax.nn.dot_product_attention(q_BTHD, k_BTHD, v_BTHD, mask=mask, scale=self.head_dim ** -0.5)
+    out_BTHD = nn.with_logical_constraint(out_BTHD, ("batch", "length", "heads", "kv"))
+    return Linear((D,), ("heads", "kv", "embed"), n_in=2, use_bias=self.use_bias, dtype=self.dtype,
+                  kernel_init=self.out_init, name="Wo")(out_BTHD)

@@ -1,0 +1,40 @@
+"""Gated MLPs."""
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from models.layers.linear import Linear
+
+
+def activation(name: str) -> Callable[[jax.Array], jax.Array]:
+  """Hugging Face activation names: "gelu" is the exact erf GELU, "gelu_pytorch_tanh"/"gelu_new" the tanh form."""
+  table = {
+      "gelu": lambda x: nn.gelu(x, approximate=False),
+      "gelu_pytorch_tanh": lambda x: nn.gelu(x, approximate=True),
+      "gelu_new": lambda x: nn.gelu(x, approximate=True),
+      "relu": nn.relu,
+      "silu": nn.silu,
+  }
+  if name not in table:
+    raise ValueError(f"unknown activation {name!r}; choose one of {sorted(table)}")
+  return table[name]
+
+
+class GegluMlp(nn.Module):
+  """x -> Wo(act(u) * g) with [u | g] = Wi x; Wi is stored [embed, 2, mlp] (index 0 = activated input, 1 = gate)."""
+  hidden: int
+  intermediate: int
+  act: str = "gelu"
+  dtype: Any = jnp.float32
+  in_init: Callable = nn.initializers.truncated_normal(0.02)
+  out_init: Callable = nn.initializers.truncated_normal(0.02)
+
+  @nn.compact
+  def __call__(self, x_BTD: jax.Array) -> jax.Array:
+    h_BT2I = Linear((2, self.intermediate), ("embed", None, "mlp"), dtype=self.dtype, kernel_init=self.in_init,
+                    name="Wi")(x_BTD)
+    h_BTI = activation(self.act)(h_BT2I[..., 0, :]) * h_BT2I[..., 1, :]
+    h_BTI = nn.with_logical_constraint(h_BTI, ("batch", "length", "mlp"))
+    return Linear((self.hidden,), ("mlp", "embed"), dtype=self.dtype, kernel_init=self.out_init, name="Wo")(h_BTI)

@@ -1,0 +1,64 @@
+"""ModernBERT hyperparameters as a frozen dataclass (modules never read a ConfigDict)."""
+import dataclasses
+from typing import Any
+
+import jax.numpy as jnp
+
+
+@dataclasses.dataclass(frozen=True)
+class ModernBertConfig:
+  """Defaults are ModernBERT-base except the vocabulary, which comes from the data pipeline's vocabulary.
+
+  `local_attention` is the *total* window (128 in the released models): local layers attend |i - j| <= 64.
+  Layer i is global iff i % global_attn_every_n_layers == 0 (Hugging Face's convention).
+  """
+  vocab_size: int
+  hidden_size: int = 768
+  num_layers: int = 22
+  num_heads: int = 12
+  intermediate_size: int = 1152
+  global_attn_every_n_layers: int = 3
+  local_attention: int = 128
+  global_rope_theta: float = 160_000.0
+  local_rope_theta: float = 10_000.0
+  norm_eps: float = 1e-5
+  hidden_activation: str = "gelu"
+  classifier_activation: str = "gelu"
+  initializer_range: float = 0.02
+  dtype: str = "float32"   # compute dtype; parameters are always float32
+  remat: bool = False      # rematerialise each layer in the backward pass
+
+  def __post_init__(self):
+    if self.hidden_size % self.num_heads:
+      raise ValueError(f"model.hidden_size={self.hidden_size} is not divisible by model.num_heads={self.num_heads}")
+
+  @property
+  def head_dim(self) -> int:
+    return self.hidden_size // self.num_heads
+
+  @property
+  def half_window(self) -> int:
+    return self.local_attention // 2
+
+  @property
+  def compute_dtype(self) -> Any:
+    return jnp.dtype(self.dtype)
+
+  def is_global(self, layer: int) -> bool:
+    return layer % self.global_attn_every_n_layers == 0
+
+  @classmethod
+  def from_config(cls, model_cfg, vocab_size: int) -> "ModernBertConfig":
+    fields = {f.name for f in dataclasses.fields(cls)} - {"vocab_size"}
+    kwargs = {k: v for k, v in model_cfg.items() if k in fields}
+    return cls(vocab_size=vocab_size, **kwargs)
+
+  def matmul_params(self) -> int:
+    """Parameters used in matmuls per token (tied decoder counted once, embedding lookup excluded)."""
+    d, i = self.hidden_size, self.intermediate_size
+    return self.num_layers * (4 * d * d + 3 * d * i) + d * d + d * self.vocab_size
+
+  def flops_per_token(self, seq_len: int, train: bool = True) -> float:
+    """6·N + 12·L·S·d for a training step (dense attention FLOPs, as the reference executes them)."""
+    fwd = 2 * self.matmul_params() + 4 * self.num_layers * seq_len * self.hidden_size
+    return 3 * fwd if train else fwd

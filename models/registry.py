@@ -1,0 +1,51 @@
+"""Model families by config name: each entry builds (module, objective, FLOP model) from the config and vocabulary.
+
+The trainer is generic: a new family adds an entry here, never a new loop.
+"""
+import dataclasses
+from typing import Any, Callable
+
+import flax.linen as nn
+
+from data.vocab import Vocabulary
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelBundle:
+  module: nn.Module               # apply(variables, tokens, segment_ids, positions) -> logits
+  objective: Any                  # .prepare(batch, rng) and .loss(apply_fn, params, batch, rng)
+  hparams: Any                    # the family's frozen dataclass
+  flops_per_token: Callable[[int], float]   # training FLOPs per token at a sequence length
+  eval_objective: Any = None      # the objective used for evaluation, if it differs (e.g. a lower mask rate)
+
+
+def model_vocab_size(config, vocab: Vocabulary) -> int:
+  """The embedding size: `model.vocab_size` if set, else the vocabulary rounded up to `model.vocab_multiple`."""
+  if config.model.vocab_size:
+    if config.model.vocab_size < vocab.size:
+      raise ValueError(f"model.vocab_size={config.model.vocab_size} is smaller than the vocabulary ({vocab.size} "
+                       f"ids); set --config.model.vocab_size=0 to derive it")
+    return config.model.vocab_size
+  m = config.model.vocab_multiple
+  return -(-vocab.size // m) * m
+
+
+def _modernbert_mlm(config, vocab: Vocabulary) -> ModelBundle:
+  from models.modernbert import MaskedLmObjective, ModernBertConfig, ModernBertForMaskedLM
+  hp = ModernBertConfig.from_config(config.model, model_vocab_size(config, vocab))
+  objective = MaskedLmObjective(vocab_size=vocab.size, mask_id=vocab.mask_id, special_ids=vocab.special_ids,
+                                random_low=vocab.first_normal_id, mask_rate=config.objective.mask_rate)
+  return ModelBundle(ModernBertForMaskedLM(hp), objective, hp, hp.flops_per_token,
+                     eval_objective=dataclasses.replace(objective, mask_rate=config.eval.mask_rate))
+
+
+REGISTRY: dict[str, Callable[[Any, Vocabulary], ModelBundle]] = {
+    "modernbert_mlm": _modernbert_mlm,
+}
+
+
+def build(config, vocab: Vocabulary) -> ModelBundle:
+  name = config.model.name
+  if name not in REGISTRY:
+    raise ValueError(f"unknown model.name={name!r}; registered: {sorted(REGISTRY)}")
+  return REGISTRY[name](config, vocab)

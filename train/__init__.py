@@ -1,0 +1,1 @@
+"""One generic jit-sharded trainer: mesh, state, optimiser, steps, checkpoints, loop, reporting."""

@@ -1,0 +1,65 @@
+"""Orbax checkpoints: train state, grain iterator state and config in one atomic, asynchronous step directory.
+
+Orbax writes each step to a temporary directory and renames it on commit, so a crash (even SIGKILL during an
+async save) leaves the previous committed step as the latest; leftover temporary directories are cleaned up.
+All processes must call save and restore (orbax coordinates them).
+"""
+import os
+from typing import Any
+
+import grain
+import jax
+import orbax.checkpoint as ocp
+
+from train.errors import ConfigError
+
+
+class Checkpointer:
+  def __init__(self, directory: str, *, max_to_keep: int = 3, async_save: bool = True, read_only: bool = False):
+    self.directory = os.path.abspath(directory)
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=async_save,
+                                           create=not read_only, read_only=read_only,
+                                           cleanup_tmp_directories=not read_only)
+    self._mgr = ocp.CheckpointManager(self.directory, options=options)
+
+  def latest_step(self) -> int | None:
+    return self._mgr.latest_step()
+
+  def save(self, step: int, state: Any, data_iter: Any, meta: dict, force: bool = True) -> bool:
+    items = {"state": ocp.args.StandardSave(state), "meta": ocp.args.JsonSave(meta)}
+    if data_iter is not None:
+      items["data_iter"] = grain.checkpoint.CheckpointSave(data_iter)
+    return self._mgr.save(step, args=ocp.args.Composite(**items), force=force)
+
+  def restore(self, step: int, abstract_state: Any, data_iter: Any = None) -> tuple[Any, Any]:
+    items = {"state": ocp.args.StandardRestore(abstract_state)}
+    if data_iter is not None:
+      items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
+    restored = self._mgr.restore(step, args=ocp.args.Composite(**items))
+    return restored["state"], restored.get("data_iter") if data_iter is not None else None
+
+  def meta(self, step: int) -> dict:
+    return dict(self._mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
+
+  def restore_params(self, step: int, abstract_params: Any) -> Any:
+    """Weights only: reads the `params` subtree of the saved state onto the given shardings."""
+    restored = self._mgr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+        item={"params": abstract_params},
+        restore_args=jax.tree.map(lambda a: ocp.ArrayRestoreArgs(sharding=a.sharding), {"params": abstract_params}),
+        partial_restore=True)))
+    return restored["state"]["params"]
+
+  def wait(self) -> None:
+    self._mgr.wait_until_finished()
+
+  def close(self) -> None:
+    self._mgr.wait_until_finished()
+    self._mgr.close()
+
+
+def check_compatible(meta: dict, vocab_size: int, where: str) -> None:
+  """Raises before any restore if the checkpoint's embedding size differs from this run's."""
+  saved = meta.get("model_vocab_size")
+  if saved is not None and saved != vocab_size:
+    raise ConfigError(f"checkpoint {where} has model vocabulary size {saved} but this config gives {vocab_size}; "
+                      f"set --config.model.vocab_size={saved} and the same data.vocab, or use a fresh --workdir")

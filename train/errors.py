@@ -1,0 +1,5 @@
+"""Configuration errors: raised before anything expensive runs, printed as one line naming the fix."""
+
+
+class ConfigError(ValueError):
+  """Bad input (config key, mesh, batch, file, checkpoint). The message names the problem and the fix."""

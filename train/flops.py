@@ -1,0 +1,43 @@
+"""Peak FLOP/s for MFU: a table for accelerators, a measurement for CPUs."""
+import time
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# Dense bf16 peak per chip (vendor figures). MFU on accelerators is reported against these.
+PEAK_BF16_FLOPS = {
+    "TPU v4": 275e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v5p": 459e12, "TPU v5": 459e12,
+    "TPU v6 lite": 918e12, "TPU v6e": 918e12,
+    "NVIDIA H100": 989e12, "NVIDIA H200": 989e12, "NVIDIA A100": 312e12, "NVIDIA B200": 2250e12,
+}
+
+
+def measure_matmul_peak(n: int = 1024, dtype=jnp.float32, repeats: int = 7,
+                        device: jax.Device | None = None) -> float:
+  """Median FLOP/s of a jitted n x n matmul on one device (on CPU: all cores of the process)."""
+  device = device or jax.devices()[0]
+  a = jax.device_put(jnp.ones((n, n), dtype), device)
+  b = jax.device_put(jnp.ones((n, n), dtype), device)
+  f = jax.jit(lambda x, y: jnp.dot(x, y, preferred_element_type=jnp.float32))
+  f(a, b).block_until_ready()
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    f(a, b).block_until_ready()
+    times.append(time.perf_counter() - t)
+  return 2 * n ** 3 / float(np.median(times))
+
+
+def total_peak_flops(devices: Sequence[jax.Device], per_device: float = 0.0) -> float:
+  """Peak FLOP/s of the devices this run uses: configured, else the table, else (CPU) a measurement."""
+  if per_device > 0:
+    return per_device * len(devices)
+  kind = devices[0].device_kind
+  for name, peak in PEAK_BF16_FLOPS.items():
+    if kind.startswith(name):
+      return peak * len(devices)
+  if devices[0].platform == "cpu":  # simulated CPU devices share the same cores: the machine's peak counts once
+    return measure_matmul_peak(n=512, repeats=3, device=devices[0])
+  return 0.0

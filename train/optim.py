@@ -1,0 +1,37 @@
+"""Optimiser: AdamW with warmup then cosine/linear decay, global-norm clipping, no decay on norms and biases."""
+from typing import Any
+
+import jax
+import optax
+
+
+def learning_rate_schedule(optim_cfg: Any, num_steps: int) -> optax.Schedule:
+  lr, warmup = optim_cfg.lr, optim_cfg.warmup_steps
+  end = lr * optim_cfg.end_lr_frac
+  decay_steps = max(num_steps - warmup, 1)
+  if optim_cfg.schedule == "cosine":
+    decay = optax.cosine_decay_schedule(lr, decay_steps, alpha=optim_cfg.end_lr_frac)
+  elif optim_cfg.schedule == "linear":
+    decay = optax.linear_schedule(lr, end, decay_steps)
+  elif optim_cfg.schedule == "constant":
+    decay = optax.constant_schedule(lr)
+  else:
+    raise ValueError(f"optim.schedule={optim_cfg.schedule!r}: use 'cosine', 'linear' or 'constant'")
+  # Warmup starts above zero so that step 0 already updates the parameters.
+  warm = optax.linear_schedule(lr / max(warmup, 1), lr, max(warmup - 1, 1))
+  return optax.join_schedules([warm, decay], [warmup]) if warmup > 0 else decay
+
+
+def decay_mask(params: Any) -> Any:
+  """Weight decay on matrices (kernels, embeddings) only; norm scales and biases are vectors."""
+  return jax.tree.map(lambda p: p.ndim > 1, params)
+
+
+def build_optimizer(optim_cfg: Any, num_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  schedule = learning_rate_schedule(optim_cfg, num_steps)
+  parts = []
+  if optim_cfg.clip_norm > 0:
+    parts.append(optax.clip_by_global_norm(optim_cfg.clip_norm))
+  parts.append(optax.adamw(schedule, b1=optim_cfg.b1, b2=optim_cfg.b2, eps=optim_cfg.eps,
+                           weight_decay=optim_cfg.weight_decay, mask=decay_mask))
+  return optax.chain(*parts), schedule

@@ -1,0 +1,96 @@
+"""Metrics: console lines with tokens/s, MFU and ETA, a progress bar, TensorBoard events and metrics.jsonl.
+
+Only process 0 writes; every process computes the same values.
+"""
+import json
+import os
+import time
+from typing import Any
+
+import jax
+import numpy as np
+import tqdm
+from absl import logging
+
+
+class Reporter:
+  def __init__(self, workdir: str, *, total_steps: int, start_step: int, tokens_per_step: int,
+               flops_per_step: float, peak_flops: float, log_every: int):
+    self.enabled = jax.process_index() == 0
+    self.total_steps, self.log_every = total_steps, max(log_every, 1)
+    self.tokens_per_step, self.flops_per_step, self.peak_flops = tokens_per_step, flops_per_step, peak_flops
+    self._t0, self._last_step, self._last_time = time.time(), start_step, None
+    self._writer = self._jsonl = self._bar = None
+    if self.enabled:
+      import tensorboardX
+      os.makedirs(workdir, exist_ok=True)
+      self._writer = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"))
+      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+      self._bar = tqdm.tqdm(total=total_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True,
+                            mininterval=1.0)
+
+  def start_timer(self, step: int) -> None:
+    """Called once compilation is done, so the first window's throughput excludes it."""
+    self._last_step, self._last_time = step, time.time()
+
+  def train(self, step: int, metrics: dict[str, Any]) -> dict[str, float]:
+    """`step` counts updates applied (1 after the first step). Raises on a non-finite loss."""
+    values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    if not np.isfinite(values["loss"]):
+      raise FloatingPointError(f"loss is {values['loss']} at step {step}: stopping (the last checkpoint is kept; "
+                               "lower optim.lr or raise optim.warmup_steps)")
+    if not self.enabled:
+      return values
+    self._jsonl.write(json.dumps({"step": step, "split": "train", **values}) + "\n")
+    self._bar.update(1)
+    if step % self.log_every == 0 or step == self.total_steps:
+      now = time.time()
+      if self._last_time is not None and step > self._last_step:
+        dt = (now - self._last_time) / (step - self._last_step)
+        values["step_time_s"] = dt
+        values["tokens_per_s"] = self.tokens_per_step / dt
+        if self.peak_flops:
+          values["mfu"] = self.flops_per_step / dt / self.peak_flops
+        eta = dt * (self.total_steps - step)
+      else:
+        eta = float("nan")
+      self._last_step, self._last_time = step, now
+      for k, v in values.items():
+        self._writer.add_scalar(f"train/{k}", v, step)
+      self._jsonl.flush()
+      line = (f"step {step}/{self.total_steps} | loss {values['loss']:.4f} | lr {values.get('lr', 0):.2e}"
+              + (f" | {values['tokens_per_s']:,.0f} tok/s" if "tokens_per_s" in values else "")
+              + (f" | MFU {100 * values['mfu']:.1f}%" if "mfu" in values else "")
+              + (f" | ETA {eta:,.0f}s" if np.isfinite(eta) else ""))
+      self._bar.write(line)
+      logging.info("%s", line)
+    return values
+
+  def eval(self, step: int, metrics: dict[str, float]) -> None:
+    if not self.enabled:
+      return
+    for k, v in metrics.items():
+      self._writer.add_scalar(f"eval/{k}", v, step)
+    self._jsonl.write(json.dumps({"step": step, "split": "eval", **metrics}) + "\n")
+    self._jsonl.flush()
+    self._writer.flush()
+    msg = f"eval @ {step}: " + " | ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+    self._bar.write(msg)
+    logging.info("%s", msg)
+
+  def text(self, step: int, tag: str, text: str) -> None:
+    if not self.enabled:
+      return
+    self._writer.add_text(tag, text, step)
+    self._bar.write(f"{tag} @ {step}:\n{text}")
+
+  def note(self, message: str) -> None:
+    if self.enabled:
+      self._bar.write(message)
+      logging.info("%s", message)
+
+  def close(self) -> None:
+    if self.enabled:
+      self._bar.close()
+      self._writer.close()
+      self._jsonl.close()

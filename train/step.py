@@ -1,0 +1,62 @@
+"""Pure train and eval steps: train_step(state, batch) -> (state, metrics). Gradient accumulation is a scan."""
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from models.registry import ModelBundle
+from train.state import TrainState
+
+
+def _split_microbatches(batch: dict[str, jax.Array], k: int) -> dict[str, jax.Array]:
+  """[B, ...] -> [k, B/k, ...]; micro-batch j takes rows j, j+k, ... so each stays spread over all devices."""
+  return {n: x.reshape(x.shape[0] // k, k, *x.shape[1:]).swapaxes(0, 1) for n, x in batch.items()}
+
+
+def make_train_step(bundle: ModelBundle, tx: optax.GradientTransformation, schedule: optax.Schedule,
+                    grad_accum_steps: int = 1):
+  objective, apply_fn = bundle.objective, bundle.module.apply
+
+  def loss_fn(params, microbatch, rng):
+    return objective.loss(apply_fn, params, microbatch, rng)
+
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+  def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
+    rng = jax.random.fold_in(state.rng, state.step)
+    prepare_rng, loss_rng = jax.random.split(rng)
+    batch = objective.prepare(batch, prepare_rng)   # on the whole batch: weights are normalised globally
+    if grad_accum_steps == 1:
+      (_, metrics), grads = grad_fn(state.params, batch, loss_rng)
+    else:
+      micro = _split_microbatches(batch, grad_accum_steps)
+
+      def grads_and_metrics(mb, i):
+        (_, m), g = grad_fn(state.params, mb, jax.random.fold_in(loss_rng, i))
+        return g, m
+
+      def body(carry, xs):
+        return jax.tree.map(jnp.add, carry, grads_and_metrics(*xs)), None
+
+      shapes = jax.eval_shape(grads_and_metrics, jax.tree.map(lambda x: x[0], micro), 0)
+      zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+      (grads, metrics), _ = jax.lax.scan(body, zeros, (micro, jnp.arange(grad_accum_steps)))
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = dict(metrics, grad_norm=optax.global_norm(grads), param_norm=optax.global_norm(params),
+                   update_norm=optax.global_norm(updates), lr=schedule(state.step))
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  return train_step
+
+
+def make_eval_step(bundle: ModelBundle):
+  objective, apply_fn = bundle.eval_objective or bundle.objective, bundle.module.apply
+
+  def eval_step(params: Any, batch: dict[str, jax.Array], rng: jax.Array) -> dict[str, jax.Array]:
+    batch = objective.prepare(batch, rng)
+    _, metrics = objective.loss(apply_fn, params, batch, rng)
+    return metrics
+
+  return eval_step

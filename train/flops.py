@@ -1,4 +1,5 @@
 """Peak FLOP/s for MFU: a table for accelerators, a measurement for CPUs."""
+import functools
 import time
 from typing import Sequence
 
@@ -30,6 +31,7 @@ def measure_matmul_peak(n: int = 1024, dtype=jnp.float32, repeats: int = 7,
   return 2 * n ** 3 / float(np.median(times))
 
 
+@functools.lru_cache(maxsize=None)
 def total_peak_flops(devices: Sequence[jax.Device], per_device: float = 0.0) -> float:
   """Peak FLOP/s of the devices this run uses: configured, else the table, else (CPU) a measurement."""
   if per_device > 0:

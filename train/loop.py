@@ -55,6 +55,22 @@ class Experiment:
     return make_iterator(self.corpus.train, self.vocab, seq_len=c.data.seq_len, global_batch=c.train.batch_size,
                          seed=c.seed, num_shards=c.data.num_shards, packing=c.data.packing)
 
+  def init_state(self, seed: int | None = None) -> TrainState:
+    """A fresh, sharded TrainState (call under `jax.set_mesh(self.mesh)`)."""
+    init = jax.jit(make_init_fn(self.bundle.module, self.tx, self.config.data.seq_len),
+                   out_shardings=self.state_sharding)
+    return init(jax.random.PRNGKey(self.config.seed if seed is None else seed))
+
+  def compiled_train_step(self):
+    """The jitted, ahead-of-time compiled train step with state and batch shardings from the logical rules."""
+    c = self.config
+    step_fn = jax.jit(make_train_step(self.bundle, self.tx, self.schedule, c.train.grad_accum_steps),
+                      in_shardings=(self.state_sharding, self.batch_sharding),
+                      out_shardings=(self.state_sharding, None), donate_argnums=0)
+    batch = {k: jax.ShapeDtypeStruct((c.train.batch_size, c.data.seq_len), jnp.int32, sharding=self.batch_sharding)
+             for k in ("tokens", "segment_ids", "positions")}
+    return step_fn.lower(self.abstract_state, batch).compile()
+
   def eval_iterator(self):
     """The same first `eval.num_batches` validation batches at every evaluation."""
     c = self.config
@@ -71,9 +87,9 @@ def _check_batch(name: str, batch: int, mesh: Mesh, accum: int = 1) -> None:
                       f"a multiple of {dp * accum}")
 
 
-def build_experiment(config: Any) -> Experiment:
+def build_experiment(config: Any, devices=None) -> Experiment:
   """Validates the config and builds mesh, data, vocabulary, model and shardings. Compiles nothing."""
-  mesh = make_mesh(config.mesh)
+  mesh = make_mesh(config.mesh, devices)
   _check_batch("train.batch_size", config.train.batch_size, mesh, config.train.grad_accum_steps)
   _check_batch("eval.batch_size", config.eval.batch_size, mesh)
   for name, batch in (("train.batch_size", config.train.batch_size), ("eval.batch_size", config.eval.batch_size)):
@@ -147,12 +163,11 @@ def evaluate(exp: Experiment, params: Any, eval_step=None) -> dict[str, float]:
 
 def _initial_state(exp: Experiment, ckpt: ckpt_lib.Checkpointer, data_iter, reporter_note) -> tuple[TrainState, Any]:
   step = ckpt.latest_step()
-  init = jax.jit(make_init_fn(exp.bundle.module, exp.tx, exp.config.data.seq_len), out_shardings=exp.state_sharding)
   if step is not None:
     ckpt_lib.check_compatible(ckpt.meta(step), exp.model_vocab_size, f"{ckpt.directory}/{step}")
     reporter_note(f"resuming from {ckpt.directory} step {step}")
     return ckpt.restore(step, exp.abstract_state, data_iter)
-  state = init(jax.random.PRNGKey(exp.config.seed))
+  state = exp.init_state()
   if exp.config.checkpoint.init_from:
     src = ckpt_lib.Checkpointer(os.path.join(exp.config.checkpoint.init_from, "checkpoints"), read_only=True)
     src_step = src.latest_step()
@@ -174,6 +189,7 @@ def train(config: Any, workdir: str, *, stop_at_step: int | None = None) -> dict
   c = config
   ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=c.checkpoint.max_to_keep,
                                async_save=c.checkpoint.async_save)
+  peak_flops = total_peak_flops(tuple(jax.devices()), c.train.peak_flops_per_device)  # outside the mesh context
   with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
     data_iter = exp.train_iterator()
     notes = []
@@ -182,18 +198,12 @@ def train(config: Any, workdir: str, *, stop_at_step: int | None = None) -> dict
     tokens_per_step = c.train.batch_size * c.data.seq_len
     reporter = Reporter(workdir, total_steps=c.train.num_steps, start_step=start, tokens_per_step=tokens_per_step,
                         flops_per_step=exp.bundle.flops_per_token(c.data.seq_len) * tokens_per_step,
-                        peak_flops=total_peak_flops(jax.devices(), c.train.peak_flops_per_device),
+                        peak_flops=peak_flops,
                         log_every=c.train.log_every)
     for n in [param_overview(exp)] + notes:
       reporter.note(n)
     t = time.time()
-    step_fn = jax.jit(make_train_step(exp.bundle, exp.tx, exp.schedule, c.train.grad_accum_steps),
-                      in_shardings=(exp.state_sharding, exp.batch_sharding),
-                      out_shardings=(exp.state_sharding, None), donate_argnums=0)
-    batch_abstract = {k: jax.ShapeDtypeStruct((c.train.batch_size, c.data.seq_len), jnp.int32,
-                                              sharding=exp.batch_sharding)
-                      for k in ("tokens", "segment_ids", "positions")}
-    step_fn = step_fn.lower(exp.abstract_state, batch_abstract).compile()
+    step_fn = exp.compiled_train_step()
     reporter.note(f"compiled the train step in {time.time() - t:.1f}s")
     eval_step = jax.jit(make_eval_step(exp.bundle))
     preemption = _Preemption()

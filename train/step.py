@@ -44,8 +44,8 @@ def make_train_step(bundle: ModelBundle, tx: optax.GradientTransformation, sched
       (grads, metrics), _ = jax.lax.scan(body, zeros, (micro, jnp.arange(grad_accum_steps)))
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = dict(metrics, grad_norm=optax.global_norm(grads), param_norm=optax.global_norm(params),
-                   update_norm=optax.global_norm(updates), lr=schedule(state.step))
+    metrics = dict(metrics, grad_norm=optax.tree.norm(grads), param_norm=optax.tree.norm(params),
+                   update_norm=optax.tree.norm(updates), lr=schedule(state.step))
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
   return train_step

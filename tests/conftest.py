@@ -1,0 +1,19 @@
+"""Tests see 8 simulated CPU devices (set before anything imports jax)."""
+import os
+import sys
+
+if "jax" not in sys.modules:
+  os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+  sys.path.insert(0, ROOT)
+
+from absl import flags, logging  # noqa: E402
+
+flags.FLAGS.mark_as_parsed()  # grain multiprocessing reads absl flags (google/grain#1355)
+logging.set_verbosity(logging.WARNING)
+
+
+def pytest_configure(config):
+  config.addinivalue_line("markers", "slow: longer than the CI budget allows; run with -m slow")

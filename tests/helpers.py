@@ -1,0 +1,49 @@
+"""Shared test helpers: tiny configs and subprocess runs of launch.py."""
+import json
+import os
+import subprocess
+import sys
+
+from configs import test_tiny
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config(**overrides):
+  """configs/test_tiny.py with dotted overrides, e.g. tiny_config(**{"train.num_steps": 4})."""
+  c = test_tiny.get_config()
+  for key, value in overrides.items():
+    node = c
+    *parents, leaf = key.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return c
+
+
+def launch_cmd(workdir, *args, config="configs/test_tiny.py"):
+  return [sys.executable, os.path.join(ROOT, "launch.py"), f"--config={os.path.join(ROOT, config)}",
+          f"--workdir={workdir}", *args]
+
+
+def subprocess_env(num_devices: int = 1) -> dict:
+  env = dict(os.environ)
+  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={num_devices}"
+  env["PYTHONPATH"] = ROOT
+  return env
+
+
+def run_launch(workdir, *args, num_devices=1, timeout=300, config="configs/test_tiny.py"):
+  return subprocess.run(launch_cmd(workdir, *args, config=config), capture_output=True, text=True, cwd=ROOT,
+                        env=subprocess_env(num_devices), timeout=timeout)
+
+
+def train_losses(workdir) -> dict[int, float]:
+  """step -> loss from metrics.jsonl (the last record of a step wins: a resumed run re-logs steps)."""
+  out = {}
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    for line in f:
+      r = json.loads(line)
+      if r["split"] == "train":
+        out[r["step"]] = r["loss"]
+  return out

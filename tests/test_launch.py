@@ -1,0 +1,35 @@
+"""The main entry point end to end, as a user runs it: train, then eval and decode from the checkpoint."""
+import glob
+import json
+import os
+
+from tests.helpers import run_launch
+
+
+def test_launch_trains_checkpoints_evaluates_and_decodes(tmp_path):
+  wd = str(tmp_path / "run")
+  r = run_launch(wd, "--config.train.num_steps=4", "--config.train.eval_every=2", "--config.train.checkpoint_every=2")
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert "process 0/1" in r.stdout  # banner
+  assert sorted(os.listdir(os.path.join(wd, "checkpoints")), key=str) == ["2", "4"]
+  assert glob.glob(os.path.join(wd, "tensorboard", "events.out.tfevents.*"))
+  config = json.load(open(os.path.join(wd, "config.json")))
+  assert config["train"]["num_steps"] == 4   # the resolved config, overrides included
+  records = [json.loads(line) for line in open(os.path.join(wd, "metrics.jsonl"))]
+  evals = [r for r in records if r["split"] == "eval"]
+  assert [e["step"] for e in evals] == [2, 4]
+  assert all(0.0 <= e["accuracy"] <= 1.0 and e["loss"] > 0 and e["num_targets"] > 0 for e in evals)
+  assert [r["step"] for r in records if r["split"] == "train"] == [1, 2, 3, 4]
+
+  # Eval mode restores the last checkpoint read-only and reproduces the training run's final evaluation.
+  r = run_launch(wd, "--mode=eval")
+  assert r.returncode == 0, r.stderr[-3000:]
+  result = json.loads([line for line in r.stdout.splitlines() if line.startswith("{")][-1])
+  assert result["step"] == 4
+  assert abs(result["loss"] - evals[-1]["loss"]) < 1e-5
+
+  # Decode mode fills every [MASK] of the text given on the command line.
+  r = run_launch(wd, "--mode=decode", "--text=import [MASK][MASK]s")
+  assert r.returncode == 0, r.stderr[-3000:]
+  filled = r.stdout.split("--- filled:\n")[1].strip("\n")
+  assert "[MASK]" not in filled and filled.startswith("import ") and filled.endswith("s")

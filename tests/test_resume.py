@@ -1,0 +1,72 @@
+"""Exact resume, restore onto another mesh, weights-only initialisation (in-process, real orbax checkpoints)."""
+import os
+
+import flax.linen as nn
+import jax
+import numpy as np
+import pytest
+
+from tests.helpers import tiny_config, train_losses
+from train import checkpoint as ckpt_lib
+from train.loop import build_experiment, train
+
+
+def _final_params(workdir, config, devices=None):
+  exp = build_experiment(config, devices)
+  with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
+    ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
+    state, _ = ckpt.restore(ckpt.latest_step(), exp.abstract_state)
+    ckpt.close()
+  return state
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+  wd = str(tmp_path_factory.mktemp("straight"))
+  config = tiny_config(**{"mesh.data": 8})
+  train(config, wd)
+  return wd, config
+
+
+def test_resume_is_exact(straight, tmp_path):
+  wd_ref, config = straight
+  wd = str(tmp_path)
+  train(config, wd, stop_at_step=3)            # "killed" after step 3 (checkpoint_every=3)
+  assert sorted(train_losses(wd)) == [1, 2, 3]
+  train(config, wd)                            # restarts from the step-3 checkpoint, data iterator included
+  ref, got = train_losses(wd_ref), train_losses(wd)
+  assert sorted(got) == list(range(1, 7))
+  assert [got[s] for s in range(1, 7)] == [ref[s] for s in range(1, 7)]   # bit-identical on CPU
+  a, b = _final_params(wd_ref, config), _final_params(wd, config)
+  assert int(a.step) == int(b.step) == 6
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_restore_onto_a_different_mesh(straight):
+  wd, config = straight                       # saved from mesh (8, 1, 1)
+  other = tiny_config(**{"mesh.data": 2, "mesh.fsdp": 2, "mesh.tensor": 2})
+  a = _final_params(wd, config)
+  b = _final_params(wd, other)
+  wqkv = b.params["model"]["layers_0"]["attn"]["Wqkv"]["kernel"]
+  assert wqkv.sharding.spec[0] == "fsdp" and wqkv.sharding.spec[2] == "tensor"
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_weights_only_initialisation(straight, tmp_path):
+  wd_src, config = straight
+  config = tiny_config(**{"checkpoint.init_from": wd_src, "train.num_steps": 1, "optim.lr": 0.0,
+                          "optim.warmup_steps": 0, "optim.weight_decay": 0.0})
+  train(config, str(tmp_path))
+  src, dst = _final_params(wd_src, config), _final_params(str(tmp_path), config)
+  assert int(dst.step) == 1                   # optimiser state and step start afresh
+  for x, y in zip(jax.tree.leaves(src.params), jax.tree.leaves(dst.params)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))   # lr 0: the loaded weights are unchanged
+
+
+def test_checkpoint_with_other_vocab_size_is_refused_before_compiling(straight):
+  wd, _ = straight
+  config = tiny_config(**{"model.vocab_size": 512})
+  with pytest.raises(ckpt_lib.ConfigError, match=r"vocabulary size 320 but this config gives 512; set --config.model.vocab_size=320"):
+    train(config, wd)

@@ -35,16 +35,22 @@ def fill_masks(apply_fn: Callable[..., jax.Array], params: Any, tokens_BT: jax.A
 
 
 def fill_mask_texts(apply_fn: Callable[..., jax.Array], params: Any, vocab: Vocabulary,
-                    texts: Sequence[str], seq_len: int) -> list[str]:
-  """Fills every "[MASK]" in each text; texts are truncated to seq_len tokens (with CLS and SEP)."""
+                    texts: Sequence[str], seq_len: int, mesh: jax.sharding.Mesh | None = None) -> list[str]:
+  """Fills every "[MASK]" in each text; texts are truncated to seq_len tokens (with CLS and SEP).
+
+  With a mesh, inputs and outputs are replicated global arrays, so this also runs with several processes.
+  """
   rows = [([vocab.cls_id] + vocab.encode_with_masks(t) + [vocab.sep_id])[:seq_len] for t in texts]
   tokens = np.zeros((len(rows), seq_len), np.int32)
   segments = np.zeros((len(rows), seq_len), np.int32)
   for i, r in enumerate(rows):
     tokens[i, :len(r)], segments[i, :len(r)] = r, 1
   num_iters = max(int((tokens == vocab.mask_id).sum(1).max()), 1)
+  replicated = jax.sharding.NamedSharding(mesh, jax.P()) if mesh is not None else None
   fill = jax.jit(partial(fill_masks, apply_fn, mask_id=vocab.mask_id, low=vocab.first_normal_id, high=vocab.size,
-                         num_iters=num_iters))
+                         num_iters=num_iters), out_shardings=replicated)
+  if replicated is not None:
+    tokens, segments = jax.device_put(tokens, replicated), jax.device_put(segments, replicated)
   out = fill(params, jnp.asarray(tokens), jnp.asarray(segments))
   out = np.asarray(jax.device_get(out))
   return [vocab.decode(out[i, :len(r)]) for i, r in enumerate(rows)]

@@ -232,7 +232,7 @@ def train(config: Any, workdir: str, *, stop_at_step: int | None = None) -> dict
           reporter.eval(done, final_eval)
         if last or (c.train.sample_every and done % c.train.sample_every == 0):
           samples = fill_mask_texts(exp.bundle.module.apply, state.params, exp.vocab, list(c.decode.prompts),
-                                    c.data.seq_len)
+                                    c.data.seq_len, exp.mesh)
           reporter.text(done, "samples", "\n---\n".join(samples))
         if stop_at_step is not None and done >= stop_at_step:
           break
@@ -276,7 +276,8 @@ def run(config: Any, workdir: str, mode: str = "train", text: str = "") -> Any:
       return metrics
     if mode == "decode":
       prompts = [text] if text else list(config.decode.prompts)
-      outputs = fill_mask_texts(exp.bundle.module.apply, params, exp.vocab, prompts, config.data.seq_len)
+      outputs = fill_mask_texts(exp.bundle.module.apply, params, exp.vocab, prompts, config.data.seq_len,
+                                exp.mesh)
       for p, o in zip(prompts, outputs):
         print(f"--- input:\n{p}\n--- filled:\n{o}", flush=True)
       return outputs

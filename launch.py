@@ -7,6 +7,7 @@ Multi-process (the same command on every process; see README "Multi-host"):
   python launch.py ... --distributed      # Cloud TPU pods / SLURM: JAX detects the cluster
 """
 import os
+import re
 import sys
 
 from absl import app, flags, logging
@@ -22,6 +23,22 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", "", "HOST:PORT of proc
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Number of processes (multi-process runs).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index (multi-process runs).")
 _CPU_DEVICES = flags.DEFINE_integer("num_cpu_devices", 0, "Simulate this many CPU devices (testing sharding).")
+
+
+def _parse_flags(argv):
+  """absl flag parsing, with config override mistakes reported as one line instead of a traceback."""
+  try:
+    return flags.FLAGS(argv)
+  except (AttributeError, KeyError, TypeError, ValueError, flags.Error) as e:
+    text = str(e).replace("\\n", " ").replace("\n", " ").strip("'\" ")
+    overrides = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")]
+    culprit = [o for o in overrides if re.search(rf"\b{re.escape(o.rsplit('.', 1)[-1])}\b", text)]
+    hint = re.search(r"Did you mean [^?]*\?", text)
+    if hint or isinstance(e, (AttributeError, KeyError)):
+      text = (f"unknown config key {culprit[0] if culprit else ''}: {hint.group(0) if hint else text} "
+              "(the keys are in the config file and configs/base.py)")
+    print(f"error: {text}", file=sys.stderr)
+    sys.exit(2)
 
 
 def main(argv):
@@ -49,4 +66,4 @@ def main(argv):
 
 if __name__ == "__main__":
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

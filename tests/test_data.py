@@ -1,0 +1,114 @@
+"""Corpus, vocabularies and grain pipelines: packing density, determinism, resumability, process invariance."""
+import numpy as np
+import pytest
+
+from configs import modernbert_mlm
+from data.corpus import load_corpus, split_paragraphs
+from data.pipeline import make_iterator
+from data.vocab import CLS, MASK, PAD, SEP, ByteVocabulary, SentencePieceVocabulary, train_sentencepiece
+
+
+@pytest.fixture(scope="module")
+def corpus():
+  return load_corpus("stdlib", modernbert_mlm.get_config().data.max_doc_chars)
+
+
+def test_corpus_split_is_deterministic_and_disjoint(corpus):
+  again = load_corpus("stdlib", modernbert_mlm.get_config().data.max_doc_chars)
+  assert again.fingerprint == corpus.fingerprint and list(again.validation) == list(corpus.validation)
+  assert len(corpus.train) > 10_000 and len(corpus.validation) > 500
+  assert 0.02 < len(corpus.validation) / (len(corpus.train) + len(corpus.validation)) < 0.10
+
+
+def test_paragraph_split_keeps_all_text_and_respects_max_chars():
+  text = "a = 1\nb = 2\n\n\n" + "\n".join(f"line {i}" for i in range(100)) + "\n\nend\n"
+  docs = split_paragraphs(text, max_chars=64)
+  assert all(len(d) <= 64 for d in docs)
+  assert "".join(d.replace("\n", "") for d in docs) == text.replace("\n", "")
+
+
+def test_packing_is_dense_and_segments_are_consistent(corpus):
+  c = modernbert_mlm.get_config()
+  vocab = ByteVocabulary()
+  it = make_iterator(corpus.train, vocab, seq_len=c.data.seq_len, global_batch=c.train.batch_size, seed=0,
+                     process_index=0, process_count=1)
+  for _ in range(50):
+    b = next(it)
+    assert (b["segment_ids"] > 0).mean() >= 0.95
+    # Within a row a new segment starts exactly where positions restart or a document begins with CLS.
+    seg, pos, tok = b["segment_ids"], b["positions"], b["tokens"]
+    starts = np.diff(seg, axis=1) != 0
+    assert np.all(pos[:, 1:][starts] == 0) and np.all(tok[:, 1:][starts] == CLS)
+    assert np.all(pos[:, 1:][~starts] == pos[:, :-1][~starts] + 1)
+
+
+def test_first_fit_packing_keeps_documents_whole(corpus):
+  vocab = ByteVocabulary()
+  it = make_iterator(corpus.train, vocab, seq_len=512, global_batch=4, seed=0, packing="first_fit",
+                     process_index=0, process_count=1)
+  b = next(it)
+  whole = 0
+  for row_tok, row_seg in zip(b["tokens"], b["segment_ids"]):
+    for s in set(row_seg[row_seg > 0].tolist()):
+      doc = row_tok[row_seg == s]
+      # A whole document [CLS] ... [SEP], or a row-sized piece of a longer one, or the last piece of one.
+      assert (doc[0] == CLS and doc[-1] == SEP) or len(doc) == 512 or (doc[0] != CLS and doc[-1] == SEP)
+      whole += doc[0] == CLS and doc[-1] == SEP
+  assert whole >= 4
+
+
+def test_pipeline_is_deterministic_and_resumable(corpus):
+  vocab = ByteVocabulary()
+  mk = lambda: make_iterator(corpus.train, vocab, seq_len=32, global_batch=4, seed=3, process_index=0,  # noqa
+                             process_count=1)
+  a, b = mk(), mk()
+  for _ in range(3):
+    x, y = next(a), next(b)
+    assert all(np.array_equal(x[k], y[k]) for k in x)
+  state = a.get_state()
+  expected = [next(a) for _ in range(3)]
+  c = mk()
+  c.set_state(state)
+  for e in expected:
+    got = next(c)
+    assert all(np.array_equal(e[k], got[k]) for k in e)
+  other_seed = make_iterator(corpus.train, vocab, seq_len=32, global_batch=4, seed=4, process_index=0,
+                             process_count=1)
+  assert not np.array_equal(next(other_seed)["tokens"], next(mk())["tokens"])
+
+
+def test_global_batch_does_not_depend_on_process_count(corpus):
+  vocab = ByteVocabulary()
+  kw = dict(seq_len=32, global_batch=8, seed=0, num_shards=2)
+  one = make_iterator(corpus.train, vocab, process_index=0, process_count=1, **kw)
+  p0 = make_iterator(corpus.train, vocab, process_index=0, process_count=2, **kw)
+  p1 = make_iterator(corpus.train, vocab, process_index=1, process_count=2, **kw)
+  for _ in range(3):
+    g, a, b = next(one), next(p0), next(p1)
+    np.testing.assert_array_equal(g["tokens"], np.concatenate([a["tokens"], b["tokens"]]))
+  with pytest.raises(ValueError, match="data.num_shards=2 must be a multiple of the process count 4"):
+    make_iterator(corpus.train, vocab, process_index=0, process_count=4, **kw)
+
+
+def test_byte_vocabulary_round_trip_and_masks():
+  v = ByteVocabulary()
+  text = "def f(x):\n    return 'é' + x\n"
+  assert v.decode(v.encode(text)) == text
+  ids = v.encode_with_masks("a[MASK]b")
+  assert ids == [ord("a") + 4, MASK, ord("b") + 4]
+  assert v.decode(ids) == "a[MASK]b"
+  assert v.decode([CLS, *v.encode("x"), SEP, PAD]) == "x"
+
+
+def test_sentencepiece_trained_on_corpus_has_the_shared_special_ids(corpus, tmp_path):
+  path = train_sentencepiece(corpus.train[:3000], vocab_size=400, model_prefix=str(tmp_path / "spm"))
+  v = SentencePieceVocabulary(path)
+  assert v.size == 400
+  assert v._sp.pad_id() == PAD and v._sp.bos_id() == CLS and v._sp.eos_id() == SEP
+  assert v._sp.piece_to_id("[MASK]") == MASK
+  text = "    def __init__(self, name):\n        self._name = name  # ünïcödé\n"
+  ids = v.encode(text)
+  assert min(ids) >= v.first_normal_id       # text never encodes to a special id
+  assert v.decode(ids) == text               # whitespace and newlines survive (code is whitespace-sensitive)
+  assert len(ids) < len(text.encode()) * 0.8  # it compresses
+  assert v.decode(v.encode_with_masks("x = [MASK]")) == "x = [MASK]"

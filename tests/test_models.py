@@ -1,0 +1,161 @@
+"""Shared layers and the ModernBERT MLM: masks, RoPE, packing isolation, parameter count, objective, mask filling."""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import special
+
+from data.vocab import MASK, ByteVocabulary
+from decode.fill_mask import fill_mask_texts
+from models.layers import SelfAttention, attention_mask, apply_rope
+from models.layers.mlp import activation
+from models.modernbert import MaskedLmObjective, ModernBertConfig, ModernBertForMaskedLM
+
+TINY = ModernBertConfig(vocab_size=64, hidden_size=32, num_layers=3, num_heads=2, intermediate_size=48,
+                        global_attn_every_n_layers=2, local_attention=8)
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+  model = ModernBertForMaskedLM(TINY)
+  params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32), jnp.int32))["params"]
+  params = jax.tree.map(lambda p: p.unbox() if hasattr(p, "unbox") else p, params,
+                        is_leaf=lambda p: hasattr(p, "unbox"))
+  # Unit-scale weights: with the default 0.02 init, bugs in masks or activations hide below tolerance.
+  params = jax.tree.map(lambda p: jax.random.normal(jax.random.PRNGKey(p.size), p.shape) * (
+      1.0 if p.ndim == 1 else 1 / math.sqrt(p.shape[0])), params)
+  return model, params
+
+
+def test_attention_mask_segments_padding_window_causal():
+  seg = jnp.array([[1, 1, 1, 2, 2, 0]])
+  m = np.asarray(attention_mask(seg))[0, 0]
+  assert m[0, 2] and not m[0, 3] and m[3, 4] and not m[4, 1]      # documents are isolated
+  assert not m[:, 5].any() and not m[5].any()                      # padding is never attended, pads see nothing
+  w = np.asarray(attention_mask(jnp.ones((1, 9), jnp.int32), half_window=2))[0, 0]
+  i, j = np.indices((9, 9))
+  np.testing.assert_array_equal(w, np.abs(i - j) <= 2)
+  c = np.asarray(attention_mask(jnp.ones((1, 5), jnp.int32), causal=True))[0, 0]
+  np.testing.assert_array_equal(c, j[:5, :5] <= i[:5, :5])
+
+
+def test_rope_preserves_norm_and_depends_only_on_relative_position():
+  rng = np.random.default_rng(0)
+  q = jnp.asarray(rng.normal(size=(1, 1, 1, 16)), jnp.float32)
+  k = jnp.asarray(rng.normal(size=(1, 1, 1, 16)), jnp.float32)
+  rot = lambda x, p: apply_rope(x, jnp.array([[p]]), 10_000.0)[0, 0, 0]  # noqa: E731
+  np.testing.assert_allclose(jnp.linalg.norm(rot(q, 7)), jnp.linalg.norm(q), rtol=1e-6)
+  dots = [float(rot(q, p + 5) @ rot(k, p)) for p in (0, 3, 100)]
+  np.testing.assert_allclose(dots, dots[0], rtol=1e-4)
+  assert abs(float(rot(q, 6) @ rot(k, 0)) - dots[0]) > 1e-3
+  # Rotate-half pairs (j, j + Dh/2): at position 1 the first pair rotates by exactly 1 radian.
+  e = jnp.zeros((1, 1, 1, 16)).at[..., 0].set(1.0)
+  r = rot(e, 1)
+  np.testing.assert_allclose([r[0], r[8]], [math.cos(1.0), math.sin(1.0)], rtol=1e-6)
+
+
+def test_sliding_window_attention_ignores_keys_outside_the_window():
+  attn = SelfAttention(num_heads=2, head_dim=8, rope_theta=10_000.0, half_window=2)
+  x = jax.random.normal(jax.random.PRNGKey(0), (1, 12, 16))
+  seg, pos = jnp.ones((1, 12), jnp.int32), jnp.arange(12)[None]
+  params = attn.init(jax.random.PRNGKey(1), x, seg, pos)
+  y = attn.apply(params, x, seg, pos)
+  far = attn.apply(params, x.at[0, 9].add(5.0), seg, pos)      # |6 - 9| = 3 > 2
+  near = attn.apply(params, x.at[0, 8].add(5.0), seg, pos)     # |6 - 8| = 2
+  np.testing.assert_allclose(far[0, 6], y[0, 6], atol=1e-6)
+  assert np.max(np.abs(near[0, 6] - y[0, 6])) > 1e-3
+
+
+def test_packed_documents_equal_separate_runs(tiny_model):
+  model, params = tiny_model
+  rng = np.random.default_rng(0)
+  a, b = rng.integers(4, 64, 11), rng.integers(4, 64, 14)
+  T = 32
+  packed = np.zeros((1, T), np.int32)
+  packed[0, :11], packed[0, 11:25] = a, b
+  seg = np.zeros((1, T), np.int32)
+  seg[0, :11], seg[0, 11:25] = 1, 2
+  pos = np.zeros((1, T), np.int32)
+  pos[0, :11], pos[0, 11:25] = np.arange(11), np.arange(14)
+  out = model.apply({"params": params}, packed, seg, pos)
+  for doc, sl in ((a, slice(0, 11)), (b, slice(11, 25))):
+    alone = np.zeros((1, T), np.int32)
+    alone[0, :len(doc)] = doc
+    alone_seg = (np.arange(T) < len(doc)).astype(np.int32)[None]
+    ref = model.apply({"params": params}, alone, alone_seg)
+    np.testing.assert_allclose(out[0, sl], ref[0, :len(doc)], atol=1e-5, rtol=0)
+  # The oracle can fail: without segment ids the second document sees the first.
+  leaky = model.apply({"params": params}, packed, (seg > 0).astype(np.int32), pos)
+  assert np.max(np.abs(leaky[0, 11:25] - out[0, 11:25])) > 1e-3
+
+
+def test_padding_does_not_change_real_positions(tiny_model):
+  model, params = tiny_model
+  toks = np.random.default_rng(1).integers(4, 64, (1, 32)).astype(np.int32)
+  seg = (np.arange(32) < 20).astype(np.int32)[None]
+  y1 = model.apply({"params": params}, toks, seg)
+  toks2 = toks.copy()
+  toks2[0, 20:] = 7
+  y2 = model.apply({"params": params}, toks2, seg)
+  np.testing.assert_allclose(y1[0, :20], y2[0, :20], atol=1e-6)
+
+
+def test_parameter_count_matches_hugging_face_modernbert_base():
+  # 149,655,232 = ModernBertForMaskedLM(ModernBertConfig()) in transformers (tied decoder counted once).
+  model = ModernBertForMaskedLM(ModernBertConfig(vocab_size=50368))
+  shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8), jnp.int32)))["params"]
+  n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes))
+  assert n == 149_655_232
+  assert "attn_norm" not in shapes["model"]["layers_0"] and "attn_norm" in shapes["model"]["layers_1"]
+
+
+def test_gelu_is_the_exact_erf_form():
+  x = np.linspace(-4, 4, 101)
+  np.testing.assert_allclose(activation("gelu")(x), 0.5 * x * (1 + special.erf(x / np.sqrt(2))), atol=1e-6)
+  assert np.max(np.abs(activation("gelu_new")(x) - activation("gelu")(x))) > 1e-4
+
+
+def test_mlm_corruption_rates_and_loss():
+  obj = MaskedLmObjective(vocab_size=260, mask_id=MASK, special_ids=(0, 1, 2, 3), random_low=4, mask_rate=0.3)
+  rng = np.random.default_rng(0)
+  tokens = rng.integers(4, 260, (64, 512)).astype(np.int32)
+  tokens[:, 0] = 1
+  seg = np.ones_like(tokens)
+  seg[:, 400:] = 0
+  batch = obj.prepare({"tokens": jnp.asarray(tokens), "segment_ids": jnp.asarray(seg),
+                       "positions": jnp.zeros_like(tokens)}, jax.random.PRNGKey(0))
+  w, inputs = np.asarray(batch["weights"]), np.asarray(batch["inputs"])
+  selected = w > 0
+  assert not selected[:, 0].any() and not selected[:, 400:].any()   # specials and padding never selected
+  assert abs(selected[:, 1:400].mean() - 0.3) < 0.01
+  np.testing.assert_allclose(w.sum(), 1.0, rtol=1e-5)
+  sel_in, sel_tok = inputs[selected], tokens[selected]
+  frac_mask = (sel_in == MASK).mean()
+  frac_same = (sel_in == sel_tok).mean()
+  assert abs(frac_mask - 0.8) < 0.01
+  assert abs(frac_same - (0.1 + 0.1 / 256)) < 0.01            # unchanged, plus random draws that hit the original
+  assert ((sel_in >= 4) | (sel_in == MASK)).all()
+  np.testing.assert_array_equal(inputs[~selected], tokens[~selected])
+  # Loss: mean cross-entropy over selected positions only.
+  logits = jnp.asarray(rng.normal(size=(64, 512, 260)), jnp.float32)
+  loss, metrics = obj.loss(lambda v, *a: logits, None, batch, None)
+  logp = jax.nn.log_softmax(logits)
+  nll = -np.take_along_axis(np.asarray(logp), tokens[..., None], -1)[..., 0]
+  np.testing.assert_allclose(loss, nll[selected].mean(), rtol=1e-5)
+  assert metrics["num_targets"] == selected.sum()
+
+
+def test_fill_mask_fills_every_mask_with_allowed_ids():
+  vocab = ByteVocabulary()
+  favourite = vocab.encode("z")[0]
+
+  def apply_fn(variables, tokens, segment_ids):
+    del variables, segment_ids
+    # A "model" that always prefers [MASK] itself, then a special id, then "z".
+    logits = jnp.zeros(tokens.shape + (vocab.size,))
+    return logits.at[..., MASK].set(9.0).at[..., 1].set(8.0).at[..., favourite].set(5.0)
+
+  out = fill_mask_texts(apply_fn, None, vocab, ["a[MASK]b[MASK]", "[MASK]"], seq_len=16)
+  assert out == ["azbz", "z"]

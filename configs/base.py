@@ -22,8 +22,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.objective.mask_rate = 0.3
 
   c.data = ml_collections.ConfigDict()
-  c.data.corpus = "stdlib"          # "stdlib", or a text file / directory of .txt and .py files
-  c.data.vocab = "spm"              # "byte", "spm" (trained on the corpus, cached) or a path to a .model file
+  c.data.corpus = "stdlib"          # "stdlib", a text file / directory of .txt and .py files, or "seqio:<task>"
+  c.data.vocab = "spm"              # "byte", "spm" (trained on the corpus, cached), a .model file, "seqio:<task>"
   c.data.vocab_size = 4096          # for "spm"
   c.data.cache_dir = ""             # SentencePiece cache; default $LMKIT_CACHE or ~/.cache/lmkit
   c.data.seq_len = 128
@@ -31,6 +31,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.data.validation_percent = 5
   c.data.packing = "concat_split"   # or "first_fit" (documents kept whole, rows padded)
   c.data.num_shards = 0             # 0: one data shard per process (see data/pipeline.py)
+  c.data.seqio_modules = ()         # modules to import that register seqio Tasks ("seqio:<task>" corpus/vocab)
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1                  # one axis may be -1: all remaining devices

@@ -19,9 +19,10 @@ class _Tokenize(grain.transforms.Map):
   def __init__(self, vocab: Vocabulary):
     self._vocab = vocab
 
-  def map(self, text: str) -> dict[str, np.ndarray]:
-    ids = [self._vocab.cls_id] + self._vocab.encode(text) + [self._vocab.sep_id]
-    return {"tokens": np.asarray(ids, np.int32)}
+  def map(self, doc: str | np.ndarray) -> dict[str, np.ndarray]:
+    """Text, or ids already in the vocabulary's layout (e.g. from a seqio Task), framed by CLS ... SEP."""
+    ids = self._vocab.encode(doc) if isinstance(doc, str) else list(np.asarray(doc))
+    return {"tokens": np.asarray([self._vocab.cls_id] + ids + [self._vocab.sep_id], np.int32)}
 
 
 class _Chunk(grain.experimental.FlatMapTransform):
@@ -41,7 +42,7 @@ def _rename(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
           "positions": batch["tokens_positions"]}
 
 
-def packed_dataset(docs: Sequence[str], vocab: Vocabulary, *, seq_len: int, batch_size: int, seed: int,
+def packed_dataset(docs: Sequence[str] | Sequence[np.ndarray], vocab: Vocabulary, *, seq_len: int, batch_size: int, seed: int,
                    shard_index: int = 0, num_shards: int = 1, repeat: bool = True, packing: str = "concat_split",
                    max_fan_out: int = 64) -> grain.IterDataset:
   """One shard's stream of packed batches {tokens, segment_ids, positions}, each [batch_size, seq_len] int32.

@@ -148,8 +148,11 @@ def cached_sentencepiece(lines: Sequence[str], vocab_size: int, fingerprint: str
 
 
 def build_vocab(data_cfg, train_lines: Sequence[str] | None = None, fingerprint: str = "") -> Vocabulary:
-  """`data.vocab`: "byte", "spm" (trained on the corpus, cached), or a path to a SentencePiece .model file."""
+  """`data.vocab`: "byte", "spm" (trained on the corpus, cached), a SentencePiece .model file, or "seqio:<task>"."""
   kind = data_cfg.vocab
+  if kind.startswith("seqio:"):
+    from data import seqio_interop
+    return seqio_interop.task_vocabulary(kind[len("seqio:"):], tuple(data_cfg.seqio_modules))
   if kind == "byte":
     return ByteVocabulary()
   if kind == "spm":
@@ -158,6 +161,6 @@ def build_vocab(data_cfg, train_lines: Sequence[str] | None = None, fingerprint:
     return cached_sentencepiece(train_lines, data_cfg.vocab_size, fingerprint, cache=data_cfg.cache_dir)
   if kind.endswith(".model"):
     return SentencePieceVocabulary(kind)
-  raise ValueError(f"data.vocab={kind!r}: use 'byte', 'spm' or a path to a SentencePiece .model file")
+  raise ValueError(f"data.vocab={kind!r}: use 'byte', 'spm', a path to a SentencePiece .model file or 'seqio:<task>'")
 
 

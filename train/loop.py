@@ -98,7 +98,11 @@ def build_experiment(config: Any, devices=None) -> Experiment:
     except ValueError as e:
       raise ConfigError(f"{name}: {e}") from None
   try:
-    corpus = load_corpus(config.data.corpus, config.data.max_doc_chars, config.data.validation_percent)
+    if config.data.corpus.startswith("seqio:"):
+      from data import seqio_interop
+      corpus = seqio_interop.load_task_corpus(config.data.corpus[len("seqio:"):], tuple(config.data.seqio_modules))
+    else:
+      corpus = load_corpus(config.data.corpus, config.data.max_doc_chars, config.data.validation_percent)
   except FileNotFoundError as e:
     raise ConfigError(str(e)) from None
   try:

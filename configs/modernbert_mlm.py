@@ -27,6 +27,9 @@ def get_config(arg: str | None = None):
   m.hidden_activation = "gelu"
   m.classifier_activation = "gelu"
   m.initializer_range = 0.02
+  c.train.num_steps = 500
+  c.train.eval_every = 250
+  c.train.checkpoint_every = 250
   if arg == "base":
     m.hidden_size, m.num_layers, m.num_heads, m.intermediate_size = 768, 22, 12, 1152
     m.local_attention = 128

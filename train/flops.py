@@ -41,5 +41,5 @@ def total_peak_flops(devices: Sequence[jax.Device], per_device: float = 0.0) -> 
     if kind.startswith(name):
       return peak * len(devices)
   if devices[0].platform == "cpu":  # simulated CPU devices share the same cores: the machine's peak counts once
-    return measure_matmul_peak(n=512, repeats=3, device=devices[0])
+    return measure_matmul_peak(n=1024, repeats=5, device=devices[0])
   return 0.0

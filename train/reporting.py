@@ -4,6 +4,7 @@ Only process 0 writes; every process computes the same values.
 """
 import json
 import os
+import sys
 import time
 from typing import Any
 
@@ -26,8 +27,9 @@ class Reporter:
       os.makedirs(workdir, exist_ok=True)
       self._writer = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"))
       self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+      # The bar only on a terminal: in log files the console lines below carry the same information.
       self._bar = tqdm.tqdm(total=total_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True,
-                            mininterval=1.0)
+                            mininterval=1.0, disable=not sys.stderr.isatty())
 
   def start_timer(self, step: int) -> None:
     """Called once compilation is done, so the first window's throughput excludes it."""

@@ -1,0 +1,37 @@
+"""Every config loads, is locked, builds its model and evaluates its shapes (no compilation of a step)."""
+import importlib
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from data.vocab import ByteVocabulary
+from models.registry import build
+
+CONFIGS = [("modernbert_mlm", None), ("modernbert_mlm", "base"), ("test_tiny", None)]
+
+
+@pytest.mark.parametrize("name, arg", CONFIGS)
+def test_config_builds_and_eval_shapes(name, arg):
+  config = importlib.import_module(f"configs.{name}").get_config(arg)
+  assert config.is_locked
+  with pytest.raises(AttributeError):
+    config.optim.lrr = 1.0
+  doc = importlib.import_module(f"configs.{name}").__doc__
+  assert "python launch.py" in doc and "Expected result" in doc
+  bundle = build(config, ByteVocabulary())
+  seq = config.data.seq_len
+  shapes = jax.eval_shape(lambda: bundle.module.init(jax.random.PRNGKey(0), jnp.zeros((2, seq), jnp.int32)))
+  logits = jax.eval_shape(lambda v: bundle.module.apply(v, jnp.zeros((2, seq), jnp.int32)), shapes)
+  assert logits.shape == (2, seq, bundle.hparams.vocab_size) and logits.dtype == jnp.float32
+
+
+def test_every_config_file_is_covered():
+  names = {p.stem for p in pathlib.Path(__file__).parent.parent.joinpath("configs").glob("*.py")}
+  assert names - {"__init__", "base", "sharding"} == {n for n, _ in CONFIGS}
+
+
+def test_unknown_config_argument_is_an_error():
+  with pytest.raises(ValueError, match="unknown argument 'huge'"):
+    importlib.import_module("configs.modernbert_mlm").get_config("huge")

@@ -1,0 +1,106 @@
+"""Training throughput and MFU of the generic trainer, with this machine's matmul peak measured in the same run.
+
+  python -m bench.train_throughput [--configs=default,base] [--steps=5]
+
+For each config: the compiled train step's median step time over --steps timed steps (after 2 warm-up steps),
+tokens/s, MFU = (training FLOPs per token x tokens/s) / measured peak (FLOPs per token from the model's formula
+6·N + 12·L·S·d, dense attention), and the input pipeline's own token rate (packed batches, no model).
+The base shape uses ModernBERT-base dimensions (22 layers, d=768, vocab 50368, seq 512, batch 8) on byte-level
+data: throughput depends on the shapes, not on the tokenizer.
+Prints a Markdown table for BENCHMARKS.md.
+"""
+import os
+import platform
+import statistics
+import time
+
+from absl import app, flags
+
+_CONFIGS = flags.DEFINE_list("configs", ["default", "base"], "Which shapes to measure: default, base.")
+_STEPS = flags.DEFINE_integer("steps", 5, "Timed steps per config.")
+
+
+def _cpu_model() -> str:
+  try:
+    for line in open("/proc/cpuinfo"):
+      if line.startswith("model name"):
+        return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor()
+
+
+def _config(name):
+  from configs import modernbert_mlm
+  c = modernbert_mlm.get_config("base" if name == "base" else None)
+  c.unlock()
+  c.mesh.data = 1
+  if name == "base":
+    c.data.vocab = "byte"
+    c.model.vocab_size = 50368
+  return c
+
+
+def measure(name: str, steps: int, peak: float) -> dict:
+  import flax.linen as nn
+  import jax
+  from data.pipeline import to_global
+  from train.loop import build_experiment
+  c = _config(name)
+  exp = build_experiment(c, devices=jax.devices()[:1])
+  tokens = c.train.batch_size * c.data.seq_len
+  with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
+    state = exp.init_state()
+    t = time.perf_counter()
+    step = exp.compiled_train_step()
+    compile_s = time.perf_counter() - t
+    it = exp.train_iterator()
+    batches = [to_global(next(it), exp.batch_sharding) for _ in range(steps + 2)]
+    times = []
+    for i, b in enumerate(batches):
+      t = time.perf_counter()
+      state, m = step(state, b)
+      jax.block_until_ready(m["loss"])
+      if i >= 2:
+        times.append(time.perf_counter() - t)
+  step_s = statistics.median(times)
+  flops = exp.bundle.flops_per_token(c.data.seq_len) * tokens
+  # The input pipeline alone: packed, batched numpy batches for the same shapes.
+  it = exp.train_iterator()
+  next(it)
+  n, t = 0, time.perf_counter()
+  while time.perf_counter() - t < 3.0:
+    next(it)
+    n += 1
+  pipeline_tps = n * tokens / (time.perf_counter() - t)
+  params = sum(int(x.size) for x in jax.tree.leaves(exp.abstract_state.params))
+  return dict(name=name, params=params, batch=c.train.batch_size, seq=c.data.seq_len, compile_s=compile_s,
+              step_s=step_s, tps=tokens / step_s, gflops=flops / step_s / 1e9, mfu=flops / step_s / peak,
+              pipeline_tps=pipeline_tps)
+
+
+def main(argv):
+  del argv
+  import jax
+  import jax.numpy as jnp
+  from train.flops import measure_matmul_peak
+  load = os.getloadavg()[0]
+  peak32 = measure_matmul_peak(n=2048, dtype=jnp.float32, repeats=7)
+  peak16 = measure_matmul_peak(n=2048, dtype=jnp.bfloat16, repeats=7)
+  rows = [measure(name, _STEPS.value, peak32) for name in _CONFIGS.value]
+  peak32_after = measure_matmul_peak(n=2048, dtype=jnp.float32, repeats=7)
+  print(f"\nmachine: {_cpu_model()}, {os.cpu_count()} cores, jax {jax.__version__} ({jax.devices()[0].platform}); "
+        f"load average before: {load:.2f}")
+  print(f"measured matmul peak (n=2048): float32 {peak32 / 1e9:.0f} GFLOP/s before, {peak32_after / 1e9:.0f} after; "
+        f"bf16 in / f32 accumulate {peak16 / 1e9:.0f} GFLOP/s\n")
+  print("| config | params | batch x seq | compile (s) | step (s) | tokens/s | model GFLOP/s | MFU (f32 peak) | "
+        "input pipeline tokens/s | pipeline / trainer |")
+  print("|---|---|---|---|---|---|---|---|---|---|")
+  for r in rows:
+    print(f"| {r['name']} | {r['params'] / 1e6:.1f}M | {r['batch']} x {r['seq']} | {r['compile_s']:.1f} | "
+          f"{r['step_s']:.3f} | {r['tps']:,.0f} | {r['gflops']:.1f} | {100 * r['mfu']:.1f}% | "
+          f"{r['pipeline_tps']:,.0f} | {r['pipeline_tps'] / r['tps']:.0f}x |")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -26,6 +26,7 @@ class ModernBertConfig:
   classifier_activation: str = "gelu"
   initializer_range: float = 0.02
   dtype: str = "float32"   # compute dtype; parameters are always float32
+  attention_impl: str = "einsum"   # "einsum", "xla" or "cudnn" (models/layers/attention.py)
   remat: bool = False      # rematerialise each layer in the backward pass
 
   def __post_init__(self):

@@ -4,7 +4,8 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import optax
+
+from models.losses import cross_entropy_with_accuracy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,10 +42,8 @@ class MaskedLmObjective:
            rng: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
     del rng  # no dropout in ModernBERT's defaults
     logits_BTV = apply_fn({"params": params}, batch["inputs"], batch["segment_ids"], batch["positions"])
-    logits_BTV = logits_BTV.astype(jnp.float32)
-    nll_BT = optax.softmax_cross_entropy_with_integer_labels(logits_BTV, batch["targets"])
+    nll_BT, correct_BT = cross_entropy_with_accuracy(logits_BTV, batch["targets"])
     w_BT = batch["weights"]
     loss = jnp.sum(nll_BT * w_BT)
-    correct_BT = (jnp.argmax(logits_BTV, -1) == batch["targets"]).astype(jnp.float32)
     return loss, {"loss": loss, "accuracy": jnp.sum(correct_BT * w_BT),
                   "num_targets": jnp.sum(w_BT > 0).astype(jnp.float32)}

@@ -39,8 +39,18 @@ def _modernbert_mlm(config, vocab: Vocabulary) -> ModelBundle:
                      eval_objective=dataclasses.replace(objective, mask_rate=config.eval.mask_rate))
 
 
+def _causal_lm(config, vocab: Vocabulary) -> ModelBundle:
+  from models.causal_lm import CausalLm, CausalLmConfig, NextTokenObjective
+  hp = CausalLmConfig.from_config(config.model, model_vocab_size(config, vocab))
+  if hp.style == "gpt2" and config.data.seq_len > hp.max_position_embeddings:
+    raise ValueError(f"data.seq_len={config.data.seq_len} exceeds model.max_position_embeddings="
+                     f"{hp.max_position_embeddings}; raise the latter or shorten the former")
+  return ModelBundle(CausalLm(hp), NextTokenObjective(), hp, hp.flops_per_token)
+
+
 REGISTRY: dict[str, Callable[[Any, Vocabulary], ModelBundle]] = {
     "modernbert_mlm": _modernbert_mlm,
+    "causal_lm": _causal_lm,
 }
 
 

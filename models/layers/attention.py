@@ -51,11 +51,32 @@ def dot_product_attention(q_BTHD: jax.Array, k_BSHD: jax.Array, v_BSHD: jax.Arra
   return jnp.einsum("bhts,bshd->bthd", probs_BHTS, v_BSHD, preferred_element_type=jnp.float32).astype(v_BSHD.dtype)
 
 
+def cache_mask(start_B: jax.Array, num_new: int, cache_len: int, half_window: int | None = None) -> jax.Array:
+  """[B, 1, T, S] mask for T new queries at cache rows start..start+T-1 attending a cache of S rows causally."""
+  q_idx_BT = start_B[:, None] + jnp.arange(num_new)[None, :]
+  j = jnp.arange(cache_len)
+  allowed = j[None, None, :] <= q_idx_BT[:, :, None]
+  if half_window is not None:
+    allowed &= jnp.abs(q_idx_BT[:, :, None] - j[None, None, :]) <= half_window
+  return allowed[:, None]
+
+
+def write_cache(cache_BSHD: jax.Array, new_BTHD: jax.Array, start_B: jax.Array) -> jax.Array:
+  """Writes each row's new entries at its own offset (ragged batches)."""
+  return jax.vmap(lambda c, n, s: jax.lax.dynamic_update_slice_in_dim(c, n.astype(c.dtype), s, axis=0))(
+      cache_BSHD, new_BTHD, start_B)
+
+
 class SelfAttention(nn.Module):
-  """Fused-QKV self-attention with RoPE. Wqkv: [embed, 3, heads, kv]; Wo: [heads, kv, embed]."""
+  """Fused-QKV self-attention with optional RoPE. Wqkv: [embed, 3, heads, kv]; Wo: [heads, kv, embed].
+
+  Without a cache it attends within segments (packing/padding) with optional causal and window masks. With
+  `kv_cache=(k_BSHD, v_BSHD, start_B)` it writes the new keys and values at rows start_B.. of the cache, attends
+  the cache causally (decoding), and returns (output, (k, v)).
+  """
   num_heads: int
   head_dim: int
-  rope_theta: float
+  rope_theta: float | None
   causal: bool = False
   half_window: int | None = None
   use_bias: bool = False
@@ -65,16 +86,27 @@ class SelfAttention(nn.Module):
   out_init: Callable = nn.initializers.truncated_normal(0.02)
 
   @nn.compact
-  def __call__(self, x_BTD: jax.Array, segment_ids_BT: jax.Array, positions_BT: jax.Array) -> jax.Array:
+  def __call__(self, x_BTD: jax.Array, segment_ids_BT: jax.Array | None, positions_BT: jax.Array,
+               kv_cache: tuple[jax.Array, jax.Array, jax.Array] | None = None):
     D = x_BTD.shape[-1]
     qkv = Linear((3, self.num_heads, self.head_dim), ("embed", None, "heads", "kv"), use_bias=self.use_bias,
                  dtype=self.dtype, kernel_init=self.qkv_init, name="Wqkv")(x_BTD)  # [B, T, 3, H, Dh]
     q_BTHD, k_BTHD, v_BTHD = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-    q_BTHD = apply_rope(q_BTHD, positions_BT, self.rope_theta)
-    k_BTHD = apply_rope(k_BTHD, positions_BT, self.rope_theta)
+    if self.rope_theta is not None:
+      q_BTHD = apply_rope(q_BTHD, positions_BT, self.rope_theta)
+      k_BTHD = apply_rope(k_BTHD, positions_BT, self.rope_theta)
     q_BTHD = nn.with_logical_constraint(q_BTHD, ("batch", "length", "heads", "kv"))
-    mask = attention_mask(segment_ids_BT, causal=self.causal, half_window=self.half_window)
-    out_BTHD = dot_product_attention(q_BTHD, k_BTHD, v_BTHD, mask, self.head_dim ** -0.5, self.implementation)
+    if kv_cache is None:
+      mask = attention_mask(segment_ids_BT, causal=self.causal, half_window=self.half_window)
+      keys, values, new_cache = k_BTHD, v_BTHD, None
+    else:
+      k_cache, v_cache, start_B = kv_cache
+      keys, values = write_cache(k_cache, k_BTHD, start_B), write_cache(v_cache, v_BTHD, start_B)
+      mask = cache_mask(start_B, x_BTD.shape[1], k_cache.shape[1], self.half_window)
+      new_cache = (keys, values)
+    out_BTHD = dot_product_attention(q_BTHD, keys.astype(q_BTHD.dtype), values.astype(q_BTHD.dtype), mask,
+                                     self.head_dim ** -0.5, self.implementation)
     out_BTHD = nn.with_logical_constraint(out_BTHD, ("batch", "length", "heads", "kv"))
-    return Linear((D,), ("heads", "kv", "embed"), n_in=2, use_bias=self.use_bias, dtype=self.dtype,
-                  kernel_init=self.out_init, name="Wo")(out_BTHD)
+    out = Linear((D,), ("heads", "kv", "embed"), n_in=2, use_bias=self.use_bias, dtype=self.dtype,
+                 kernel_init=self.out_init, name="Wo")(out_BTHD)
+    return out if kv_cache is None else (out, new_cache)

@@ -38,3 +38,22 @@ class GegluMlp(nn.Module):
     h_BTI = activation(self.act)(h_BT2I[..., 0, :]) * h_BT2I[..., 1, :]
     h_BTI = nn.with_logical_constraint(h_BTI, ("batch", "length", "mlp"))
     return Linear((self.hidden,), ("mlp", "embed"), dtype=self.dtype, kernel_init=self.out_init, name="Wo")(h_BTI)
+
+
+class Mlp(nn.Module):
+  """x -> c_proj(act(c_fc x)), the GPT-2 MLP. c_fc: [embed, mlp]; c_proj: [mlp, embed]."""
+  hidden: int
+  intermediate: int
+  act: str = "gelu_new"
+  use_bias: bool = True
+  dtype: Any = jnp.float32
+  in_init: Callable = nn.initializers.normal(0.02)
+  out_init: Callable = nn.initializers.normal(0.02)
+
+  @nn.compact
+  def __call__(self, x_BTD: jax.Array) -> jax.Array:
+    h_BTI = Linear((self.intermediate,), ("embed", "mlp"), use_bias=self.use_bias, dtype=self.dtype,
+                   kernel_init=self.in_init, name="c_fc")(x_BTD)
+    h_BTI = nn.with_logical_constraint(activation(self.act)(h_BTI), ("batch", "length", "mlp"))
+    return Linear((self.hidden,), ("mlp", "embed"), use_bias=self.use_bias, dtype=self.dtype,
+                  kernel_init=self.out_init, name="c_proj")(h_BTI)

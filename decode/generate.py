@@ -1,0 +1,75 @@
+"""Autoregressive generation: one prefill, then a `lax.while_loop` of single-token steps over an explicit KV cache.
+
+`apply_fn(variables, tokens_BT, cache=KVCache) -> (logits_BTV, KVCache)` is the model's decoding interface
+(models/causal_lm). Prompts are right-padded with per-row lengths (ragged batches): each row continues from its
+own length, stops at its EOS or after `max_new_tokens`, and never sees another row.
+"""
+from functools import partial
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+
+from decode.cache import KVCache
+from decode.sampling import SamplerConfig, sample
+
+
+@flax.struct.dataclass
+class GenerationState:
+  tokens: jax.Array      # [B, P + N] prompt followed by generated tokens, pad elsewhere
+  lengths: jax.Array     # [B] tokens written so far in each row
+  done: jax.Array        # [B] bool
+  logits: jax.Array      # [B, V] next-token logits
+  cache: KVCache
+  key: jax.Array
+  step: jax.Array        # int32 scalar
+
+
+def prefill(apply_fn: Callable, params: Any, prompt_BP: jax.Array, prompt_lengths_B: jax.Array,
+            cache: KVCache) -> tuple[jax.Array, KVCache]:
+  """Runs the padded prompts through the model; returns each row's next-token logits [B, V] and the cache
+  rewound to the real prompt lengths (pad entries are overwritten later)."""
+  logits_BPV, cache = apply_fn({"params": params}, prompt_BP, cache=cache.rewind(jnp.zeros_like(prompt_lengths_B)))
+  rows = jnp.arange(prompt_BP.shape[0])
+  return logits_BPV[rows, prompt_lengths_B - 1], cache.rewind(prompt_lengths_B)
+
+
+@partial(jax.jit, static_argnames=("apply_fn", "init_cache", "max_new_tokens", "sampler", "eos_id", "pad_id"))
+def generate(apply_fn: Callable, init_cache: Callable[[int, int], KVCache], params: Any, prompt_BP: jax.Array,
+             prompt_lengths_B: jax.Array, key: jax.Array, *, max_new_tokens: int,
+             sampler: SamplerConfig | None = None, eos_id: int | None = None,
+             pad_id: int = 0) -> tuple[jax.Array, jax.Array]:
+  """Returns (tokens [B, P + max_new_tokens], lengths [B]); sampler=None is greedy.
+
+  `init_cache(batch, max_len)` builds an empty cache (e.g. `CausalLm(cfg).init_cache`). The EOS token, when
+  generated, is kept and ends its row.
+  """
+  B, P = prompt_BP.shape
+  total = P + max_new_tokens
+  logits, cache = prefill(apply_fn, params, prompt_BP, prompt_lengths_B, init_cache(B, total))
+  tokens = jnp.full((B, total), pad_id, prompt_BP.dtype).at[:, :P].set(prompt_BP)
+  tokens = jnp.where(jnp.arange(total)[None] < prompt_lengths_B[:, None], tokens, pad_id)
+  rows = jnp.arange(B)
+
+  def cond(s: GenerationState):
+    return (s.step < max_new_tokens) & ~jnp.all(s.done)
+
+  def body(s: GenerationState) -> GenerationState:
+    key, sub = jax.random.split(s.key)
+    tok = sample(sub, s.logits, sampler).astype(s.tokens.dtype)
+    tok = jnp.where(s.done, pad_id, tok)
+    tokens = s.tokens.at[rows, jnp.minimum(s.lengths, total - 1)].set(
+        jnp.where(s.done, s.tokens[rows, jnp.minimum(s.lengths, total - 1)], tok))
+    generated = s.lengths + 1 - prompt_lengths_B
+    done = s.done | (generated >= max_new_tokens)
+    if eos_id is not None:
+      done |= tok == eos_id
+    lengths = s.lengths + (~s.done).astype(s.lengths.dtype)
+    logits, cache = apply_fn({"params": params}, tok[:, None], cache=s.cache.rewind(s.lengths))
+    return GenerationState(tokens, lengths, s.done | done, logits[:, 0], cache, key, s.step + 1)
+
+  state = GenerationState(tokens, prompt_lengths_B.astype(jnp.int32), jnp.zeros((B,), bool), logits, cache, key,
+                          jnp.zeros((), jnp.int32))
+  state = jax.lax.while_loop(cond, body, state)
+  return state.tokens, state.lengths

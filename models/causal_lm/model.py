@@ -1,0 +1,83 @@
+"""Decoder-only Transformer. Parameter names follow Hugging Face GPT-2 (transformer/wte, wpe, h_i/ln_1, attn,
+ln_2, mlp, ln_f) so that models/hf/gpt2.py maps weights mechanically."""
+import math
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from decode.cache import KVCache
+from models.causal_lm.config import CausalLmConfig
+from models.layers import Embed, GegluMlp, LayerNorm, Mlp, SelfAttention
+
+
+class CausalBlock(nn.Module):
+  cfg: CausalLmConfig
+
+  @nn.compact
+  def __call__(self, x_BTD, segment_ids_BT, positions_BT, kv_cache=None):
+    cfg, dt = self.cfg, self.cfg.compute_dtype
+    gpt2 = cfg.style == "gpt2"
+    init = nn.initializers.normal(cfg.initializer_range)
+    out_init = nn.initializers.normal(cfg.initializer_range / math.sqrt(2 * cfg.num_layers))
+    attn = SelfAttention(cfg.num_heads, cfg.head_dim, rope_theta=None if gpt2 else cfg.rope_theta, causal=True,
+                         use_bias=gpt2, implementation=cfg.attention_impl, dtype=dt, qkv_init=init,
+                         out_init=out_init, name="attn")
+    h = LayerNorm(cfg.norm_eps, use_bias=gpt2, dtype=dt, name="ln_1")(x_BTD)
+    a = attn(h, segment_ids_BT, positions_BT, kv_cache)
+    a, new_kv = (a, None) if kv_cache is None else a
+    x_BTD = x_BTD + a
+    h = LayerNorm(cfg.norm_eps, use_bias=gpt2, dtype=dt, name="ln_2")(x_BTD)
+    if gpt2:
+      mlp = Mlp(cfg.hidden_size, cfg.intermediate_size, cfg.activation, dtype=dt, in_init=init, out_init=out_init,
+                name="mlp")
+    else:
+      mlp = GegluMlp(cfg.hidden_size, cfg.intermediate_size, "gelu", dtype=dt, in_init=init, out_init=out_init,
+                     name="mlp")
+    x_BTD = nn.with_logical_constraint(x_BTD + mlp(h), ("batch", "length", "embed"))
+    return x_BTD, new_kv
+
+
+class CausalLm(nn.Module):
+  """tokens [B, T] -> float32 logits [B, T, V]; with `cache` -> (logits, updated cache).
+
+  Training / full forward: segment ids (0 = padding) isolate packed documents, positions restart per document.
+  Decoding: the new tokens occupy cache rows lengths..lengths+T-1 of each row; positions are those row indices.
+  """
+  cfg: CausalLmConfig
+
+  @nn.compact
+  def __call__(self, tokens_BT, segment_ids_BT=None, positions_BT=None, cache: KVCache | None = None):
+    cfg, dt = self.cfg, self.cfg.compute_dtype
+    B, T = tokens_BT.shape
+    if cache is not None:
+      positions_BT = cache.lengths[:, None] + jnp.arange(T)[None, :]
+    else:
+      if segment_ids_BT is None:
+        segment_ids_BT = jnp.ones_like(tokens_BT)
+      if positions_BT is None:
+        positions_BT = jnp.broadcast_to(jnp.arange(T), tokens_BT.shape)
+    wte = Embed(cfg.vocab_size, cfg.hidden_size, dtype=dt, init_std=cfg.initializer_range, name="wte")
+    x_BTD = wte(tokens_BT)
+    if cfg.style == "gpt2":
+      wpe = Embed(cfg.max_position_embeddings, cfg.hidden_size, dtype=dt, init_std=0.01, name="wpe")
+      x_BTD = x_BTD + wpe(positions_BT)
+    x_BTD = nn.with_logical_constraint(x_BTD, ("batch", "length", "embed"))
+    block_cls = nn.remat(CausalBlock) if cfg.remat else CausalBlock
+    new_k, new_v = [], []
+    for i in range(cfg.num_layers):
+      kv = None if cache is None else (cache.k[i], cache.v[i], cache.lengths)
+      x_BTD, layer_kv = block_cls(cfg, name=f"h_{i}")(x_BTD, segment_ids_BT, positions_BT, kv)
+      if layer_kv is not None:
+        new_k.append(layer_kv[0])
+        new_v.append(layer_kv[1])
+    x_BTD = LayerNorm(cfg.norm_eps, use_bias=cfg.style == "gpt2", dtype=dt, name="ln_f")(x_BTD)
+    logits_BTV = nn.with_logical_constraint(wte.attend(x_BTD), ("batch", "length", "vocab"))
+    if cache is None:
+      return logits_BTV
+    return logits_BTV, KVCache(jnp.stack(new_k), jnp.stack(new_v), cache.lengths + T)
+
+  def init_cache(self, batch: int, max_len: int) -> KVCache:
+    cfg = self.cfg
+    return KVCache.init(cfg.num_layers, batch, max_len, cfg.num_heads, cfg.head_dim, cfg.compute_dtype)
+
+

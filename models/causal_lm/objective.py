@@ -1,0 +1,34 @@
+"""Next-token prediction within documents."""
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from models.losses import cross_entropy_with_accuracy
+
+
+@dataclasses.dataclass(frozen=True)
+class NextTokenObjective:
+  """Cross-entropy of token t+1 given tokens <= t, wherever t and t+1 belong to the same document.
+
+  Weights are normalised over the whole batch in `prepare` so that `loss` adds up over micro-batches.
+  """
+
+  def prepare(self, batch: dict[str, jax.Array], rng: jax.Array) -> dict[str, jax.Array]:
+    del rng
+    tokens, seg = batch["tokens"], batch["segment_ids"]
+    targets = jnp.concatenate([tokens[:, 1:], jnp.zeros_like(tokens[:, :1])], axis=1)
+    next_seg = jnp.concatenate([seg[:, 1:], jnp.zeros_like(seg[:, :1])], axis=1)
+    valid = (seg > 0) & (seg == next_seg)
+    weights = valid.astype(jnp.float32) / jnp.maximum(valid.sum(), 1).astype(jnp.float32)
+    return {**batch, "inputs": tokens, "targets": targets, "weights": weights}
+
+  def loss(self, apply_fn: Callable[..., Any], params: Any, batch: dict[str, jax.Array],
+           rng: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+    del rng
+    logits = apply_fn({"params": params}, batch["inputs"], batch["segment_ids"], batch["positions"])
+    nll, correct = cross_entropy_with_accuracy(logits, batch["targets"])
+    w = batch["weights"]
+    loss = jnp.sum(nll * w)
+    return loss, {"loss": loss, "accuracy": jnp.sum(correct * w), "num_targets": jnp.sum(w > 0).astype(jnp.float32)}

@@ -73,6 +73,10 @@ def get_base_config() -> ml_collections.ConfigDict:
 
   c.decode = ml_collections.ConfigDict()
   c.decode.prompts = ("def [MASK](self):\n    return self._name", "import [MASK]\nos.path.join(a, b)")
+  c.decode.max_new_tokens = 32      # causal LMs: continuation length
+  c.decode.temperature = 0.0        # causal LMs: 0 = greedy
+  c.decode.top_k = 0                # causal LMs: 0 = off
+  c.decode.top_p = 1.0              # causal LMs: 1 = off
 
   c.distributed = ml_collections.ConfigDict()
   c.distributed.init_timeout = 300  # seconds to wait for all processes at start-up

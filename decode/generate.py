@@ -73,3 +73,27 @@ def generate(apply_fn: Callable, init_cache: Callable[[int, int], KVCache], para
                           jnp.zeros((), jnp.int32))
   state = jax.lax.while_loop(cond, body, state)
   return state.tokens, state.lengths
+
+
+def generate_texts(model: Any, params: Any, vocab: Any, prompts: list[str], *, max_new_tokens: int,
+                   sampler: SamplerConfig | None = None, seed: int = 0,
+                   mesh: jax.sharding.Mesh | None = None) -> list[str]:
+  """Continues each prompt (prefixed with CLS/BOS) and returns prompt + continuation as text; stops at SEP/EOS.
+
+  With a mesh, inputs are replicated global arrays, so this also runs with several processes.
+  """
+  import numpy as np
+  rows = [[vocab.cls_id] + vocab.encode(p) for p in prompts]
+  P = max(len(r) for r in rows)
+  arr = np.full((len(rows), P), vocab.pad_id, np.int32)
+  for i, r in enumerate(rows):
+    arr[i, :len(r)] = r
+  lengths = np.array([len(r) for r in rows], np.int32)
+  if mesh is not None:
+    replicated = jax.sharding.NamedSharding(mesh, jax.P())
+    arr, lengths = jax.device_put(arr, replicated), jax.device_put(lengths, replicated)
+  toks, out_len = generate(model.apply, model.init_cache, params, jnp.asarray(arr), jnp.asarray(lengths),
+                           jax.random.PRNGKey(seed), max_new_tokens=max_new_tokens, sampler=sampler,
+                           eos_id=vocab.sep_id, pad_id=vocab.pad_id)
+  toks, out_len = np.asarray(jax.device_get(toks)), np.asarray(jax.device_get(out_len))
+  return [vocab.decode(toks[i, 1:out_len[i]]) for i in range(len(rows))]

@@ -17,6 +17,8 @@ class ModelBundle:
   hparams: Any                    # the family's frozen dataclass
   flops_per_token: Callable[[int], float]   # training FLOPs per token at a sequence length
   eval_objective: Any = None      # the objective used for evaluation, if it differs (e.g. a lower mask rate)
+  # (params, vocab, prompts, mesh) -> texts: what the "sample" hook and --mode=decode show for this family.
+  sample_texts: Callable[..., list[str]] | None = None
 
 
 def model_vocab_size(config, vocab: Vocabulary) -> int:
@@ -35,17 +37,35 @@ def _modernbert_mlm(config, vocab: Vocabulary) -> ModelBundle:
   hp = ModernBertConfig.from_config(config.model, model_vocab_size(config, vocab))
   objective = MaskedLmObjective(vocab_size=vocab.size, mask_id=vocab.mask_id, special_ids=vocab.special_ids,
                                 random_low=vocab.first_normal_id, mask_rate=config.objective.mask_rate)
-  return ModelBundle(ModernBertForMaskedLM(hp), objective, hp, hp.flops_per_token,
-                     eval_objective=dataclasses.replace(objective, mask_rate=config.eval.mask_rate))
+  module = ModernBertForMaskedLM(hp)
+
+  def sample_texts(params, vocab, prompts, mesh=None):
+    from decode.fill_mask import fill_mask_texts
+    return fill_mask_texts(module.apply, params, vocab, prompts, config.data.seq_len, mesh)
+
+  return ModelBundle(module, objective, hp, hp.flops_per_token,
+                     eval_objective=dataclasses.replace(objective, mask_rate=config.eval.mask_rate),
+                     sample_texts=sample_texts)
 
 
 def _causal_lm(config, vocab: Vocabulary) -> ModelBundle:
+  from decode.sampling import SamplerConfig
   from models.causal_lm import CausalLm, CausalLmConfig, NextTokenObjective
   hp = CausalLmConfig.from_config(config.model, model_vocab_size(config, vocab))
   if hp.style == "gpt2" and config.data.seq_len > hp.max_position_embeddings:
     raise ValueError(f"data.seq_len={config.data.seq_len} exceeds model.max_position_embeddings="
                      f"{hp.max_position_embeddings}; raise the latter or shorten the former")
-  return ModelBundle(CausalLm(hp), NextTokenObjective(), hp, hp.flops_per_token)
+  module = CausalLm(hp)
+  d = config.decode
+  sampler = None if d.temperature == 0 else SamplerConfig(temperature=d.temperature, top_k=d.top_k or None,
+                                                          top_p=d.top_p if d.top_p < 1 else None)
+
+  def sample_texts(params, vocab, prompts, mesh=None):
+    from decode.generate import generate_texts
+    return generate_texts(module, params, vocab, prompts, max_new_tokens=d.max_new_tokens, sampler=sampler,
+                          seed=config.seed, mesh=mesh)
+
+  return ModelBundle(module, NextTokenObjective(), hp, hp.flops_per_token, sample_texts=sample_texts)
 
 
 REGISTRY: dict[str, Callable[[Any, Vocabulary], ModelBundle]] = {

@@ -9,7 +9,8 @@ import pytest
 from data.vocab import ByteVocabulary
 from models.registry import build
 
-CONFIGS = [("modernbert_mlm", None), ("modernbert_mlm", "base"), ("test_tiny", None)]
+CONFIGS = [("modernbert_mlm", None), ("modernbert_mlm", "base"), ("test_tiny", None), ("causal_lm", None),
+           ("causal_lm", "modern")]
 
 
 @pytest.mark.parametrize("name, arg", CONFIGS)

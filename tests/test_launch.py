@@ -31,5 +31,5 @@ def test_launch_trains_checkpoints_evaluates_and_decodes(tmp_path):
   # Decode mode fills every [MASK] of the text given on the command line.
   r = run_launch(wd, "--mode=decode", "--text=import [MASK][MASK]s")
   assert r.returncode == 0, r.stderr[-3000:]
-  filled = r.stdout.split("--- filled:\n")[1].strip("\n")
+  filled = r.stdout.split("--- output:\n")[1].strip("\n")
   assert "[MASK]" not in filled and filled.startswith("import ") and filled.endswith("s")

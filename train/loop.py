@@ -19,7 +19,6 @@ from jax.sharding import Mesh
 from data.corpus import Corpus, load_corpus
 from data.pipeline import make_iterator, shard_layout, to_global
 from data.vocab import Vocabulary, build_vocab
-from decode.fill_mask import fill_mask_texts
 from models.registry import ModelBundle, build
 from train import checkpoint as ckpt_lib
 from train.errors import ConfigError
@@ -235,8 +234,7 @@ def train(config: Any, workdir: str, *, stop_at_step: int | None = None) -> dict
           final_eval = evaluate(exp, state.params, eval_step)
           reporter.eval(done, final_eval)
         if last or (c.train.sample_every and done % c.train.sample_every == 0):
-          samples = fill_mask_texts(exp.bundle.module.apply, state.params, exp.vocab, list(c.decode.prompts),
-                                    c.data.seq_len, exp.mesh)
+          samples = exp.bundle.sample_texts(state.params, exp.vocab, list(c.decode.prompts), exp.mesh)
           reporter.text(done, "samples", "\n---\n".join(samples))
         if stop_at_step is not None and done >= stop_at_step:
           break
@@ -280,10 +278,9 @@ def run(config: Any, workdir: str, mode: str = "train", text: str = "") -> Any:
       return metrics
     if mode == "decode":
       prompts = [text] if text else list(config.decode.prompts)
-      outputs = fill_mask_texts(exp.bundle.module.apply, params, exp.vocab, prompts, config.data.seq_len,
-                                exp.mesh)
+      outputs = exp.bundle.sample_texts(params, exp.vocab, prompts, exp.mesh)
       for p, o in zip(prompts, outputs):
-        print(f"--- input:\n{p}\n--- filled:\n{o}", flush=True)
+        print(f"--- input:\n{p}\n--- output:\n{o}", flush=True)
       return outputs
   raise ConfigError(f"--mode={mode!r}: use train, eval or decode")
 

@@ -12,7 +12,8 @@ import jax
 import jax.numpy as jnp
 
 from decode.cache import KVCache
-from decode.sampling import SamplerConfig, sample
+from decode.sampling import SamplerConfig, apply_chain, sample
+from decode.watermark import WatermarkConfig, key_uniforms, watermark_sample
 
 
 @flax.struct.dataclass
@@ -35,15 +36,17 @@ def prefill(apply_fn: Callable, params: Any, prompt_BP: jax.Array, prompt_length
   return logits_BPV[rows, prompt_lengths_B - 1], cache.rewind(prompt_lengths_B)
 
 
-@partial(jax.jit, static_argnames=("apply_fn", "init_cache", "max_new_tokens", "sampler", "eos_id", "pad_id"))
+@partial(jax.jit, static_argnames=("apply_fn", "init_cache", "max_new_tokens", "sampler", "eos_id", "pad_id",
+                                   "watermark"))
 def generate(apply_fn: Callable, init_cache: Callable[[int, int], KVCache], params: Any, prompt_BP: jax.Array,
              prompt_lengths_B: jax.Array, key: jax.Array, *, max_new_tokens: int,
              sampler: SamplerConfig | None = None, eos_id: int | None = None,
-             pad_id: int = 0) -> tuple[jax.Array, jax.Array]:
+             pad_id: int = 0, watermark: WatermarkConfig | None = None) -> tuple[jax.Array, jax.Array]:
   """Returns (tokens [B, P + max_new_tokens], lengths [B]); sampler=None is greedy.
 
   `init_cache(batch, max_len)` builds an empty cache (e.g. `CausalLm(cfg).init_cache`). The EOS token, when
-  generated, is kept and ends its row.
+  generated, is kept and ends its row. With `watermark`, tokens are drawn by the EXP watermark's key-derived
+  Gumbel-max from the sampler chain's distribution (decode/watermark.py), each row at a random key shift.
   """
   B, P = prompt_BP.shape
   total = P + max_new_tokens
@@ -51,13 +54,22 @@ def generate(apply_fn: Callable, init_cache: Callable[[int, int], KVCache], para
   tokens = jnp.full((B, total), pad_id, prompt_BP.dtype).at[:, :P].set(prompt_BP)
   tokens = jnp.where(jnp.arange(total)[None] < prompt_lengths_B[:, None], tokens, pad_id)
   rows = jnp.arange(B)
+  key, shift_key = jax.random.split(key)
+  shifts = jax.random.randint(shift_key, (B,), 0, watermark.n if watermark else 1)
+
+  def draw(k, logits, generated):
+    if watermark is None:
+      return sample(k, logits, sampler)
+    processed = apply_chain(logits, sampler) if sampler is not None else logits
+    xi = key_uniforms(watermark.seed, (shifts + generated) % watermark.n, logits.shape[-1])
+    return watermark_sample(processed, xi)
 
   def cond(s: GenerationState):
     return (s.step < max_new_tokens) & ~jnp.all(s.done)
 
   def body(s: GenerationState) -> GenerationState:
     key, sub = jax.random.split(s.key)
-    tok = sample(sub, s.logits, sampler).astype(s.tokens.dtype)
+    tok = draw(sub, s.logits, s.lengths - prompt_lengths_B).astype(s.tokens.dtype)
     tok = jnp.where(s.done, pad_id, tok)
     tokens = s.tokens.at[rows, jnp.minimum(s.lengths, total - 1)].set(
         jnp.where(s.done, s.tokens[rows, jnp.minimum(s.lengths, total - 1)], tok))

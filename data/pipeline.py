@@ -42,7 +42,8 @@ def _rename(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
           "positions": batch["tokens_positions"]}
 
 
-def packed_dataset(docs: Sequence[str] | Sequence[np.ndarray], vocab: Vocabulary, *, seq_len: int, batch_size: int, seed: int,
+def packed_dataset(docs: Sequence[str] | Sequence[np.ndarray], vocab: Vocabulary, *, seq_len: int, batch_size: int,
+                   seed: int,
                    shard_index: int = 0, num_shards: int = 1, repeat: bool = True, packing: str = "concat_split",
                    max_fan_out: int = 64) -> grain.IterDataset:
   """One shard's stream of packed batches {tokens, segment_ids, positions}, each [batch_size, seq_len] int32.
@@ -112,14 +113,16 @@ def shard_layout(global_batch: int, num_shards: int, process_index: int, process
 
 
 def make_iterator(docs: Sequence[str], vocab: Vocabulary, *, seq_len: int, global_batch: int, seed: int,
-                  num_shards: int = 0, repeat: bool = True, packing: str = "concat_split", process_index: int | None = None,
+                  num_shards: int = 0, repeat: bool = True, packing: str = "concat_split",
+                  process_index: int | None = None,
                   process_count: int | None = None) -> ShardedBatchIterator:
   pi = jax.process_index() if process_index is None else process_index
   pc = jax.process_count() if process_count is None else process_count
   shards, rows = shard_layout(global_batch, num_shards, pi, pc)
   n = num_shards or pc
-  return ShardedBatchIterator([packed_dataset(docs, vocab, seq_len=seq_len, batch_size=rows, seed=seed + s,
-                                              shard_index=s, num_shards=n, repeat=repeat, packing=packing) for s in shards])
+  return ShardedBatchIterator([
+      packed_dataset(docs, vocab, seq_len=seq_len, batch_size=rows, seed=seed + s, shard_index=s, num_shards=n,
+                     repeat=repeat, packing=packing) for s in shards])
 
 
 def to_global(batch: dict[str, np.ndarray], sharding: jax.sharding.Sharding) -> dict[str, jax.Array]:

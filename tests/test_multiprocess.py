@@ -21,7 +21,7 @@ def test_two_processes_match_one_process(tmp_path):
                             cwd=ROOT, env=subprocess_env(4), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True) for i in range(2)]
   outs = [p.communicate(timeout=300) for p in procs]
-  for p, (out, err) in zip(procs, outs):
+  for p, (_, err) in zip(procs, outs):
     assert p.returncode == 0, err[-3000:]
   assert "process 0/2 | 4 local / 8 global devices" in outs[0][0]
   assert "process 1/2 | 4 local / 8 global devices" in outs[1][0]

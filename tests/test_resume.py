@@ -68,5 +68,6 @@ def test_weights_only_initialisation(straight, tmp_path):
 def test_checkpoint_with_other_vocab_size_is_refused_before_compiling(straight):
   wd, _ = straight
   config = tiny_config(**{"model.vocab_size": 512})
-  with pytest.raises(ckpt_lib.ConfigError, match=r"vocabulary size 320 but this config gives 512; set --config.model.vocab_size=320"):
+  with pytest.raises(ckpt_lib.ConfigError,
+                     match=r"vocabulary size 320 but this config gives 512; set --config.model.vocab_size=320"):
     train(config, wd)

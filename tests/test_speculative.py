@@ -10,7 +10,7 @@ from scipy import stats
 
 from decode.generate import generate
 from decode.sampling import SamplerConfig
-from decode.speculative import kseq_rho, kseq_select, speculative_generate, verify_kseq, verify_standard
+from decode.speculative import kseq_rho, kseq_select, speculative_generate, verify_standard
 from models.causal_lm import CausalLm, CausalLmConfig
 
 T = np.array([0.05, 0.4, 0.3, 0.15, 0.1])

@@ -10,7 +10,6 @@ from decode.generate import generate
 from decode.sampling import SamplerConfig
 from decode.watermark import (WatermarkConfig, key_uniforms, levenshtein_cost, p_value, statistic,
                               watermark_sample)
-from tests.helpers import tiny_config
 
 
 def test_watermarked_tokens_follow_the_model_distribution_over_keys():

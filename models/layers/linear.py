@@ -36,7 +36,7 @@ class Linear(nn.Module):
     y = jax.lax.dot_general(x.astype(self.dtype), kernel.astype(self.dtype), ((contract_x, contract_k), ((), ())),
                             preferred_element_type=jnp.float32)
     if self.use_bias:
-      bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros, tuple(self.kernel_axes[self.n_in:])),
-                        features, jnp.float32)
+      bias_axes = tuple(self.kernel_axes[self.n_in:])
+      bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros, bias_axes), features, jnp.float32)
       y = y + bias
     return y.astype(self.dtype)

@@ -33,7 +33,8 @@ class ModernBertLayer(nn.Module):
     attn = SelfAttention(
         num_heads=cfg.num_heads, head_dim=cfg.head_dim,
         rope_theta=cfg.global_rope_theta if is_global else cfg.local_rope_theta,
-        half_window=None if is_global else cfg.half_window, implementation=cfg.attention_impl, dtype=dt, qkv_init=init, out_init=out_init, name="attn")
+        half_window=None if is_global else cfg.half_window, implementation=cfg.attention_impl, dtype=dt,
+        qkv_init=init, out_init=out_init, name="attn")
     x_BTD = x_BTD + attn(h, segment_ids_BT, positions_BT)
     h = LayerNorm(cfg.norm_eps, dtype=dt, name="mlp_norm")(x_BTD)
     x_BTD = x_BTD + GegluMlp(cfg.hidden_size, cfg.intermediate_size, cfg.hidden_activation, dtype=dt,

@@ -58,6 +58,16 @@ def test_kseq_output_law_equals_the_target_by_enumeration(K):
       none *= 1 - a
     law += p_tuple * none * np.maximum(resid, 0)
   np.testing.assert_allclose(law, T, atol=1e-6)
+  if K > 1:   # the same enumeration catches a wrong rule: accepting with rho = 1 instead of rho*
+    wrong = np.zeros(5)
+    for tup in itertools.product(range(5), repeat=K):
+      p_tuple, none = np.prod(D[list(tup)]), 1.0
+      for x in tup:
+        a = min(1.0, T[x] / D[x])
+        wrong[x] += p_tuple * none * a
+        none *= 1 - a
+      wrong += p_tuple * none * np.maximum(resid, 0)
+    assert np.abs(wrong - T).max() > 0.01
   # The sampled selection follows the same law.
   keys = jax.random.split(jax.random.PRNGKey(K), 30000)
   cands = jax.vmap(lambda k: jax.random.categorical(k, jnp.log(jnp.asarray(D)), shape=(K,)))(keys)

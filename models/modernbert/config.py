@@ -25,11 +25,18 @@ class ModernBertConfig:
   hidden_activation: str = "gelu"
   classifier_activation: str = "gelu"
   initializer_range: float = 0.02
+  max_position_embeddings: int = 8192   # informational (RoPE has no table); kept for Hugging Face export
+  layer_types: tuple[str, ...] | None = None   # explicit "full_attention"/"sliding_attention" per layer (HF v5)
   dtype: str = "float32"   # compute dtype; parameters are always float32
   attention_impl: str = "einsum"   # "einsum", "xla" or "cudnn" (models/layers/attention.py)
   remat: bool = False      # rematerialise each layer in the backward pass
 
   def __post_init__(self):
+    if self.layer_types is not None:
+      object.__setattr__(self, "layer_types", tuple(self.layer_types))
+      if len(self.layer_types) != self.num_layers or set(self.layer_types) - {"full_attention", "sliding_attention"}:
+        raise ValueError(f"layer_types {self.layer_types} must list num_layers={self.num_layers} entries of "
+                         "'full_attention' / 'sliding_attention'")
     if self.hidden_size % self.num_heads:
       raise ValueError(f"model.hidden_size={self.hidden_size} is not divisible by model.num_heads={self.num_heads}")
 
@@ -46,6 +53,8 @@ class ModernBertConfig:
     return jnp.dtype(self.dtype)
 
   def is_global(self, layer: int) -> bool:
+    if self.layer_types is not None:
+      return self.layer_types[layer] == "full_attention"
     return layer % self.global_attn_every_n_layers == 0
 
   @classmethod

@@ -99,8 +99,11 @@ class ModernBertForMaskedLM(nn.Module):
   cfg: ModernBertConfig
 
   @nn.compact
-  def __call__(self, tokens_BT, segment_ids_BT=None, positions_BT=None):
+  def __call__(self, tokens_BT, segment_ids_BT=None, positions_BT=None, attention_mask=None):
+    """`attention_mask` ([B, T], 1 = token, 0 = padding; Hugging Face's argument) stands in for segment ids."""
     cfg = self.cfg
+    if segment_ids_BT is None and attention_mask is not None:
+      segment_ids_BT = jnp.asarray(attention_mask, jnp.int32)
     encoder = ModernBertEncoder(cfg, name="model")
     h_BTD = ModernBertPredictionHead(cfg, name="head")(encoder(tokens_BT, segment_ids_BT, positions_BT))
     bias = self.param("decoder_bias", nn.with_logical_partitioning(nn.initializers.zeros, ("vocab",)),

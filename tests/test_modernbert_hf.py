@@ -1,0 +1,141 @@
+"""ModernBERT checkpoint parity with Hugging Face `transformers`, both ways, on random unit-scale weights."""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from models.hf import load_modernbert, modernbert_config, save_modernbert
+from models.modernbert import ModernBertForMaskedLM
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+CONFIGS = [  # (HF kwargs, sequence length): window matters (S > local_attention), odd lengths, every n = 1, 2, 3
+    (dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=40,
+          global_attn_every_n_layers=2, local_attention=8), 37),
+    (dict(hidden_size=48, num_hidden_layers=4, num_attention_heads=3, intermediate_size=64,
+          global_attn_every_n_layers=3, local_attention=6, global_rope_theta=1000.0, local_rope_theta=50.0), 29),
+    (dict(hidden_size=24, num_hidden_layers=2, num_attention_heads=4, intermediate_size=16,
+          global_attn_every_n_layers=1, local_attention=4, hidden_activation="gelu_pytorch_tanh"), 21),
+]
+
+
+def _hf(kwargs, seed):
+  torch.manual_seed(seed)
+  cfg = transformers.ModernBertConfig(vocab_size=101, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                                      cls_token_id=1, sep_token_id=2, **kwargs)
+  model = transformers.ModernBertForMaskedLM(cfg).eval()
+  with torch.no_grad():   # unit scale: with the 0.02 init, a wrong GELU or window would hide under 1e-4
+    for name, p in model.named_parameters():
+      if p.ndim == 2:
+        p.normal_(0, 1.0 / np.sqrt(p.shape[1]))
+      elif "norm" in name:
+        p.uniform_(0.5, 1.5)
+      else:
+        p.normal_(0, 0.5)
+  return model
+
+
+def _batch(seq, vocab, seed):
+  rng = np.random.default_rng(seed)
+  ids = rng.integers(3, vocab, (3, seq))
+  mask = np.ones((3, seq), np.int64)
+  mask[1, seq - 5:] = 0          # right padding, shorter than a window
+  mask[2, seq // 3:] = 0         # more pads than the local half-window
+  return ids, mask
+
+
+def _hf_logits(model, ids, mask):
+  with torch.no_grad():
+    return model(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask)).logits.numpy()
+
+
+@pytest.fixture(scope="module", params=range(len(CONFIGS)))
+def pair(request, tmp_path_factory):
+  kwargs, seq = CONFIGS[request.param]
+  hf = _hf(kwargs, request.param)
+  path = str(tmp_path_factory.mktemp("modernbert"))
+  hf.save_pretrained(path)
+  model, params = load_modernbert(path)
+  return hf, model, params, seq, tmp_path_factory
+
+
+def _ours(model, params, ids, mask):
+  return np.asarray(model.apply({"params": params}, jnp.asarray(ids), attention_mask=jnp.asarray(mask)))
+
+
+def test_logits_match_hugging_face_on_real_positions(pair):
+  hf, model, params, seq, _ = pair
+  ids, mask = _batch(seq, 101, 0)
+  ours, ref = _ours(model, params, ids, mask), _hf_logits(hf, ids, mask)
+  real = mask.astype(bool)
+  np.testing.assert_allclose(ours[real], ref[real], atol=1e-4, rtol=0)
+  assert np.abs(ref).max() > 1.0
+
+
+def test_saved_checkpoint_reproduces_our_logits_in_hugging_face(pair):
+  _, model, params, seq, factory = pair
+  params = jax.tree.map(lambda p: p * 1.01 + 0.01, params)
+  path = str(factory.mktemp("saved"))
+  save_modernbert(model, params, path)
+  hf = transformers.ModernBertForMaskedLM.from_pretrained(path).eval()
+  ids, mask = _batch(seq, 101, 1)
+  real = mask.astype(bool)
+  np.testing.assert_allclose(_ours(model, params, ids, mask)[real], _hf_logits(hf, ids, mask)[real], atol=1e-4,
+                             rtol=0)
+  _, again = load_modernbert(path)
+  for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(again)):
+    np.testing.assert_array_equal(np.asarray(a, np.float32), b)
+
+
+def test_injected_bugs_break_parity(pair):
+  hf, model, params, seq, _ = pair
+  ids, mask = _batch(seq, 101, 0)
+  real = mask.astype(bool)
+  ref = _hf_logits(hf, ids, mask)[real]
+  cfg = model.cfg
+  tanh = "gelu" if cfg.hidden_activation != "gelu" else "gelu_pytorch_tanh"
+  bugs = [dict(hidden_activation=tanh), dict(global_rope_theta=cfg.local_rope_theta)]
+  if not all(cfg.is_global(i) for i in range(cfg.num_layers)):   # a window bug needs a sliding-window layer
+    bugs.append(dict(local_attention=cfg.local_attention + 2))
+  for bug in bugs:
+    wrong = ModernBertForMaskedLM(dataclasses.replace(cfg, **bug))
+    assert np.abs(_ours(wrong, params, ids, mask)[real] - ref).max() > 1e-3, bug
+  swapped = jax.tree_util.tree_map_with_path(
+      lambda path, x: x[:, ::-1] if "Wi" in jax.tree_util.keystr(path) else x, params)   # GeGLU halves swapped
+  assert np.abs(_ours(model, swapped, ids, mask)[real] - ref).max() > 1e-3
+
+
+def test_v4_and_v5_config_spellings_normalise_identically():
+  v4 = dict(vocab_size=50368, hidden_size=768, num_hidden_layers=22, num_attention_heads=12,
+            intermediate_size=1152, global_attn_every_n_layers=3, global_rope_theta=160000.0,
+            local_rope_theta=10000.0, local_attention=128, layer_norm_eps=1e-12, norm_eps=1e-5)
+  hf_v5 = transformers.ModernBertConfig(**{k: v for k, v in v4.items() if k != "layer_norm_eps"}).to_dict()
+  a, b = modernbert_config(v4), modernbert_config(hf_v5)
+  assert a == b
+  assert a.norm_eps == 1e-5 and a.half_window == 64
+  assert [a.is_global(i) for i in range(6)] == [True, False, False, True, False, False]
+
+
+def test_packed_path_equals_padded_path_per_document(pair):
+  _, model, params, _, _ = pair
+  rng = np.random.default_rng(3)
+  docs = [rng.integers(3, 101, n) for n in (9, 14, 6)]
+  T = sum(map(len, docs)) + 3
+  packed, seg, pos = np.zeros((1, T), np.int32), np.zeros((1, T), np.int32), np.zeros((1, T), np.int32)
+  o = 0
+  for i, d in enumerate(docs):
+    packed[0, o:o + len(d)], seg[0, o:o + len(d)], pos[0, o:o + len(d)] = d, i + 1, np.arange(len(d))
+    o += len(d)
+  out = np.asarray(model.apply({"params": params}, packed, seg, pos))
+  padded = np.zeros((3, 16), np.int32)
+  mask = np.zeros((3, 16), np.int32)
+  for i, d in enumerate(docs):
+    padded[i, :len(d)], mask[i, :len(d)] = d, 1
+  ref = _ours(model, params, padded, mask)
+  o = 0
+  for i, d in enumerate(docs):
+    np.testing.assert_allclose(out[0, o:o + len(d)], ref[i, :len(d)], atol=1e-5, rtol=0)
+    o += len(d)

@@ -43,12 +43,80 @@ def dot_product_attention(q_BTHD: jax.Array, k_BSHD: jax.Array, v_BSHD: jax.Arra
     return jax.nn.dot_product_attention(q_BTHD, k_BSHD, v_BSHD, mask=mask_B1TS, scale=scale,
                                         implementation=implementation)
   if implementation != "einsum":
-    raise ValueError(f"model.attention_impl={implementation!r}: use 'einsum', 'xla' or 'cudnn'")
+    raise ValueError(f"model.attention_impl={implementation!r}: use 'einsum', 'chunked', 'xla' or 'cudnn'")
   logits_BHTS = jnp.einsum("bthd,bshd->bhts", q_BTHD * jnp.asarray(scale, q_BTHD.dtype), k_BSHD,
                            preferred_element_type=jnp.float32)
   logits_BHTS = jnp.where(mask_B1TS, logits_BHTS, jnp.finfo(jnp.float32).min)
   probs_BHTS = jax.nn.softmax(logits_BHTS, axis=-1).astype(v_BSHD.dtype)
   return jnp.einsum("bhts,bshd->bthd", probs_BHTS, v_BSHD, preferred_element_type=jnp.float32).astype(v_BSHD.dtype)
+
+
+def _segment_allowed(seg_q, seg_k):
+  return (seg_q[..., :, None] == seg_k[..., None, :]) & (seg_k[..., None, :] != 0)
+
+
+def banded_attention(q_BTHD: jax.Array, k_BTHD: jax.Array, v_BTHD: jax.Array, segment_ids_BT: jax.Array,
+                     half_window: int, scale: float, causal: bool = False) -> jax.Array:
+  """Sliding-window attention (|i - j| <= half_window) that never builds a T x T matrix.
+
+  The sequence is cut into blocks of C = half_window rows; each query block attends to its own and its two
+  neighbouring key blocks (3C keys), which contain every key within the window. Memory and compute are linear in T.
+  """
+  B, T, H, D = q_BTHD.shape
+  C = max(half_window, 1)
+  nb = -(-T // C)
+  pad = nb * C - T
+  padT = lambda x: jnp.pad(x, [(0, 0), (0, pad)] + [(0, 0)] * (x.ndim - 2))  # noqa: E731
+  q, k, v, seg = padT(q_BTHD), padT(k_BTHD), padT(v_BTHD), padT(segment_ids_BT)
+
+  def neighbours(x):   # [B, nb*C, ...] -> [B, nb, 3C, ...]: blocks i-1, i, i+1
+    xb = x.reshape(B, nb, C, *x.shape[2:])
+    xb = jnp.pad(xb, [(0, 0), (1, 1)] + [(0, 0)] * (xb.ndim - 2))
+    return jnp.concatenate([xb[:, :-2], xb[:, 1:-1], xb[:, 2:]], axis=2)
+
+  kb, vb, segk = neighbours(k), neighbours(v), neighbours(seg)
+  qb, segq = q.reshape(B, nb, C, H, D), seg.reshape(B, nb, C)
+  q_idx = jnp.arange(nb)[:, None] * C + jnp.arange(C)[None, :]              # [nb, C]
+  k_idx = jnp.arange(nb)[:, None] * C - C + jnp.arange(3 * C)[None, :]      # [nb, 3C]
+  dist = q_idx[:, :, None] - k_idx[:, None, :]
+  allowed = (jnp.abs(dist) <= half_window) & (k_idx[:, None, :] >= 0)
+  if causal:
+    allowed &= dist >= 0
+  allowed = allowed[None] & _segment_allowed(segq, segk)                     # [B, nb, C, 3C]
+  logits = jnp.einsum("bnchd,bnkhd->bnhck", qb * jnp.asarray(scale, qb.dtype), kb,
+                      preferred_element_type=jnp.float32)
+  logits = jnp.where(allowed[:, :, None], logits, jnp.finfo(jnp.float32).min)
+  probs = jax.nn.softmax(logits, axis=-1).astype(vb.dtype)
+  out = jnp.einsum("bnhck,bnkhd->bnchd", probs, vb, preferred_element_type=jnp.float32).astype(v_BTHD.dtype)
+  return out.reshape(B, nb * C, H, D)[:, :T]
+
+
+def chunked_attention(q_BTHD: jax.Array, k_BTHD: jax.Array, v_BTHD: jax.Array, segment_ids_BT: jax.Array,
+                      scale: float, causal: bool = False, chunk: int = 512) -> jax.Array:
+  """Full attention computed `chunk` queries at a time (lax.map of a rematerialised block): the largest live
+  score block is [B, H, chunk, T] in the forward and in the backward, instead of [B, H, T, T]."""
+  B, T, H, D = q_BTHD.shape
+  C = min(chunk, T)
+  nq = -(-T // C)
+  pad = nq * C - T
+  q = jnp.pad(q_BTHD, [(0, 0), (0, pad), (0, 0), (0, 0)]).reshape(B, nq, C, H, D)
+  segq = jnp.pad(segment_ids_BT, [(0, 0), (0, pad)]).reshape(B, nq, C)
+  k_idx = jnp.arange(T)
+
+  @jax.checkpoint
+  def block(args):
+    qi, si, start = args                                      # [B, C, H, D], [B, C], scalar
+    logits = jnp.einsum("bchd,bshd->bhcs", qi * jnp.asarray(scale, qi.dtype), k_BTHD,
+                        preferred_element_type=jnp.float32)
+    allowed = _segment_allowed(si, segment_ids_BT)           # [B, C, T]
+    if causal:
+      allowed &= k_idx[None, None, :] <= (start + jnp.arange(C))[None, :, None]
+    logits = jnp.where(allowed[:, None], logits, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(logits, axis=-1).astype(v_BTHD.dtype)
+    return jnp.einsum("bhcs,bshd->bchd", probs, v_BTHD, preferred_element_type=jnp.float32).astype(v_BTHD.dtype)
+
+  out = jax.lax.map(block, (jnp.moveaxis(q, 1, 0), jnp.moveaxis(segq, 1, 0), jnp.arange(nq) * C))
+  return jnp.moveaxis(out, 0, 1).reshape(B, nq * C, H, D)[:, :T]
 
 
 def cache_mask(start_B: jax.Array, num_new: int, cache_len: int, half_window: int | None = None) -> jax.Array:
@@ -96,6 +164,13 @@ class SelfAttention(nn.Module):
       q_BTHD = apply_rope(q_BTHD, positions_BT, self.rope_theta)
       k_BTHD = apply_rope(k_BTHD, positions_BT, self.rope_theta)
     q_BTHD = nn.with_logical_constraint(q_BTHD, ("batch", "length", "heads", "kv"))
+    scale = self.head_dim ** -0.5
+    if kv_cache is None and self.implementation == "chunked":   # memory-efficient: no T x T matrix anywhere
+      if self.half_window is not None:
+        out_BTHD = banded_attention(q_BTHD, k_BTHD, v_BTHD, segment_ids_BT, self.half_window, scale, self.causal)
+      else:
+        out_BTHD = chunked_attention(q_BTHD, k_BTHD, v_BTHD, segment_ids_BT, scale, self.causal)
+      return self._output(out_BTHD, D)
     if kv_cache is None:
       mask = attention_mask(segment_ids_BT, causal=self.causal, half_window=self.half_window)
       keys, values, new_cache = k_BTHD, v_BTHD, None
@@ -104,9 +179,13 @@ class SelfAttention(nn.Module):
       keys, values = write_cache(k_cache, k_BTHD, start_B), write_cache(v_cache, v_BTHD, start_B)
       mask = cache_mask(start_B, x_BTD.shape[1], k_cache.shape[1], self.half_window)
       new_cache = (keys, values)
+    impl = "einsum" if self.implementation == "chunked" else self.implementation   # decoding: T is small
     out_BTHD = dot_product_attention(q_BTHD, keys.astype(q_BTHD.dtype), values.astype(q_BTHD.dtype), mask,
-                                     self.head_dim ** -0.5, self.implementation)
-    out_BTHD = nn.with_logical_constraint(out_BTHD, ("batch", "length", "heads", "kv"))
-    out = Linear((D,), ("heads", "kv", "embed"), n_in=2, use_bias=self.use_bias, dtype=self.dtype,
-                 kernel_init=self.out_init, name="Wo")(out_BTHD)
+                                     scale, impl)
+    out = self._output(out_BTHD, D)
     return out if kv_cache is None else (out, new_cache)
+
+  def _output(self, out_BTHD, D):
+    out_BTHD = nn.with_logical_constraint(out_BTHD, ("batch", "length", "heads", "kv"))
+    return Linear((D,), ("heads", "kv", "embed"), n_in=2, use_bias=self.use_bias, dtype=self.dtype,
+                  kernel_init=self.out_init, name="Wo")(out_BTHD)

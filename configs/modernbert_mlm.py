@@ -5,8 +5,13 @@ Command (2-core CPU, about 4 minutes including vocabulary training, compilation,
 Expected result (500 steps): validation masked-token accuracy about 0.34 and loss about 3.8 nats at 15% masking
 (RESULTS.md); the final samples fill the "[MASK]"s of config.decode.prompts.
 
-`--config=configs/modernbert_mlm.py:base` gives the ModernBERT-base shape (22 layers, d=768, seq 512), e.g. for
-bench/train_throughput.py or for a real run on accelerators (set mesh and batch for the hardware).
+Published shapes (vocabulary sizes as released; 8,192 positions; seq 512 here, raise data.seq_len up to 8192 with
+--config.model.attention_impl=chunked for long context):
+  :base      ModernBERT-base  (22 layers, d=768, 12 heads, GeGLU 1152, vocab 50,368; 149.7M parameters)
+  :large     ModernBERT-large (28 layers, d=1024, 16 heads, GeGLU 2624, vocab 50,368; 395.9M parameters)
+  :tabibert  TabiBERT (ModernBERT-base shape, vocab 50,176 as its paper states; not checked against a config.json)
+e.g. `python launch.py --config=configs/modernbert_mlm.py:base --config.mesh.fsdp=8 ...` on accelerators, or
+bench/train_throughput.py on CPU.
 """
 from configs.base import get_base_config
 
@@ -30,13 +35,19 @@ def get_config(arg: str | None = None):
   c.train.num_steps = 500
   c.train.eval_every = 250
   c.train.checkpoint_every = 250
-  if arg == "base":
-    m.hidden_size, m.num_layers, m.num_heads, m.intermediate_size = 768, 22, 12, 1152
+  m.max_position_embeddings = 8192
+  if arg in ("base", "large", "tabibert"):
+    if arg == "large":
+      m.hidden_size, m.num_layers, m.num_heads, m.intermediate_size = 1024, 28, 16, 2624
+    else:
+      m.hidden_size, m.num_layers, m.num_heads, m.intermediate_size = 768, 22, 12, 1152
+    m.vocab_size = 50_176 if arg == "tabibert" else 50_368
     m.local_attention = 128
     c.data.seq_len = 512
     c.data.vocab_size = 32_768
     c.train.batch_size = 8
   elif arg not in (None, ""):
-    raise ValueError(f"configs/modernbert_mlm.py: unknown argument {arg!r}; use ':base' or nothing")
+    raise ValueError(f"configs/modernbert_mlm.py: unknown argument {arg!r}; use ':base', ':large', ':tabibert' "
+                     "or nothing")
   c.lock()
   return c

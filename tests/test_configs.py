@@ -4,13 +4,14 @@ import pathlib
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from data.vocab import ByteVocabulary
 from models.registry import build
 
-CONFIGS = [("modernbert_mlm", None), ("modernbert_mlm", "base"), ("test_tiny", None), ("causal_lm", None),
-           ("causal_lm", "modern")]
+CONFIGS = [("modernbert_mlm", None), ("modernbert_mlm", "base"), ("modernbert_mlm", "large"),
+           ("modernbert_mlm", "tabibert"), ("test_tiny", None), ("causal_lm", None), ("causal_lm", "modern")]
 
 
 @pytest.mark.parametrize("name, arg", CONFIGS)
@@ -26,6 +27,10 @@ def test_config_builds_and_eval_shapes(name, arg):
   shapes = jax.eval_shape(lambda: bundle.module.init(jax.random.PRNGKey(0), jnp.zeros((2, seq), jnp.int32)))
   logits = jax.eval_shape(lambda v: bundle.module.apply(v, jnp.zeros((2, seq), jnp.int32)), shapes)
   assert logits.shape == (2, seq, bundle.hparams.vocab_size) and logits.dtype == jnp.float32
+  n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes))
+  published = {"base": 149_655_232, "large": 395_881_664}   # transformers' ModernBertForMaskedLM counts
+  if name == "modernbert_mlm" and arg in published:
+    assert n == published[arg]
 
 
 def test_every_config_file_is_covered():

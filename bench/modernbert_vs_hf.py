@@ -8,7 +8,8 @@ models.hf.load_modernbert). Measures, in one run:
   - training-step tokens/s (masked-LM loss at 30% masking, backward and AdamW update on both sides),
   - peak memory of one forward at --long tokens (batch 1): each side in its own subprocess, peak RSS (VmHWM)
     minus the RSS before the forward; ours uses attention_impl="chunked" (banded local, chunked global layers).
-Timings are medians of --repeats after one warm-up; our compile time is excluded and reported separately.
+Timings are medians of --repeats after one warm-up; our compile time is excluded and reported separately. Each
+side runs in its own subprocess, one after the other (both training states at once exceed 24 GiB).
 Needs requirements-test.txt (torch, transformers).
 """
 import json
@@ -72,6 +73,96 @@ def memory_child(which: str, path: str, T: int) -> dict:
   return {"peak_increase_mib": (_rss_kib("VmHWM") - before) / 1024}
 
 
+def throughput_child(which: str, path: str, B: int, S: int, repeats: int) -> dict:
+  """Forward and training-step tokens/s of one side (each side runs alone: both at once exceed 24 GiB)."""
+  import numpy as np
+  rng = np.random.default_rng(0)
+  ids = rng.integers(5, 50000, (B, S))
+  selected = rng.random((B, S)) < 0.3
+
+  def timed(fn):
+    fn()
+    ts = []
+    for _ in range(repeats):
+      t = time.perf_counter()
+      fn()
+      ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+  out = {}
+  if which == "hf":
+    import torch
+    hf = _hf_model(path)
+    x_t, y_t = torch.tensor(ids), torch.tensor(np.where(selected, ids, -100))
+
+    def fwd():
+      with torch.inference_mode():
+        hf(input_ids=x_t).logits.sum().item()
+
+    out["forward"] = B * S / timed(fwd)
+    hf.train()
+    opt = torch.optim.AdamW(hf.parameters(), lr=1e-4)
+
+    def train():
+      opt.zero_grad(set_to_none=True)
+      hf(input_ids=x_t, labels=y_t).loss.backward()
+      opt.step()
+
+    out["train"] = B * S / timed(train)
+    return out
+  import jax
+  import jax.numpy as jnp
+  import optax
+
+  from models.hf import load_modernbert
+  from models.losses import cross_entropy_with_accuracy
+  model, params = load_modernbert(path)
+  params = jax.device_put(params)
+  x = jnp.asarray(ids)
+  f = jax.jit(lambda p, x: model.apply({"params": p}, x))
+  t = time.perf_counter()
+  jax.block_until_ready(f(params, x))
+  out["compile_forward_s"] = time.perf_counter() - t
+  out["forward"] = B * S / timed(lambda: jax.block_until_ready(f(params, x)))
+  tx = optax.adamw(1e-4)
+  w = jnp.asarray(selected, jnp.float32) / selected.sum()
+
+  @jax.jit
+  def step(p, o, x):
+    def loss_fn(p):
+      nll, _ = cross_entropy_with_accuracy(model.apply({"params": p}, x), x)
+      return jnp.sum(nll * w)
+    loss, g = jax.value_and_grad(loss_fn)(p)
+    u, o = tx.update(g, o, p)
+    return optax.apply_updates(p, u), o, loss
+
+  state = [params, tx.init(params)]
+  t = time.perf_counter()
+  step.lower(*state, x).compile()
+  out["compile_train_s"] = time.perf_counter() - t
+
+  def train():
+    p, o, loss = step(state[0], state[1], x)
+    jax.block_until_ready(loss)
+    state[0], state[1] = p, o
+
+  out["train"] = B * S / timed(train)
+  return out
+
+
+def _child(arg: str, extra: list[str]) -> dict:
+  out = subprocess.run([sys.executable, "-m", "bench.modernbert_vs_hf", *extra, arg], capture_output=True, text=True,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+  if not lines:
+    print(out.stderr[-3000:], file=sys.stderr)
+    return {}
+  return json.loads(lines[-1])
+
+
+_THROUGHPUT_CHILD = flags.DEFINE_string("throughput_child", "", "internal: 'ours:PATH' or 'hf:PATH'.")
+
+
 def main(argv):
   del argv
   import tempfile
@@ -79,108 +170,29 @@ def main(argv):
     which, path = _MEMORY_CHILD.value.split(":", 1)
     print(json.dumps(memory_child(which, path, _LONG.value)))
     return
-  import jax
-  import jax.numpy as jnp
-  import numpy as np
-  import optax
+  if _THROUGHPUT_CHILD.value:
+    which, path = _THROUGHPUT_CHILD.value.split(":", 1)
+    print(json.dumps(throughput_child(which, path, _BATCH.value, _SEQ.value, _REPEATS.value)))
+    return
   import torch
-
-  from models.hf import load_modernbert
-  from models.losses import cross_entropy_with_accuracy
   B, S = _BATCH.value, _SEQ.value
   t = time.perf_counter()
   hf = _hf_model()
   build_s = time.perf_counter() - t
   path = tempfile.mkdtemp()
   hf.save_pretrained(path)
-  model, params = load_modernbert(path)
-  params = jax.device_put(params)
-  rng = np.random.default_rng(0)
-  ids = rng.integers(5, 50000, (B, S))
-  selected = rng.random((B, S)) < 0.3
-  labels = np.where(selected, ids, -100)
-
-  # Forward.
-  fwd = jax.jit(lambda p, x: model.apply({"params": p}, x))
-  t = time.perf_counter()
-  jax.block_until_ready(fwd(params, jnp.asarray(ids)))
-  fwd_compile = time.perf_counter() - t
-  x_t = torch.tensor(ids)
-
-  def ours_fwd():
-    jax.block_until_ready(fwd(params, jnp.asarray(ids)))
-
-  def hf_fwd():
-    with torch.inference_mode():
-      hf(input_ids=x_t).logits.sum().item()
-
-  # Training step: masked-LM loss on the selected positions, AdamW.
-  tx = optax.adamw(1e-4)
-  opt = tx.init(params)
-  w = jnp.asarray(selected, jnp.float32) / selected.sum()
-
-  def loss_fn(p, x):
-    nll, _ = cross_entropy_with_accuracy(model.apply({"params": p}, x), x)
-    return jnp.sum(nll * w)
-
-  @jax.jit
-  def step(p, o, x):
-    loss, g = jax.value_and_grad(loss_fn)(p, x)
-    u, o = tx.update(g, o, p)
-    return optax.apply_updates(p, u), o, loss
-
-  t = time.perf_counter()
-  state = [params, opt]
-  p2, o2, loss = step(state[0], state[1], jnp.asarray(ids))
-  jax.block_until_ready(loss)
-  train_compile = time.perf_counter() - t
-  state = [p2, o2]
-
-  def ours_train():
-    p, o, loss = step(state[0], state[1], jnp.asarray(ids))
-    jax.block_until_ready(loss)
-    state[0], state[1] = p, o
-
-  hf.train()
-  torch_opt = torch.optim.AdamW(hf.parameters(), lr=1e-4)
-  y_t = torch.tensor(labels)
-
-  def hf_train():
-    torch_opt.zero_grad(set_to_none=True)
-    out = hf(input_ids=x_t, labels=y_t)
-    out.loss.backward()
-    torch_opt.step()
-
-  def timed(fn):
-    fn()
-    ts = []
-    for _ in range(_REPEATS.value):
-      t = time.perf_counter()
-      fn()
-      ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
-
-  results = {}
-  for name, ours, theirs in (("forward", ours_fwd, hf_fwd), ("train step", ours_train, hf_train)):
-    t_ours, t_hf = timed(ours), timed(theirs)
-    results[name] = (B * S / t_ours, B * S / t_hf)
-  hf.eval()
-
-  mem = {}
-  for which in ("ours", "hf"):
-    out = subprocess.run([sys.executable, "-m", "bench.modernbert_vs_hf", f"--memory_child={which}:{path}",
-                          f"--long={_LONG.value}"], capture_output=True, text=True,
-                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
-    mem[which] = json.loads(lines[-1])["peak_increase_mib"] if lines else float("nan")
-    if not lines:
-      print(out.stderr[-2000:], file=sys.stderr)
-
+  del hf
+  extra = [f"--batch={B}", f"--seq={S}", f"--repeats={_REPEATS.value}", f"--long={_LONG.value}"]
+  thr = {w: _child(f"--throughput_child={w}:{path}", extra) for w in ("ours", "hf")}
+  mem = {w: _child(f"--memory_child={w}:{path}", extra).get("peak_increase_mib", float("nan")) for w in ("ours", "hf")}
+  import jax
   print(f"ModernBERT-base shape (149.7M), float32, batch {B} x {S}; torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), jax {jax.__version__}, {os.cpu_count()} cores; "
-        f"HF model build {build_s:.0f}s; our compile: forward {fwd_compile:.1f}s, train step {train_compile:.1f}s")
+        f"({torch.get_num_threads()} threads), jax {jax.__version__}, {os.cpu_count()} cores; HF model build "
+        f"{build_s:.0f}s; our compile: forward {thr['ours'].get('compile_forward_s', 0):.1f}s, train step "
+        f"{thr['ours'].get('compile_train_s', 0):.1f}s")
   print("| measurement | ours | HF PyTorch | ratio (ours / HF) |\n|---|---|---|---|")
-  for name, (o, h) in results.items():
+  for key, name in (("forward", "forward"), ("train", "train step")):
+    o, h = thr["ours"].get(key, float("nan")), thr["hf"].get(key, float("nan"))
     print(f"| {name} tokens/s | {o:,.0f} | {h:,.0f} | {o / h:.2f} |")
   print(f"| peak memory increase, {_LONG.value}-token forward (MiB) | {mem['ours']:,.0f} | {mem['hf']:,.0f} | "
         f"{mem['ours'] / mem['hf']:.2f} |")

@@ -32,6 +32,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.data.validation_percent = 5
   c.data.packing = "concat_split"   # or "first_fit" (documents kept whole, rows padded)
   c.data.num_shards = 0             # 0: one data shard per process (see data/pipeline.py)
+  c.data.task = ""                  # "": language modelling on the corpus; "stdlib_packages": classification
+  c.data.num_classes = 8            # for data.task
   c.data.seqio_modules = ()         # modules to import that register seqio Tasks ("seqio:<task>" corpus/vocab)
 
   c.mesh = ml_collections.ConfigDict()

@@ -125,8 +125,14 @@ def make_iterator(docs: Sequence[str], vocab: Vocabulary, *, seq_len: int, globa
                      repeat=repeat, packing=packing) for s in shards])
 
 
-def to_global(batch: dict[str, np.ndarray], sharding: jax.sharding.Sharding) -> dict[str, jax.Array]:
-  """Process-local rows -> one global jax.Array per key (the global batch is the rows of all processes)."""
-  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+def to_global(batch: dict[str, np.ndarray], sharding: jax.sharding.NamedSharding) -> dict[str, jax.Array]:
+  """Process-local rows -> one global jax.Array per key (the global batch is the rows of all processes).
+
+  `sharding` is the [batch, length] sharding; per-example keys ([batch], e.g. labels) use its batch axis only.
+  """
+  def for_rank(ndim):
+    return sharding if ndim == len(sharding.spec) else jax.sharding.NamedSharding(sharding.mesh,
+                                                                                  jax.P(*sharding.spec[:ndim]))
+  return {k: jax.make_array_from_process_local_data(for_rank(v.ndim), v) for k, v in batch.items()}
 
 

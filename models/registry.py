@@ -48,6 +48,14 @@ def _modernbert_mlm(config, vocab: Vocabulary) -> ModelBundle:
                      sample_texts=sample_texts)
 
 
+def _modernbert_classifier(config, vocab: Vocabulary) -> ModelBundle:
+  from models.modernbert import ModernBertConfig, ModernBertForSequenceClassification, SequenceClassificationObjective
+  hp = ModernBertConfig.from_config(config.model, model_vocab_size(config, vocab))
+  module = ModernBertForSequenceClassification(hp, num_labels=config.data.num_classes, pooling=config.model.pooling)
+  return ModelBundle(module, SequenceClassificationObjective(), hp,
+                     lambda seq: hp.flops_per_token(seq) - 6 * hp.hidden_size * hp.vocab_size)   # no decoder
+
+
 def _causal_lm(config, vocab: Vocabulary) -> ModelBundle:
   from decode.sampling import SamplerConfig
   from models.causal_lm import CausalLm, CausalLmConfig, NextTokenObjective
@@ -71,6 +79,7 @@ def _causal_lm(config, vocab: Vocabulary) -> ModelBundle:
 REGISTRY: dict[str, Callable[[Any, Vocabulary], ModelBundle]] = {
     "modernbert_mlm": _modernbert_mlm,
     "causal_lm": _causal_lm,
+    "modernbert_classifier": _modernbert_classifier,
 }
 
 

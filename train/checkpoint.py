@@ -7,6 +7,7 @@ All processes must call save and restore (orbax coordinates them).
 import os
 from typing import Any
 
+import flax
 import grain
 import jax
 import orbax.checkpoint as ocp
@@ -48,6 +49,21 @@ class Checkpointer:
         restore_args=jax.tree.map(lambda a: ocp.ArrayRestoreArgs(sharding=a.sharding), {"params": abstract_params}),
         partial_restore=True)))
     return restored["state"]["params"]
+
+  def restore_matching_params(self, step: int, abstract_params: Any, fresh_params: Any) -> tuple[Any, str]:
+    """Weights-only initialisation across model families (e.g. masked LM -> classifier): the parameters whose
+    path and shape exist in the checkpoint are loaded, the others keep `fresh_params`. Returns (params, summary)."""
+    saved = ocp.PyTreeCheckpointer().metadata(os.path.join(self.directory, str(step), "state"))
+    saved_tree = saved.item_metadata.tree["params"]
+    flat_abs = flax.traverse_util.flatten_dict(abstract_params)
+    flat_saved = flax.traverse_util.flatten_dict(saved_tree)
+    match = {k: v for k, v in flat_abs.items() if k in flat_saved and tuple(flat_saved[k].shape) == tuple(v.shape)}
+    if not match:
+      raise ConfigError(f"checkpoint {self.directory}/{step} shares no parameter (path and shape) with this model")
+    loaded = flax.traverse_util.flatten_dict(self.restore_params(step, flax.traverse_util.unflatten_dict(match)))
+    flat = flax.traverse_util.flatten_dict(fresh_params)
+    flat.update(loaded)
+    return flax.traverse_util.unflatten_dict(flat), f"{len(match)} of {len(flat_abs)}"
 
   def wait(self) -> None:
     self._mgr.wait_until_finished()

@@ -44,13 +44,23 @@ class Experiment:
   abstract_state: TrainState
   state_sharding: TrainState
   batch_sharding: jax.sharding.NamedSharding
+  task: Any = None    # a labelled task (data.task) instead of language-model documents
 
   @property
   def model_vocab_size(self) -> int:
     return self.bundle.hparams.vocab_size
 
+  def _iterator(self, split: str, global_batch: int, seed: int):
+    from data.tasks import make_classification_iterator
+    c = self.config
+    return make_classification_iterator(getattr(self.task, split), self.vocab, seq_len=c.data.seq_len,
+                                        global_batch=global_batch, seed=seed, num_shards=c.data.num_shards,
+                                        process_index=jax.process_index(), process_count=jax.process_count())
+
   def train_iterator(self):
     c = self.config
+    if self.task is not None:
+      return self._iterator("train", c.train.batch_size, c.seed)
     return make_iterator(self.corpus.train, self.vocab, seq_len=c.data.seq_len, global_batch=c.train.batch_size,
                          seed=c.seed, num_shards=c.data.num_shards, packing=c.data.packing)
 
@@ -68,11 +78,16 @@ class Experiment:
                       out_shardings=(self.state_sharding, None), donate_argnums=0)
     batch = {k: jax.ShapeDtypeStruct((c.train.batch_size, c.data.seq_len), jnp.int32, sharding=self.batch_sharding)
              for k in ("tokens", "segment_ids", "positions")}
+    if self.task is not None:
+      batch["labels"] = jax.ShapeDtypeStruct((c.train.batch_size,), jnp.int32, sharding=jax.sharding.NamedSharding(
+          self.mesh, jax.P(self.batch_sharding.spec[0])))
     return step_fn.lower(self.abstract_state, batch).compile()
 
   def eval_iterator(self):
     """The same first `eval.num_batches` validation batches at every evaluation."""
     c = self.config
+    if self.task is not None:
+      return self._iterator("validation", c.eval.batch_size, c.seed + 1)
     return make_iterator(self.corpus.validation, self.vocab, seq_len=c.data.seq_len,
                          global_batch=c.eval.batch_size, seed=c.seed + 1, num_shards=c.data.num_shards,
                          packing=c.data.packing)
@@ -109,12 +124,20 @@ def build_experiment(config: Any, devices=None) -> Experiment:
     bundle = build(config, vocab)
   except (ValueError, FileNotFoundError) as e:
     raise ConfigError(str(e)) from None
+  task = None
+  if config.data.task:
+    from data.tasks import stdlib_packages
+    if config.data.task != "stdlib_packages":
+      raise ConfigError(f"data.task={config.data.task!r}: use '' (language modelling) or 'stdlib_packages'")
+    task = stdlib_packages(config.data.num_classes, config.data.max_doc_chars,
+                           validation_percent=config.data.validation_percent)
   rules = tuple(tuple(r) for r in config.logical_axis_rules)
   tx, schedule = build_optimizer(config.optim, config.train.num_steps)
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
     abstract, shardings = state_shardings(bundle.module, tx, config.data.seq_len, mesh, rules)
     batch_sharding = logical_sharding(mesh, rules, "batch", "length")
-  return Experiment(config, mesh, rules, corpus, vocab, bundle, tx, schedule, abstract, shardings, batch_sharding)
+  return Experiment(config, mesh, rules, corpus, vocab, bundle, tx, schedule, abstract, shardings, batch_sharding,
+                    task)
 
 
 def param_overview(exp: Experiment) -> str:
@@ -177,8 +200,9 @@ def _initial_state(exp: Experiment, ckpt: ckpt_lib.Checkpointer, data_iter, repo
     if src_step is None:
       raise ConfigError(f"checkpoint.init_from={exp.config.checkpoint.init_from!r} holds no checkpoint")
     ckpt_lib.check_compatible(src.meta(src_step), exp.model_vocab_size, f"{src.directory}/{src_step}")
-    state = state.replace(params=src.restore_params(src_step, exp.abstract_state.params))
-    reporter_note(f"initialised weights from {src.directory} step {src_step}")
+    params, loaded = src.restore_matching_params(src_step, exp.abstract_state.params, state.params)
+    state = state.replace(params=params)
+    reporter_note(f"initialised {loaded} weights from {src.directory} step {src_step} (the rest: fresh)")
     src.close()
   return state, data_iter
 
@@ -233,7 +257,7 @@ def train(config: Any, workdir: str, *, stop_at_step: int | None = None) -> dict
         if last or (c.train.eval_every and done % c.train.eval_every == 0):
           final_eval = evaluate(exp, state.params, eval_step)
           reporter.eval(done, final_eval)
-        if last or (c.train.sample_every and done % c.train.sample_every == 0):
+        if exp.bundle.sample_texts and (last or (c.train.sample_every and done % c.train.sample_every == 0)):
           samples = exp.bundle.sample_texts(state.params, exp.vocab, list(c.decode.prompts), exp.mesh)
           reporter.text(done, "samples", "\n---\n".join(samples))
         if stop_at_step is not None and done >= stop_at_step:
@@ -277,6 +301,8 @@ def run(config: Any, workdir: str, mode: str = "train", text: str = "") -> Any:
           f.write(json.dumps({"step": step, **metrics}) + "\n")
       return metrics
     if mode == "decode":
+      if exp.bundle.sample_texts is None:
+        raise ConfigError(f"model.name={config.model.name!r} has no decode mode")
       prompts = [text] if text else list(config.decode.prompts)
       outputs = exp.bundle.sample_texts(params, exp.vocab, prompts, exp.mesh)
       for p, o in zip(prompts, outputs):

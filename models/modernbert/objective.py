@@ -47,3 +47,23 @@ class MaskedLmObjective:
     loss = jnp.sum(nll_BT * w_BT)
     return loss, {"loss": loss, "accuracy": jnp.sum(correct_BT * w_BT),
                   "num_targets": jnp.sum(w_BT > 0).astype(jnp.float32)}
+
+
+@dataclasses.dataclass(frozen=True)
+class SequenceClassificationObjective:
+  """Cross-entropy of `labels` [B] given the sequence; every example weighs 1/B (additive over micro-batches)."""
+
+  def prepare(self, batch: dict[str, jax.Array], rng: jax.Array) -> dict[str, jax.Array]:
+    del rng
+    B = batch["labels"].shape[0]
+    return {**batch, "weights": jnp.full((B,), 1.0 / B, jnp.float32)}
+
+  def loss(self, apply_fn: Callable[..., Any], params: Any, batch: dict[str, jax.Array],
+           rng: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+    del rng
+    logits_BL = apply_fn({"params": params}, batch["tokens"], batch["segment_ids"], batch["positions"])
+    nll_B, correct_B = cross_entropy_with_accuracy(logits_BL, batch["labels"])
+    w_B = batch["weights"]
+    loss = jnp.sum(nll_B * w_B)
+    return loss, {"loss": loss, "accuracy": jnp.sum(correct_B * w_B),
+                  "num_targets": jnp.sum(w_B > 0).astype(jnp.float32)}

@@ -1,0 +1,69 @@
+"""Fine-tuning: classification heads match Hugging Face, the stdlib-package task is well formed, and a
+classifier initialised from a masked-LM run trains with the generic trainer."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from data.tasks import stdlib_packages
+from models.modernbert import ModernBertForSequenceClassification, ModernBertForTokenClassification
+from tests.helpers import tiny_config
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+
+def test_stdlib_package_task_is_balanced_enough_and_split_by_file():
+  task = stdlib_packages(num_classes=8, max_chars=1024)
+  assert len(task.class_names) == 8 and len(task.train) > 2000 and len(task.validation) > 100
+  assert set(label for _, label in task.validation) == set(range(8))
+  assert task.majority_baseline < 0.5
+
+
+@pytest.mark.parametrize("kind, pooling", [("sequence", "cls"), ("sequence", "mean"), ("token", None)])
+def test_classification_heads_match_hugging_face(kind, pooling, tmp_path):
+  from models.hf.modernbert import modernbert_config, params_from_state_dict
+  torch.manual_seed(0)
+  cfg = transformers.ModernBertConfig(vocab_size=61, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                      intermediate_size=40, global_attn_every_n_layers=2, local_attention=8,
+                                      num_labels=5, classifier_pooling=pooling or "cls", pad_token_id=0)
+  hf_cls = transformers.ModernBertForSequenceClassification if kind == "sequence" else \
+      transformers.ModernBertForTokenClassification
+  hf = hf_cls(cfg).eval()
+  with torch.no_grad():
+    for name, p in hf.named_parameters():
+      if p.ndim == 2:
+        p.normal_(0, 1.0 / np.sqrt(p.shape[1]))
+  state = {k: v.numpy() for k, v in hf.state_dict().items()}
+  ours_cfg = modernbert_config(cfg.to_dict())
+  head = {"classifier": {"kernel": state.pop("classifier.weight").T, "bias": state.pop("classifier.bias")}}
+  state["decoder.bias"] = np.zeros(61, np.float32)      # the MLM mapper's required key; unused here
+  params = params_from_state_dict(ours_cfg, state)
+  params.pop("decoder_bias")
+  params.update(head)
+  model = (ModernBertForSequenceClassification(ours_cfg, 5, pooling) if kind == "sequence" else
+           ModernBertForTokenClassification(ours_cfg, 5))
+  ids = np.random.default_rng(0).integers(3, 61, (3, 19))
+  mask = np.ones((3, 19), np.int64)
+  mask[1, 12:] = 0
+  ours = np.asarray(model.apply({"params": params}, jnp.asarray(ids), attention_mask=jnp.asarray(mask)))
+  with torch.no_grad():
+    ref = hf(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask)).logits.numpy()
+  if kind == "token":
+    ours, ref = ours[mask.astype(bool)], ref[mask.astype(bool)]
+  np.testing.assert_allclose(ours, ref, atol=1e-4, rtol=0)
+
+
+def test_classifier_initialised_from_a_masked_lm_run_trains(tmp_path):
+  from train.loop import train
+  mlm_dir = str(tmp_path / "mlm")
+  train(tiny_config(**{"train.num_steps": 3, "train.eval_every": 0}), mlm_dir)
+  ft = tiny_config(**{"model.name": "modernbert_classifier", "data.task": "stdlib_packages",
+                      "data.num_classes": 4, "data.max_doc_chars": 512, "train.num_steps": 40,
+                      "train.eval_every": 40, "train.checkpoint_every": 40, "optim.lr": 3e-3,
+                      "checkpoint.init_from": mlm_dir, "eval.num_batches": 4})
+  ft.unlock()
+  ft.model.pooling = "mean"
+  metrics = train(ft, str(tmp_path / "ft"))
+  task = stdlib_packages(num_classes=4, max_chars=512)
+  assert metrics["accuracy"] > task.majority_baseline + 0.05, (metrics, task.majority_baseline)

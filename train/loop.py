@@ -73,14 +73,14 @@ class Experiment:
   def compiled_train_step(self):
     """The jitted, ahead-of-time compiled train step with state and batch shardings from the logical rules."""
     c = self.config
-    step_fn = jax.jit(make_train_step(self.bundle, self.tx, self.schedule, c.train.grad_accum_steps),
-                      in_shardings=(self.state_sharding, self.batch_sharding),
-                      out_shardings=(self.state_sharding, None), donate_argnums=0)
     batch = {k: jax.ShapeDtypeStruct((c.train.batch_size, c.data.seq_len), jnp.int32, sharding=self.batch_sharding)
              for k in ("tokens", "segment_ids", "positions")}
     if self.task is not None:
       batch["labels"] = jax.ShapeDtypeStruct((c.train.batch_size,), jnp.int32, sharding=jax.sharding.NamedSharding(
           self.mesh, jax.P(self.batch_sharding.spec[0])))
+    step_fn = jax.jit(make_train_step(self.bundle, self.tx, self.schedule, c.train.grad_accum_steps),
+                      in_shardings=(self.state_sharding, {k: v.sharding for k, v in batch.items()}),
+                      out_shardings=(self.state_sharding, None), donate_argnums=0)
     return step_fn.lower(self.abstract_state, batch).compile()
 
   def eval_iterator(self):

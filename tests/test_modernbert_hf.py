@@ -22,9 +22,9 @@ CONFIGS = [  # (HF kwargs, sequence length): window matters (S > local_attention
 ]
 
 
-def _hf(kwargs, seed):
+def _hf(kwargs, seed, vocab_size=101):
   torch.manual_seed(seed)
-  cfg = transformers.ModernBertConfig(vocab_size=101, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+  cfg = transformers.ModernBertConfig(vocab_size=vocab_size, pad_token_id=0, bos_token_id=1, eos_token_id=2,
                                       cls_token_id=1, sep_token_id=2, **kwargs)
   model = transformers.ModernBertForMaskedLM(cfg).eval()
   with torch.no_grad():   # unit scale: with the 0.02 init, a wrong GELU or window would hide under 1e-4
@@ -142,3 +142,41 @@ def test_packed_path_equals_padded_path_per_document(pair):
   for i, d in enumerate(docs):
     np.testing.assert_allclose(out[0, o:o + len(d)], ref[i, :len(d)], atol=1e-5, rtol=0)
     o += len(d)
+
+
+def test_convert_command_round_trips_through_a_training_run(tmp_path):
+  """HF dir -> `python -m models.hf import` -> weights-only init of a run -> `export` -> HF loads the trained
+  weights and reproduces our logits."""
+  import subprocess
+  import sys
+
+  from configs import modernbert_mlm
+  from models.hf.__main__ import export_hf
+  from tests.helpers import ROOT, subprocess_env
+  from train.loop import train
+  hf = _hf(CONFIGS[0][0], 0, vocab_size=320)   # the byte vocabulary (260) rounded up to 64, as our runs do
+  src = str(tmp_path / "hf")
+  hf.save_pretrained(src)
+  imported = str(tmp_path / "imported")
+  r = subprocess.run([sys.executable, "-m", "models.hf", "import", "--family=modernbert", f"--hf_dir={src}",
+                      f"--workdir={imported}"], capture_output=True, text=True, cwd=ROOT, env=subprocess_env())
+  assert r.returncode == 0 and '"ok": true' in r.stdout, r.stderr[-2000:]
+  c = modernbert_mlm.get_config()
+  c.unlock()
+  m = c.model
+  m.hidden_size, m.num_layers, m.num_heads, m.intermediate_size = 32, 3, 2, 40
+  m.global_attn_every_n_layers, m.local_attention, m.vocab_size = 2, 8, 320
+  c.data.vocab, c.data.seq_len, c.data.max_doc_chars = "byte", 32, 256
+  c.train.batch_size, c.train.num_steps, c.train.eval_every = 8, 2, 0
+  c.checkpoint.init_from = imported
+  run_dir = str(tmp_path / "run")
+  train(c, run_dir)
+  out = str(tmp_path / "exported")
+  export_hf(run_dir, out)
+  back = transformers.ModernBertForMaskedLM.from_pretrained(out).eval()
+  model, params = load_modernbert(out)
+  ids, mask = _batch(21, 320, 2)
+  real = mask.astype(bool)
+  np.testing.assert_allclose(_ours(model, params, ids, mask)[real], _hf_logits(back, ids, mask)[real], atol=1e-4)
+  # Training moved the weights away from the imported ones, and the export carries the trained ones.
+  assert np.abs(_hf_logits(back, ids, mask)[real] - _hf_logits(hf, ids, mask)[real]).max() > 1e-4

@@ -11,7 +11,8 @@ from data.vocab import ByteVocabulary
 from models.registry import build
 
 CONFIGS = [("modernbert_mlm", None), ("modernbert_mlm", "base"), ("modernbert_mlm", "large"),
-           ("modernbert_mlm", "tabibert"), ("test_tiny", None), ("causal_lm", None), ("causal_lm", "modern")]
+           ("modernbert_mlm", "tabibert"), ("test_tiny", None), ("causal_lm", None), ("causal_lm", "modern"),
+           ("modernbert_finetune", None)]
 
 
 @pytest.mark.parametrize("name, arg", CONFIGS)
@@ -26,7 +27,9 @@ def test_config_builds_and_eval_shapes(name, arg):
   seq = config.data.seq_len
   shapes = jax.eval_shape(lambda: bundle.module.init(jax.random.PRNGKey(0), jnp.zeros((2, seq), jnp.int32)))
   logits = jax.eval_shape(lambda v: bundle.module.apply(v, jnp.zeros((2, seq), jnp.int32)), shapes)
-  assert logits.shape == (2, seq, bundle.hparams.vocab_size) and logits.dtype == jnp.float32
+  expected = ((2, config.data.num_classes) if config.model.name == "modernbert_classifier"
+              else (2, seq, bundle.hparams.vocab_size))
+  assert logits.shape == expected and logits.dtype == jnp.float32
   n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes))
   published = {"base": 149_655_232, "large": 395_881_664}   # transformers' ModernBertForMaskedLM counts
   if name == "modernbert_mlm" and arg in published:

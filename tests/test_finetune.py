@@ -31,7 +31,7 @@ def test_classification_heads_match_hugging_face(kind, pooling, tmp_path):
       transformers.ModernBertForTokenClassification
   hf = hf_cls(cfg).eval()
   with torch.no_grad():
-    for name, p in hf.named_parameters():
+    for p in hf.parameters():
       if p.ndim == 2:
         p.normal_(0, 1.0 / np.sqrt(p.shape[1]))
   state = {k: v.numpy() for k, v in hf.state_dict().items()}

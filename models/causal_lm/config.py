@@ -4,6 +4,8 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from models.hparams import from_model_config
+
 
 @dataclasses.dataclass(frozen=True)
 class CausalLmConfig:
@@ -41,8 +43,7 @@ class CausalLmConfig:
 
   @classmethod
   def from_config(cls, model_cfg, vocab_size: int) -> "CausalLmConfig":
-    fields = {f.name for f in dataclasses.fields(cls)} - {"vocab_size"}
-    return cls(vocab_size=vocab_size, **{k: v for k, v in model_cfg.items() if k in fields})
+    return from_model_config(cls, model_cfg, vocab_size)
 
   def matmul_params(self) -> int:
     d, i = self.hidden_size, self.intermediate_size

@@ -54,7 +54,7 @@ def modernbert_config(d: dict) -> ModernBertConfig:
 
 
 def params_from_state_dict(cfg: ModernBertConfig, state: dict[str, np.ndarray]) -> dict:
-  d, H, Dh, I, V = cfg.hidden_size, cfg.num_heads, cfg.head_dim, cfg.intermediate_size, cfg.vocab_size
+  d, H, Dh, I, V = cfg.hidden_size, cfg.num_heads, cfg.head_dim, cfg.intermediate_size, cfg.vocab_size  # noqa: E741
   used: set[str] = set()
 
   def take(key, shape, transpose=False):
@@ -95,7 +95,7 @@ def params_from_state_dict(cfg: ModernBertConfig, state: dict[str, np.ndarray]) 
 
 
 def state_dict_from_params(cfg: ModernBertConfig, params: dict) -> dict[str, np.ndarray]:
-  d, I = cfg.hidden_size, cfg.intermediate_size
+  d, I = cfg.hidden_size, cfg.intermediate_size  # noqa: E741
   g = lambda x: np.asarray(x, np.float32)  # noqa: E731
   c = lambda x: np.ascontiguousarray(x)  # noqa: E731
   m = params["model"]

@@ -4,6 +4,8 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from models.hparams import from_model_config
+
 
 @dataclasses.dataclass(frozen=True)
 class ModernBertConfig:
@@ -59,9 +61,7 @@ class ModernBertConfig:
 
   @classmethod
   def from_config(cls, model_cfg, vocab_size: int) -> "ModernBertConfig":
-    fields = {f.name for f in dataclasses.fields(cls)} - {"vocab_size"}
-    kwargs = {k: v for k, v in model_cfg.items() if k in fields}
-    return cls(vocab_size=vocab_size, **kwargs)
+    return from_model_config(cls, model_cfg, vocab_size)
 
   def matmul_params(self) -> int:
     """Parameters used in matmuls per token (tied decoder counted once, embedding lookup excluded)."""

@@ -17,7 +17,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.model.vocab_multiple = 64
   c.model.dtype = "float32"         # compute dtype: "float32" or "bfloat16" (parameters stay float32)
   c.model.remat = False
-  c.model.attention_impl = "einsum" # "einsum", "xla" or "cudnn" (NVIDIA GPUs: fused flash attention)
+  c.model.attention_impl = "auto"   # "auto" (banded windows, dense global), "chunked" (no T x T at all: long
+                                    # context), "einsum", "xla", "cudnn" (NVIDIA: fused flash attention)
 
   c.objective = ml_collections.ConfigDict()
   c.objective.mask_rate = 0.3

@@ -138,6 +138,9 @@ def write_cache(cache_BSHD: jax.Array, new_BTHD: jax.Array, start_B: jax.Array) 
 class SelfAttention(nn.Module):
   """Fused-QKV self-attention with optional RoPE. Wqkv: [embed, 3, heads, kv]; Wo: [heads, kv, embed].
 
+  `implementation`: "auto" (sliding-window layers banded, global layers "einsum"), "chunked" (banded and
+  query-chunked: no length x length matrix anywhere, for long context), or a dense kernel of
+  `dot_product_attention` ("einsum", "xla", "cudnn").
   Without a cache it attends within segments (packing/padding) with optional causal and window masks. With
   `kv_cache=(k_BSHD, v_BSHD, start_B)` it writes the new keys and values at rows start_B.. of the cache, attends
   the cache causally (decoding), and returns (output, (k, v)).
@@ -165,7 +168,8 @@ class SelfAttention(nn.Module):
       k_BTHD = apply_rope(k_BTHD, positions_BT, self.rope_theta)
     q_BTHD = nn.with_logical_constraint(q_BTHD, ("batch", "length", "heads", "kv"))
     scale = self.head_dim ** -0.5
-    if kv_cache is None and self.implementation == "chunked":   # memory-efficient: no T x T matrix anywhere
+    banded = self.half_window is not None and self.implementation in ("auto", "chunked")
+    if kv_cache is None and (banded or self.implementation == "chunked"):   # no T x T score matrix
       if self.half_window is not None:
         out_BTHD = banded_attention(q_BTHD, k_BTHD, v_BTHD, segment_ids_BT, self.half_window, scale, self.causal)
       else:
@@ -179,7 +183,7 @@ class SelfAttention(nn.Module):
       keys, values = write_cache(k_cache, k_BTHD, start_B), write_cache(v_cache, v_BTHD, start_B)
       mask = cache_mask(start_B, x_BTD.shape[1], k_cache.shape[1], self.half_window)
       new_cache = (keys, values)
-    impl = "einsum" if self.implementation == "chunked" else self.implementation   # decoding: T is small
+    impl = "einsum" if self.implementation in ("auto", "chunked") else self.implementation
     out_BTHD = dot_product_attention(q_BTHD, keys.astype(q_BTHD.dtype), values.astype(q_BTHD.dtype), mask,
                                      scale, impl)
     out = self._output(out_BTHD, D)

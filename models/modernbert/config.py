@@ -30,7 +30,7 @@ class ModernBertConfig:
   max_position_embeddings: int = 8192   # informational (RoPE has no table); kept for Hugging Face export
   layer_types: tuple[str, ...] | None = None   # explicit "full_attention"/"sliding_attention" per layer (HF v5)
   dtype: str = "float32"   # compute dtype; parameters are always float32
-  attention_impl: str = "einsum"   # "einsum", "xla" or "cudnn" (models/layers/attention.py)
+  attention_impl: str = "auto"   # "auto", "chunked", "einsum", "xla" or "cudnn" (models/layers/attention.py)
   remat: bool = False      # rematerialise each layer in the backward pass
 
   def __post_init__(self):

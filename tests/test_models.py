@@ -227,3 +227,12 @@ def test_sliding_window_memory_grows_linearly_with_length():
   assert b2 / b1 < 2.3, (b1, b2)       # linear in T
   assert d2 / d1 > 3.5, (d1, d2)       # the oracle can fail: the dense masked form is quadratic
   assert b2 < d2 / 10
+
+
+def test_flop_model_matches_the_spec_table_for_modernbert_base():
+  # ../shared/specs/modernbert_electra.md §7: S = 512 forward 333.74 MFLOP/token dense, 299.14 + 18.13 windowed.
+  cfg = ModernBertConfig(vocab_size=50368)
+  assert cfg.matmul_params() == 149_569_536
+  assert abs(cfg.flops_per_token(512, train=False) - 333.742e6) < 1e3
+  assert abs(cfg.flops_per_token(512, train=False, windowed=True) - 317.27e6) < 1e4
+  assert cfg.flops_per_token(512) == 3 * cfg.flops_per_token(512, train=False)

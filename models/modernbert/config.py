@@ -68,7 +68,10 @@ class ModernBertConfig:
     d, i = self.hidden_size, self.intermediate_size
     return self.num_layers * (4 * d * d + 3 * d * i) + d * d + d * self.vocab_size
 
-  def flops_per_token(self, seq_len: int, train: bool = True) -> float:
-    """6·N + 12·L·S·d for a training step (dense attention FLOPs, as the reference executes them)."""
-    fwd = 2 * self.matmul_params() + 4 * self.num_layers * seq_len * self.hidden_size
+  def flops_per_token(self, seq_len: int, train: bool = True, windowed: bool = False) -> float:
+    """6·N + 12·L·S·d for a training step: dense attention FLOPs, as the reference executes them (MFU is reported
+    on these). windowed=True counts min(S, 2w + 1) keys in the sliding-window layers instead."""
+    keys = sum(seq_len if self.is_global(i) or not windowed else min(seq_len, 2 * self.half_window + 1)
+               for i in range(self.num_layers))
+    fwd = 2 * self.matmul_params() + 4 * keys * self.hidden_size
     return 3 * fwd if train else fwd

@@ -15,3 +15,12 @@ def cross_entropy_with_accuracy(logits_BTV: jax.Array, targets_BT: jax.Array) ->
   lse_BT = max_BT + jnp.log(jnp.sum(jnp.exp(logits_BTV - max_BT[..., None]), axis=-1))
   target_logit_BT = jnp.take_along_axis(logits_BTV, targets_BT[..., None], axis=-1)[..., 0]
   return lse_BT - target_logit_BT, (target_logit_BT >= max_BT).astype(jnp.float32)
+
+
+def weighted_loss_and_metrics(nll: jax.Array, correct: jax.Array,
+                              weights: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """The objectives' shared reduction: weights are pre-normalised over the whole batch, so the loss and every
+  metric here add up over micro-batches (gradient accumulation equals one large batch)."""
+  loss = jnp.sum(nll * weights)
+  return loss, {"loss": loss, "accuracy": jnp.sum(correct * weights),
+                "num_targets": jnp.sum(weights > 0).astype(jnp.float32)}

@@ -99,15 +99,9 @@ def test_packed_documents_do_not_see_each_other():
 
 @pytest.mark.parametrize("arg", [None, "modern"])
 def test_causal_lm_trains_with_the_generic_trainer_and_generates(arg, tmp_path):
-  from configs import causal_lm
+  from tests.helpers import tiny_causal_config
   from train.loop import run, train
-  c = causal_lm.get_config(arg)
-  c.unlock()
-  m = c.model
-  m.hidden_size, m.num_layers, m.num_heads, m.intermediate_size, m.max_position_embeddings = 32, 2, 2, 64, 32
-  c.data.vocab, c.data.seq_len, c.data.max_doc_chars = "byte", 32, 256
-  c.train.batch_size, c.train.num_steps, c.train.eval_every, c.train.checkpoint_every = 8, 30, 30, 30
-  c.optim.lr, c.optim.warmup_steps = 3e-3, 3
+  c = tiny_causal_config(arg, seq_len=32, num_steps=30)
   c.eval.num_batches = 2
   c.decode.max_new_tokens = 8
   wd = str(tmp_path)

@@ -40,15 +40,9 @@ def test_levenshtein_cost_matches_a_plain_dynamic_program():
 
 @pytest.fixture(scope="module")
 def trained_lm(tmp_path_factory):
-  from configs import causal_lm
+  from tests.helpers import tiny_causal_config
   from train.loop import build_experiment, train
-  c = causal_lm.get_config("modern")
-  c.unlock()
-  m = c.model
-  m.hidden_size, m.num_layers, m.num_heads, m.intermediate_size, m.max_position_embeddings = 32, 2, 2, 64, 64
-  c.data.vocab, c.data.seq_len, c.data.max_doc_chars = "byte", 64, 256
-  c.train.batch_size, c.train.num_steps, c.train.eval_every, c.train.checkpoint_every = 8, 40, 40, 40
-  c.optim.lr, c.optim.warmup_steps = 3e-3, 3
+  c = tiny_causal_config("modern", seq_len=64, num_steps=40)
   c.eval.num_batches = 1
   wd = str(tmp_path_factory.mktemp("lm"))
   metrics = train(c, wd)

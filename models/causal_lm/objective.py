@@ -5,7 +5,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from models.losses import cross_entropy_with_accuracy
+from models.losses import cross_entropy_with_accuracy, weighted_loss_and_metrics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +29,4 @@ class NextTokenObjective:
     del rng
     logits = apply_fn({"params": params}, batch["inputs"], batch["segment_ids"], batch["positions"])
     nll, correct = cross_entropy_with_accuracy(logits, batch["targets"])
-    w = batch["weights"]
-    loss = jnp.sum(nll * w)
-    return loss, {"loss": loss, "accuracy": jnp.sum(correct * w), "num_targets": jnp.sum(w > 0).astype(jnp.float32)}
+    return weighted_loss_and_metrics(nll, correct, batch["weights"])

@@ -5,7 +5,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from models.losses import cross_entropy_with_accuracy
+from models.losses import cross_entropy_with_accuracy, weighted_loss_and_metrics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,10 +43,7 @@ class MaskedLmObjective:
     del rng  # no dropout in ModernBERT's defaults
     logits_BTV = apply_fn({"params": params}, batch["inputs"], batch["segment_ids"], batch["positions"])
     nll_BT, correct_BT = cross_entropy_with_accuracy(logits_BTV, batch["targets"])
-    w_BT = batch["weights"]
-    loss = jnp.sum(nll_BT * w_BT)
-    return loss, {"loss": loss, "accuracy": jnp.sum(correct_BT * w_BT),
-                  "num_targets": jnp.sum(w_BT > 0).astype(jnp.float32)}
+    return weighted_loss_and_metrics(nll_BT, correct_BT, batch["weights"])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +60,4 @@ class SequenceClassificationObjective:
     del rng
     logits_BL = apply_fn({"params": params}, batch["tokens"], batch["segment_ids"], batch["positions"])
     nll_B, correct_B = cross_entropy_with_accuracy(logits_BL, batch["labels"])
-    w_B = batch["weights"]
-    loss = jnp.sum(nll_B * w_B)
-    return loss, {"loss": loss, "accuracy": jnp.sum(correct_B * w_B),
-                  "num_targets": jnp.sum(w_B > 0).astype(jnp.float32)}
+    return weighted_loss_and_metrics(nll_B, correct_B, batch["weights"])

@@ -42,6 +42,8 @@ def make_train_step(bundle: ModelBundle, tx: optax.GradientTransformation, sched
       shapes = jax.eval_shape(grads_and_metrics, jax.tree.map(lambda x: x[0], micro), 0)
       zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
       (grads, metrics), _ = jax.lax.scan(body, zeros, (micro, jnp.arange(grad_accum_steps)))
+    if hasattr(objective, "finalize_metrics"):   # ratios of additive sums, formed once per step
+      metrics = objective.finalize_metrics(metrics)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = dict(metrics, grad_norm=optax.tree.norm(grads), param_norm=optax.tree.norm(params),
@@ -57,6 +59,8 @@ def make_eval_step(bundle: ModelBundle):
   def eval_step(params: Any, batch: dict[str, jax.Array], rng: jax.Array) -> dict[str, jax.Array]:
     batch = objective.prepare(batch, rng)
     _, metrics = objective.loss(apply_fn, params, batch, rng)
+    if hasattr(objective, "finalize_metrics"):
+      metrics = objective.finalize_metrics(metrics)
     return metrics
 
   return eval_step

@@ -12,11 +12,12 @@ class Embed(nn.Module):
   features: int
   dtype: Any = jnp.float32
   init_std: float = 0.02
+  axes: tuple[str | None, str | None] = ("vocab", "embed")   # (None, "embed") for small position/type tables
 
   def setup(self):
     self.embedding = self.param(
         "embedding",
-        nn.with_logical_partitioning(nn.initializers.truncated_normal(self.init_std), ("vocab", "embed")),
+        nn.with_logical_partitioning(nn.initializers.truncated_normal(self.init_std), self.axes),
         (self.num_embeddings, self.features), jnp.float32)
 
   def __call__(self, ids: jax.Array) -> jax.Array:

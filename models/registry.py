@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any, Callable
 
 import flax.linen as nn
+import jax
 
 from data.vocab import Vocabulary
 
@@ -76,10 +77,80 @@ def _causal_lm(config, vocab: Vocabulary) -> ModelBundle:
   return ModelBundle(module, NextTokenObjective(), hp, hp.flops_per_token, sample_texts=sample_texts)
 
 
+def _electra_hparams(config, vocab: Vocabulary):
+  from models.electra import ElectraConfig
+  hp = ElectraConfig.from_config(config.model, model_vocab_size(config, vocab))
+  if hp.backbone == "classic" and config.data.seq_len > hp.max_position_embeddings:
+    raise ValueError(f"data.seq_len={config.data.seq_len} exceeds model.max_position_embeddings="
+                     f"{hp.max_position_embeddings} (the classic backbone's learned position table)")
+  return hp
+
+
+def _slot_masking(config, vocab: Vocabulary, mask_rate: float):
+  from models.electra import SlotMasking
+  o = config.objective
+  return SlotMasking(mask_id=vocab.mask_id, special_ids=vocab.special_ids, vocab_size=vocab.size,
+                     random_low=vocab.first_normal_id, mask_rate=mask_rate, mask_token_frac=o.mask_token_frac,
+                     random_token_frac=o.random_token_frac)
+
+
+def _fill_mask_sampler(apply_fn, config):
+  def sample_texts(params, vocab, prompts, mesh=None):
+    from decode.fill_mask import fill_mask_texts
+    return fill_mask_texts(apply_fn, params, vocab, prompts, config.data.seq_len, mesh)
+  return sample_texts
+
+
+def _electra(config, vocab: Vocabulary) -> ModelBundle:
+  from models.electra import ElectraPretrainingModel, ReplacedTokenDetectionObjective
+  hp = _electra_hparams(config, vocab)
+  o = config.objective
+  objective = ReplacedTokenDetectionObjective(_slot_masking(config, vocab, o.mask_rate), gen_weight=o.gen_weight,
+                                              disc_weight=o.disc_weight, temperature=o.temperature,
+                                              dropout=hp.dropout_rate > 0)
+  eval_objective = dataclasses.replace(objective, masking=_slot_masking(config, vocab, config.eval.mask_rate),
+                                       dropout=False)
+  module = ElectraPretrainingModel(hp)
+
+  def generator_apply(variables, tokens_BT, segment_ids_BT):   # "[MASK]" filling shows the generator
+    positions = jax.numpy.broadcast_to(jax.numpy.arange(tokens_BT.shape[1]), tokens_BT.shape)
+    return module.apply(variables, tokens_BT, segment_ids_BT, positions, method="generator_logits")
+
+  return ModelBundle(module, objective, hp, lambda seq: hp.flops_per_token(seq, o.mask_rate),
+                     eval_objective=eval_objective, sample_texts=_fill_mask_sampler(generator_apply, config))
+
+
+def _electra_mlm(config, vocab: Vocabulary) -> ModelBundle:
+  """The same-size masked-LM baseline of the ELECTRA paper (BERT recipe on the discriminator's shape)."""
+  from models.electra import ElectraForMaskedLM, SlotMaskedLmObjective, max_predictions
+  hp = _electra_hparams(config, vocab)
+  o = config.objective
+  objective = SlotMaskedLmObjective(_slot_masking(config, vocab, o.mask_rate), dropout=hp.dropout_rate > 0)
+  eval_objective = SlotMaskedLmObjective(_slot_masking(config, vocab, config.eval.mask_rate))
+  module = ElectraForMaskedLM(hp)
+  flops = lambda seq: hp.mlm_flops_per_token(seq, max_predictions(seq, o.mask_rate) / seq)  # noqa: E731
+  return ModelBundle(module, objective, hp, flops, eval_objective=eval_objective,
+                     sample_texts=_fill_mask_sampler(module.apply, config))
+
+
+def _electra_classifier(config, vocab: Vocabulary) -> ModelBundle:
+  from models.electra import ElectraForSequenceClassification
+  from models.modernbert import SequenceClassificationObjective
+  hp = _electra_hparams(config, vocab)
+  module = ElectraForSequenceClassification(hp, num_labels=config.data.num_classes, pooling=config.model.pooling,
+                                            tower=config.model.electra_tower)
+  d = hp.hidden_size
+  return ModelBundle(module, SequenceClassificationObjective(), hp,
+                     lambda seq: 3 * (2 * hp.encoder_matmul_params() + hp.attention_flops(seq)) + 6 * d * d / seq)
+
+
 REGISTRY: dict[str, Callable[[Any, Vocabulary], ModelBundle]] = {
     "modernbert_mlm": _modernbert_mlm,
     "causal_lm": _causal_lm,
     "modernbert_classifier": _modernbert_classifier,
+    "electra": _electra,
+    "electra_mlm": _electra_mlm,
+    "electra_classifier": _electra_classifier,
 }
 
 

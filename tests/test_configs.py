@@ -12,7 +12,13 @@ from models.registry import build
 
 CONFIGS = [("modernbert_mlm", None), ("modernbert_mlm", "base"), ("modernbert_mlm", "large"),
            ("modernbert_mlm", "tabibert"), ("test_tiny", None), ("causal_lm", None), ("causal_lm", "modern"),
-           ("modernbert_finetune", None)]
+           ("modernbert_finetune", None), ("electra", None), ("electra", "small"), ("electra", "base"),
+           ("electra", "large"), ("electra", "tiny,modernbert"), ("electra", "mlm"), ("electra_finetune", None),
+           ("electra_finetune", "tiny,mlm")]
+# transformers' parameter counts (tied matrices once): ElectraForPreTraining and ElectraForMaskedLM at the
+# generator size of the joint model; the joint model holds both minus one copy of the shared embeddings.
+ELECTRA_PUBLISHED = {"small": (13_549_057, 4_620_026), "base": (109_483_009, 33_740_602),
+                     "large": (335_142_913, 51_295_290)}
 
 
 @pytest.mark.parametrize("name, arg", CONFIGS)
@@ -27,13 +33,21 @@ def test_config_builds_and_eval_shapes(name, arg):
   seq = config.data.seq_len
   shapes = jax.eval_shape(lambda: bundle.module.init(jax.random.PRNGKey(0), jnp.zeros((2, seq), jnp.int32)))
   logits = jax.eval_shape(lambda v: bundle.module.apply(v, jnp.zeros((2, seq), jnp.int32)), shapes)
-  expected = ((2, config.data.num_classes) if config.model.name == "modernbert_classifier"
+  if config.model.name == "electra":     # (generator logits, discriminator logits)
+    logits, disc = logits
+    assert disc.shape == (2, seq) and disc.dtype == jnp.float32
+  expected = ((2, config.data.num_classes) if config.model.name.endswith("classifier")
               else (2, seq, bundle.hparams.vocab_size))
   assert logits.shape == expected and logits.dtype == jnp.float32
   n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes))
   published = {"base": 149_655_232, "large": 395_881_664}   # transformers' ModernBertForMaskedLM counts
   if name == "modernbert_mlm" and arg in published:
     assert n == published[arg]
+  if name == "electra" and arg in ELECTRA_PUBLISHED:
+    count = lambda tree: sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))  # noqa: E731
+    p = shapes["params"]
+    emb = count(p["embeddings"])
+    assert (emb + count(p["discriminator"]), emb + count(p["generator"])) == ELECTRA_PUBLISHED[arg]
 
 
 def test_every_config_file_is_covered():

@@ -1,6 +1,5 @@
 """ELECTRA objective and training: slot masking, labels, no gradient through sampling, one shared embedding,
 both backbones train in the generic loop, and a classifier fine-tunes from the discriminator."""
-import dataclasses
 import json
 import os
 

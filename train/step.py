@@ -26,7 +26,10 @@ def make_train_step(bundle: ModelBundle, tx: optax.GradientTransformation, sched
   def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
     rng = jax.random.fold_in(state.rng, state.step)
     prepare_rng, loss_rng = jax.random.split(rng)
-    batch = objective.prepare(batch, prepare_rng)   # on the whole batch: weights are normalised globally
+    if getattr(objective, "needs_step", False):     # e.g. a masking-rate curriculum
+      batch = objective.prepare(batch, prepare_rng, step=state.step)
+    else:
+      batch = objective.prepare(batch, prepare_rng)   # on the whole batch: weights are normalised globally
     if grad_accum_steps == 1:
       (_, metrics), grads = grad_fn(state.params, batch, loss_rng)
     else:

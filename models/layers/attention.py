@@ -158,7 +158,9 @@ class SelfAttention(nn.Module):
 
   @nn.compact
   def __call__(self, x_BTD: jax.Array, segment_ids_BT: jax.Array | None, positions_BT: jax.Array,
-               kv_cache: tuple[jax.Array, jax.Array, jax.Array] | None = None):
+               kv_cache: tuple[jax.Array, jax.Array, jax.Array] | None = None, mask_B1TT: jax.Array | None = None):
+    """`mask_B1TT` (boolean, query i may read key j) replaces the segment/causal/window mask when given (models
+    with their own visibility rules, e.g. any-order models); it runs the dense kernel."""
     D = x_BTD.shape[-1]
     qkv = Linear((3, self.num_heads, self.head_dim), ("embed", None, "heads", "kv"), use_bias=self.use_bias,
                  dtype=self.dtype, kernel_init=self.qkv_init, name="Wqkv")(x_BTD)  # [B, T, 3, H, Dh]
@@ -169,14 +171,15 @@ class SelfAttention(nn.Module):
     q_BTHD = nn.with_logical_constraint(q_BTHD, ("batch", "length", "heads", "kv"))
     scale = self.head_dim ** -0.5
     banded = self.half_window is not None and self.implementation in ("auto", "chunked")
-    if kv_cache is None and (banded or self.implementation == "chunked"):   # no T x T score matrix
+    if kv_cache is None and mask_B1TT is None and (banded or self.implementation == "chunked"):   # no T x T scores
       if self.half_window is not None:
         out_BTHD = banded_attention(q_BTHD, k_BTHD, v_BTHD, segment_ids_BT, self.half_window, scale, self.causal)
       else:
         out_BTHD = chunked_attention(q_BTHD, k_BTHD, v_BTHD, segment_ids_BT, scale, self.causal)
       return self._output(out_BTHD, D)
     if kv_cache is None:
-      mask = attention_mask(segment_ids_BT, causal=self.causal, half_window=self.half_window)
+      mask = mask_B1TT if mask_B1TT is not None else attention_mask(segment_ids_BT, causal=self.causal,
+                                                                    half_window=self.half_window)
       keys, values, new_cache = k_BTHD, v_BTHD, None
     else:
       k_cache, v_cache, start_B = kv_cache

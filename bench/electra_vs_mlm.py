@@ -1,6 +1,6 @@
 """ELECTRA vs masked-LM pretraining at equal training FLOPs, judged by fine-tuning (the ELECTRA paper's claim).
 
-  python -m bench.electra_vs_mlm [--electra_steps=2000 --pretrain_seeds=0,1 --finetune_seeds=0,1,2]
+  python -m bench.electra_vs_mlm [--electra_steps=3000 --pretrain_seeds=0,1 --finetune_seeds=0,1,2]
                                  [--workdir=/tmp/electra_vs_mlm]
 
 Arms (same discriminator-sized encoder, `configs/electra.py` default shape: 4 layers, d 256, E 128, SentencePiece
@@ -23,7 +23,7 @@ import time
 from absl import app, flags
 
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/electra_vs_mlm", "Where runs and results.json go.")
-_ELECTRA_STEPS = flags.DEFINE_integer("electra_steps", 2000, "ELECTRA pretraining steps (MLM gets equal FLOPs).")
+_ELECTRA_STEPS = flags.DEFINE_integer("electra_steps", 3000, "ELECTRA pretraining steps (MLM gets equal FLOPs).")
 _PRETRAIN_SEEDS = flags.DEFINE_list("pretrain_seeds", ["0", "1"], "Pretraining seeds.")
 _FINETUNE_SEEDS = flags.DEFINE_list("finetune_seeds", ["0", "1", "2"], "Fine-tuning seeds per pretrained model.")
 _FINETUNE_STEPS = flags.DEFINE_integer("finetune_steps", 300, "Fine-tuning steps.")

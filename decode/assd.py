@@ -2,8 +2,8 @@
 parallel sampling (the negative control), all jitted `lax.while_loop`s over an explicit state.
 
 The target is the model's own joint along the canonical order: prod_i p(x_sigma(i) | x_sigma(<i)) at
-`temperature`, with the mask token removed and the rest renormalised (both passes). ASSD (Guo & Ermon 2025) per
-round, for each row with n < N decoded ranks and k' = min(k, N - n):
+`temperature`, with the mask token (and ids >= vocab_limit) removed and the rest renormalised (both passes).
+ASSD (Guo & Ermon 2025) per round, for each row with n < N decoded ranks and k' = min(k, N - n):
   draft pass: queries at sigma(n..n+k'-1) reading x_sigma(<n) only -> q_i; draws x~_i ~ q_i independently;
   verify pass: the drafts written in, queries reading x_sigma(<i) -> p_i (skipped when k' = 1);
   accept x~_i while u < p_i(x~_i) / q_i(x~_i) (the first draft always: p = q there); at the first rejection draw
@@ -38,10 +38,12 @@ def _start(tokens_BN, rank_BN, m_B, mask_id):
   return tokens_BN, jnp.argsort(rank_BN, axis=-1)
 
 
-@partial(jax.jit, static_argnames=("apply_fn", "k", "mask_id", "temperature"))
+@partial(jax.jit, static_argnames=("apply_fn", "k", "mask_id", "temperature", "vocab_limit"))
 def assd_sample(apply_fn, params: Any, tokens_BN: jax.Array, rank_BN: jax.Array, m_B: jax.Array, rng: jax.Array,
-                *, k: int, mask_id: int, temperature: float = 1.0) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """ASSD with k drafts per round. Returns (tokens [B, N], nfe [B], rounds [B])."""
+                valid_BN: jax.Array | None = None, *, k: int, mask_id: int, temperature: float = 1.0,
+                vocab_limit: int | None = None
+                ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """ASSD with k drafts per round. Returns (tokens [B, N], nfe [B], rounds [B]). Generated: rank >= m."""
   if k < 1:
     raise ValueError(f"k={k}: ASSD needs at least one draft per round")
   B, N = tokens_BN.shape
@@ -49,7 +51,8 @@ def assd_sample(apply_fn, params: Any, tokens_BN: jax.Array, rank_BN: jax.Array,
   t_K = jnp.arange(k)
 
   def log_probs(tokens, pos, limit):
-    return banned_log_probs(apply_fn({"params": params}, tokens, rank_BN, m_B, pos, limit), mask_id, temperature)
+    return banned_log_probs(apply_fn({"params": params}, tokens, rank_BN, m_B, pos, limit, valid_BN), mask_id,
+                            temperature, vocab_limit)
 
   def body(state):
     tokens, n_B, nfe_B, rounds_B, key = state
@@ -94,9 +97,10 @@ def assd_sample(apply_fn, params: Any, tokens_BN: jax.Array, rank_BN: jax.Array,
   return tokens, nfe_B, rounds_B
 
 
-@partial(jax.jit, static_argnames=("apply_fn", "mask_id", "temperature"))
+@partial(jax.jit, static_argnames=("apply_fn", "mask_id", "temperature", "vocab_limit"))
 def sequential_sample(apply_fn, params: Any, tokens_BN: jax.Array, rank_BN: jax.Array, m_B: jax.Array,
-                      rng: jax.Array, *, mask_id: int, temperature: float = 1.0
+                      rng: jax.Array, valid_BN: jax.Array | None = None, *, mask_id: int,
+                      temperature: float = 1.0, vocab_limit: int | None = None
                       ) -> tuple[jax.Array, jax.Array, jax.Array]:
   """One network call per generated token along the order (the exact baseline). Returns (tokens, nfe, nfe)."""
   B, N = tokens_BN.shape
@@ -108,8 +112,8 @@ def sequential_sample(apply_fn, params: Any, tokens_BN: jax.Array, rank_BN: jax.
     active_B = n_B < N
     slot_B1 = jnp.minimum(n_B, N - 1)[:, None]
     pos_B1 = jnp.take_along_axis(order_BN, slot_B1, axis=1)
-    logp = banned_log_probs(apply_fn({"params": params}, tokens, rank_BN, m_B, pos_B1, slot_B1), mask_id,
-                            temperature)
+    logp = banned_log_probs(apply_fn({"params": params}, tokens, rank_BN, m_B, pos_B1, slot_B1, valid_BN),
+                            mask_id, temperature, vocab_limit)
     tokens = _scatter(tokens, pos_B1, jax.random.categorical(r, logp), active_B[:, None])
     return tokens, n_B + active_B, nfe_B + active_B, key
 
@@ -118,9 +122,10 @@ def sequential_sample(apply_fn, params: Any, tokens_BN: jax.Array, rank_BN: jax.
   return tokens, nfe_B, nfe_B
 
 
-@partial(jax.jit, static_argnames=("apply_fn", "mask_id", "temperature"))
+@partial(jax.jit, static_argnames=("apply_fn", "mask_id", "temperature", "vocab_limit"))
 def parallel_sample(apply_fn, params: Any, tokens_BN: jax.Array, rank_BN: jax.Array, m_B: jax.Array,
-                    rng: jax.Array, *, mask_id: int, temperature: float = 1.0
+                    rng: jax.Array, valid_BN: jax.Array | None = None, *, mask_id: int,
+                    temperature: float = 1.0, vocab_limit: int | None = None
                     ) -> tuple[jax.Array, jax.Array, jax.Array]:
   """Every hidden token from its draft marginal in one call: NOT the joint (the negative control)."""
   B, N = tokens_BN.shape
@@ -129,22 +134,24 @@ def parallel_sample(apply_fn, params: Any, tokens_BN: jax.Array, rank_BN: jax.Ar
   pos_BN = jnp.take_along_axis(order_BN, slot_BN, axis=1)
   valid_BN = jnp.arange(N)[None] < (N - m_B)[:, None]
   logq = banned_log_probs(apply_fn({"params": params}, tokens_BN, rank_BN, m_B, pos_BN,
-                                   jnp.broadcast_to(m_B[:, None], (B, N))), mask_id, temperature)
+                                   jnp.broadcast_to(m_B[:, None], (B, N)), valid_BN), mask_id, temperature,
+                          vocab_limit)
   tokens = _scatter(tokens_BN, pos_BN, jax.random.categorical(rng, logq), valid_BN)
   nfe_B = jnp.ones((B,), jnp.int32)
   return tokens, nfe_B, nfe_B
 
 
-@partial(jax.jit, static_argnames=("apply_fn", "mask_id", "temperature"))
-def joint_log_prob(apply_fn, params: Any, tokens_BN: jax.Array, rank_BN: jax.Array, m_B: jax.Array, *,
-                   mask_id: int, temperature: float = 1.0) -> jax.Array:
+@partial(jax.jit, static_argnames=("apply_fn", "mask_id", "temperature", "vocab_limit"))
+def joint_log_prob(apply_fn, params: Any, tokens_BN: jax.Array, rank_BN: jax.Array, m_B: jax.Array,
+                   valid_BN: jax.Array | None = None, *, mask_id: int, temperature: float = 1.0,
+                   vocab_limit: int | None = None) -> jax.Array:
   """log prod_i p(x_sigma(i) | x_sigma(<i)) of complete sequences in one density pass per row: [B]."""
   B, N = tokens_BN.shape
   order_BN = jnp.argsort(rank_BN, axis=-1)
   slot_BN = jnp.minimum(m_B[:, None] + jnp.arange(N)[None], N - 1)
   pos_BN = jnp.take_along_axis(order_BN, slot_BN, axis=1)
   valid_BN = jnp.arange(N)[None] < (N - m_B)[:, None]
-  logp = banned_log_probs(apply_fn({"params": params}, tokens_BN, rank_BN, m_B, pos_BN, slot_BN), mask_id,
-                          temperature)
+  logp = banned_log_probs(apply_fn({"params": params}, tokens_BN, rank_BN, m_B, pos_BN, slot_BN, valid_BN),
+                          mask_id, temperature, vocab_limit)
   lp_BN = jnp.take_along_axis(logp, jnp.take_along_axis(tokens_BN, pos_BN, 1)[..., None], -1)[..., 0]
   return jnp.sum(jnp.where(valid_BN, lp_BN, 0.0), axis=1)

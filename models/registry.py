@@ -144,6 +144,27 @@ def _electra_classifier(config, vocab: Vocabulary) -> ModelBundle:
                      lambda seq: 3 * (2 * hp.encoder_matmul_params() + hp.attention_flops(seq)) + 6 * d * d / seq)
 
 
+def _asarm(config, vocab: Vocabulary) -> ModelBundle:
+  from models.asarm import AnySubsetObjective, AsArm, AsArmConfig
+  hp = AsArmConfig.from_config(config.model, model_vocab_size(config, vocab), vocab.mask_id)
+  o = config.objective
+  objective = AnySubsetObjective(start_rate=o.start_rate, final_min_rate=o.final_min_rate,
+                                 final_max_rate=o.final_max_rate, rate_warmup_steps=o.rate_warmup_steps,
+                                 parallel_weight=o.parallel_weight)
+  module = AsArm(hp)
+  d = config.decode
+
+  def sample_texts(params, vocab, prompts, mesh=None):   # infill the "[MASK]"s with ASSD
+    del mesh
+    from decode.infill import infill_texts
+    texts, _ = infill_texts(module.apply, params, vocab, prompts, config.data.seq_len, sampler="assd",
+                            k=d.assd_k, temperature=d.temperature or 1.0, seed=config.seed)
+    return texts
+
+  slots = 2 * objective.num_slots(config.data.seq_len)
+  return ModelBundle(module, objective, hp, lambda seq: hp.flops_per_token(seq, slots), sample_texts=sample_texts)
+
+
 REGISTRY: dict[str, Callable[[Any, Vocabulary], ModelBundle]] = {
     "modernbert_mlm": _modernbert_mlm,
     "causal_lm": _causal_lm,
@@ -151,6 +172,7 @@ REGISTRY: dict[str, Callable[[Any, Vocabulary], ModelBundle]] = {
     "electra": _electra,
     "electra_mlm": _electra_mlm,
     "electra_classifier": _electra_classifier,
+    "asarm": _asarm,
 }
 
 

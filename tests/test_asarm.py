@@ -177,3 +177,21 @@ def test_objective_equals_the_brute_force_chain_nll(tiny):
     par -= float(jnp.take_along_axis(jax.nn.log_softmax(lg[0]), tokens[b, order[4:8]][:, None], 1).sum())
   np.testing.assert_allclose(float(metrics["parallel_nll"]), par / 8, rtol=1e-5)
   np.testing.assert_allclose(float(loss), chain / 8 + 0.3 * par / 8, rtol=1e-5)
+
+
+def test_asarm_trains_in_the_generic_loop_and_infills(tmp_path):
+  from configs import asarm
+  from tests.helpers import train_losses
+  from train.loop import run, train
+  c = asarm.get_config("tiny")
+  c.unlock()
+  c.train.num_steps = 40
+  c.train.eval_every = c.train.checkpoint_every = 40
+  c.optim.lr = 3e-3
+  workdir = str(tmp_path / "asarm")
+  metrics = train(c, workdir)
+  losses = train_losses(workdir)
+  assert losses[max(losses)] < 0.85 * losses[min(losses)], losses
+  assert np.isfinite(metrics["joint_nll"]) and np.isfinite(metrics["parallel_nll"])
+  out = run(c, workdir, mode="decode", text="import [MASK][MASK][MASK]\nprint(1)")
+  assert out[0].startswith("import ") and out[0].endswith("\nprint(1)") and "[MASK]" not in out[0]

@@ -23,14 +23,21 @@ def canonical_ranks(visible_BN: jax.Array) -> jax.Array:
   return jnp.argsort(jnp.argsort(key, axis=-1), axis=-1).astype(jnp.int32)
 
 
-def one_stream_mask(rank_BN: jax.Array, m_B: jax.Array, query_limit_BT: jax.Array) -> jax.Array:
-  """Boolean [B, 1, N + T, N + T] attention mask of the one-stream model (see the module docstring)."""
+def one_stream_mask(rank_BN: jax.Array, m_B: jax.Array, query_limit_BT: jax.Array,
+                    valid_BN: jax.Array | None = None) -> jax.Array:
+  """Boolean [B, 1, N + T, N + T] attention mask of the one-stream model (see the module docstring).
+
+  `valid_BN` (False = padding) removes positions from every row's view (padding counts as prompt in the ranks,
+  is never a target, and is never read)."""
   B, N = rank_BN.shape
   T = query_limit_BT.shape[1]
   prompt_BN = rank_BN < m_B[:, None]
   content = (rank_BN[:, None, :] < rank_BN[:, :, None]) | (prompt_BN[:, :, None] & prompt_BN[:, None, :])
-  content |= jnp.eye(N, dtype=bool)[None]
   query = rank_BN[:, None, :] < query_limit_BT[:, :, None]                      # [B, T, N]
+  if valid_BN is not None:
+    content &= valid_BN[:, None, :]
+    query &= valid_BN[:, None, :]
+  content |= jnp.eye(N, dtype=bool)[None]
   top = jnp.concatenate([content, jnp.zeros((B, N, T), bool)], axis=2)
   bottom = jnp.concatenate([query, jnp.broadcast_to(jnp.eye(T, dtype=bool), (B, T, T))], axis=2)
   return jnp.concatenate([top, bottom], axis=1)[:, None]

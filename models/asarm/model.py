@@ -34,7 +34,8 @@ class AsArm(nn.Module):
   tokens_BN: content (mask_id where not revealed); rank_BN: each position's place in the order; m_B: prompt size;
   query_pos_BT: the target position of each query; query_limit_BT: the query reads content of rank < limit
   (rank(target) for the joint's conditionals, the decoding step n for conditionally independent drafts).
-  Called with tokens only (init, shape checks) it runs every position as a prompt with one query per position.
+  valid_BN: False at padding (never read). Called with tokens only (init, shape checks) it runs every position as a
+  prompt with one query per position.
   """
   cfg: AsArmConfig
 
@@ -49,7 +50,7 @@ class AsArm(nn.Module):
     self.decoder_bias = self.param("decoder_bias", nn.with_logical_partitioning(nn.initializers.zeros, ("vocab",)),
                                    (cfg.vocab_size,), jnp.float32)
 
-  def __call__(self, tokens_BN, rank_BN=None, m_B=None, query_pos_BT=None, query_limit_BT=None):
+  def __call__(self, tokens_BN, rank_BN=None, m_B=None, query_pos_BT=None, query_limit_BT=None, valid_BN=None):
     B, N = tokens_BN.shape
     if rank_BN is None:   # every position visible, queries at every position reading everything else
       rank_BN = jnp.broadcast_to(jnp.arange(N, dtype=jnp.int32), (B, N))
@@ -60,7 +61,7 @@ class AsArm(nn.Module):
     query_BTD = jnp.broadcast_to(self.query_embedding.astype(content_BND.dtype), (B, T, self.cfg.hidden_size))
     x_BLD = jnp.concatenate([content_BND, query_BTD], axis=1)
     positions_BL = jnp.concatenate([jnp.broadcast_to(jnp.arange(N), (B, N)), query_pos_BT], axis=1)
-    mask = one_stream_mask(rank_BN, m_B, query_limit_BT)
+    mask = one_stream_mask(rank_BN, m_B, query_limit_BT, valid_BN)
     for layer in self.layers:
       x_BLD = layer(x_BLD, positions_BL, mask)
     h_BTD = self.final_norm(x_BLD[:, N:])
@@ -68,8 +69,13 @@ class AsArm(nn.Module):
     return nn.with_logical_constraint(logits_BTV, ("batch", "length", "vocab"))
 
 
-def banned_log_probs(logits: jax.Array, mask_id: int, temperature: float = 1.0) -> jax.Array:
-  """float32 log-probabilities at `temperature` with the mask token removed and the rest renormalised."""
+def banned_log_probs(logits: jax.Array, mask_id: int, temperature: float = 1.0,
+                     vocab_limit: int | None = None) -> jax.Array:
+  """float32 log-probabilities at `temperature` with the mask token (and ids >= vocab_limit: embedding rows
+  beyond the real vocabulary) removed and the rest renormalised."""
   logits = logits.astype(jnp.float32) / temperature
-  logits = logits.at[..., mask_id].set(-jnp.inf)
-  return jax.nn.log_softmax(logits, axis=-1)
+  ids = jnp.arange(logits.shape[-1])
+  banned = ids == mask_id
+  if vocab_limit is not None:
+    banned |= ids >= vocab_limit
+  return jax.nn.log_softmax(jnp.where(banned, -jnp.inf, logits), axis=-1)

@@ -45,8 +45,9 @@ class AnySubsetObjective:
     r_rate, r_subset = jax.random.split(rng)
     u_B = (jnp.arange(B) + jax.random.uniform(r_rate, (B,))) / B          # stratified over the rows
     rate_B = lo + (hi - lo) * u_B
-    n_pred_B = jnp.clip((rate_B * N).astype(jnp.int32), 1, T)
-    score_BN = jax.random.uniform(r_subset, (B, N))
+    valid_BN = batch["segment_ids"] > 0 if "segment_ids" in batch else jnp.ones((B, N), bool)
+    n_pred_B = jnp.clip((rate_B * valid_BN.sum(1)).astype(jnp.int32), 1, T)
+    score_BN = jnp.where(valid_BN, jax.random.uniform(r_subset, (B, N)), 2.0)   # padding is never hidden
     hidden_BN = jnp.argsort(jnp.argsort(score_BN, axis=-1), axis=-1) < n_pred_B[:, None]
     rank_BN = canonical_ranks(~hidden_BN)
     m_B = N - n_pred_B
@@ -55,7 +56,7 @@ class AnySubsetObjective:
     pos_BT = jnp.take_along_axis(order_BN, slot_rank_BT, axis=1)
     valid_BT = jnp.arange(T)[None, :] < n_pred_B[:, None]
     w_BT = valid_BT.astype(jnp.float32) / jnp.maximum(valid_BT.sum(), 1).astype(jnp.float32)
-    return {**batch, "rank": rank_BN, "m": m_B,
+    return {**batch, "rank": rank_BN, "m": m_B, "valid": valid_BN,
             "query_pos": jnp.concatenate([pos_BT, pos_BT], axis=1),
             "query_limit": jnp.concatenate([slot_rank_BT, jnp.broadcast_to(m_B[:, None], (B, T))], axis=1),
             "query_targets": jnp.take_along_axis(tokens_BN, pos_BT, axis=1), "query_weights": w_BT}
@@ -64,7 +65,7 @@ class AnySubsetObjective:
            rng: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
     del rng
     logits = apply_fn({"params": params}, batch["tokens"], batch["rank"], batch["m"], batch["query_pos"],
-                      batch["query_limit"])
+                      batch["query_limit"], batch["valid"])
     T = batch["query_targets"].shape[1]
     w = batch["query_weights"]
     nll_joint, correct = cross_entropy_with_accuracy(logits[:, :T], batch["query_targets"])

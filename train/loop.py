@@ -282,6 +282,15 @@ def _restore_latest(exp: Experiment, workdir: str, params_only: bool = True) -> 
   return step, params
 
 
+def load_trained(config: Any, workdir: str) -> tuple[Experiment, int, Any]:
+  """(experiment, step, params) of a training workdir's latest checkpoint, for benchmarks and notebooks.
+  The params are replicated on this process's mesh; call under `jax.set_mesh(exp.mesh)` if you shard further."""
+  exp = build_experiment(config)
+  with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
+    step, params = _restore_latest(exp, workdir)
+  return exp, step, params
+
+
 def run(config: Any, workdir: str, mode: str = "train", text: str = "") -> Any:
   """Entry point used by launch.py: writes the resolved config, then trains, evaluates or decodes."""
   if jax.process_index() == 0:

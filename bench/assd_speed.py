@@ -1,0 +1,98 @@
+"""ASSD against sequential decoding on a trained AS-ARM: network calls, tokens per round, wall-clock, quality.
+
+  python -m bench.assd_speed --workdir=/tmp/asarm_default [--ks=2,3,5,8 --prompts=32 --seed=0]
+
+The model is the latest checkpoint of a `configs/asarm.py` run in --workdir (trained first if there is none:
+`python launch.py --config=configs/asarm.py --workdir=...`). Protocol (the reference's): validation rows of the
+code corpus, a random visible subset of int(0.05 N) + 1 positions, the rest generated along the canonical order,
+batch size 1, temperature 1, the same prompts and seeds for every sampler; no KV cache on any path (every call
+re-encodes the row), both samplers jitted `lax.while_loop`s, compile time excluded by a warm-up, each sequence
+timed with block_until_ready. Quality: the model's own NLL per generated token of each sampler's samples
+(joint_log_prob), Welch t-test against sequential decoding (both sample the same distribution: p should not be
+small); naive parallel sampling (all tokens from the draft marginals in one call) is the negative control.
+Prints one JSON line per sampler and a Markdown table for BENCHMARKS.md.
+"""
+import json
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+from absl import app, flags
+
+_WORKDIR = flags.DEFINE_string("workdir", "/tmp/asarm_default", "A configs/asarm.py training workdir.")
+_KS = flags.DEFINE_list("ks", ["2", "3", "5", "8"], "ASSD draft counts.")
+_PROMPTS = flags.DEFINE_integer("prompts", 32, "Number of prompts (validation rows).")
+_CONFIG_ARG = flags.DEFINE_string("config_arg", "", "Argument of configs/asarm.py the workdir was trained with.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of prompts and samplers.")
+
+
+def main(argv):
+  del argv
+  import jax
+  import jax.numpy as jnp
+  from scipy import stats
+
+  from configs import asarm
+  from decode.assd import assd_sample, joint_log_prob, parallel_sample, sequential_sample
+  from models.asarm import canonical_ranks
+  from train.loop import load_trained, train
+  config = asarm.get_config(_CONFIG_ARG.value)
+  if not os.path.isdir(os.path.join(_WORKDIR.value, "checkpoints")):
+    train(config, _WORKDIR.value)
+  exp, step, params = load_trained(config, _WORKDIR.value)
+  params = jax.device_get(params)
+  N = config.data.seq_len
+  it = exp.eval_iterator()
+  rows = []
+  while len(rows) < _PROMPTS.value:
+    rows.extend(np.asarray(next(it)["tokens"]))
+  rows = np.stack(rows[:_PROMPTS.value]).astype(np.int32)
+  rng = np.random.default_rng(_SEED.value)
+  M = int(0.05 * N) + 1
+  visible = np.zeros_like(rows, bool)
+  for r in visible:
+    r[rng.choice(N, M, replace=False)] = True
+  rank = np.asarray(canonical_ranks(jnp.asarray(visible)))
+  apply_fn, mask_id, limit = exp.bundle.module.apply, exp.vocab.mask_id, exp.vocab.size
+  kw = dict(mask_id=mask_id, vocab_limit=limit)
+  samplers = {"sequential": lambda *a: sequential_sample(*a, **kw),
+              "parallel (negative control)": lambda *a: parallel_sample(*a, **kw)}
+  for k in _KS.value:
+    samplers[f"ASSD k={k}"] = (lambda k: lambda *a: assd_sample(*a, k=int(k), **kw))(k)
+  generated = N - M
+  results = {}
+  for name, fn in samplers.items():
+    args = lambda i: (apply_fn, params, jnp.asarray(rows[i:i + 1]), jnp.asarray(rank[i:i + 1]),  # noqa: E731
+                      jnp.asarray([M], jnp.int32), jax.random.PRNGKey(_SEED.value * 1000 + i))
+    jax.block_until_ready(fn(*args(0)))                 # compile
+    times, nfe, rounds, nll = [], [], [], []
+    for i in range(len(rows)):
+      a = args(i)
+      t = time.perf_counter()
+      out, n_calls, n_rounds = jax.block_until_ready(fn(*a))
+      times.append(time.perf_counter() - t)
+      nfe.append(int(n_calls[0]))
+      rounds.append(int(n_rounds[0]))
+      lp = joint_log_prob(apply_fn, params, out, a[3], a[4], **kw)
+      nll.append(-float(lp[0]) / generated)
+    results[name] = {"ms_per_sequence": 1e3 * statistics.mean(times), "nfe": statistics.mean(nfe),
+                     "nfe_sem": statistics.stdev(nfe) / len(nfe) ** 0.5, "tokens_per_round": generated /
+                     statistics.mean(rounds), "nll_per_token": statistics.mean(nll), "nll": nll}
+  seq = results["sequential"]
+  for name, r in results.items():
+    r["speedup"] = seq["ms_per_sequence"] / r["ms_per_sequence"]
+    r["nll_ttest_p"] = float(stats.ttest_ind(r["nll"], seq["nll"], equal_var=False).pvalue) if r is not seq else 1.0
+    print(json.dumps({"sampler": name, **{k: v for k, v in r.items() if k != "nll"}}))
+  print(f"\nmodel step {step}, N = {N}, visible {M}, generated {generated}, {len(rows)} prompts, batch 1, "
+        f"T = 1; {platform.machine()}, load average before the last sampler {os.getloadavg()[0]:.2f}")
+  print("\n| sampler | NFE (mean ± SEM) | tokens per round | ms / sequence | speed-up vs sequential "
+        "| model NLL / token | t-test p vs sequential |\n|---|---|---|---|---|---|---|")
+  for name, r in results.items():
+    print(f"| {name} | {r['nfe']:.1f} ± {r['nfe_sem']:.1f} | {r['tokens_per_round']:.2f} | "
+          f"{r['ms_per_sequence']:.1f} | {r['speedup']:.2f}x | {r['nll_per_token']:.3f} | {r['nll_ttest_p']:.3g} |")
+
+
+if __name__ == "__main__":
+  app.run(main)

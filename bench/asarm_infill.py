@@ -6,8 +6,9 @@ Examples: paragraphs of the validation split (files never seen in training) with
 inner line (chosen at random, 1 to 24 tokens and at most half the model's length) becomes a hole of exactly its
 token count (the oracle length, as in the AS-ARM and DiffuLLaMA infilling evaluations); context = the paragraph's
 tokens around it, cut to fit the model's length with the hole centred. Scores per sampler and temperature: exact
-match (the filled line equals the original line, whitespace-stripped), the model's NLL per token of its own samples, and NFE per hole token; the
-model's NLL per token of the true line (teacher-forced, the same for both samplers) is reported once.
+match (the filled line equals the original line, whitespace-stripped), the model's NLL per token of its own samples,
+and NFE per hole token; the model's NLL per token of the true line (teacher-forced, the same for both samplers) is
+reported once.
 Prints JSON lines and a Markdown table for RESULTS.md.
 """
 import json

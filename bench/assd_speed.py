@@ -2,14 +2,15 @@
 
   python -m bench.assd_speed --workdir=/tmp/asarm_default [--ks=2,3,5,8 --prompts=32 --seed=0]
 
-The model is the latest checkpoint of a `configs/asarm.py` run in --workdir (trained first if there is none:
-`python launch.py --config=configs/asarm.py --workdir=...`). Protocol (the reference's): validation rows of the
-code corpus, a random visible subset of int(0.05 N) + 1 positions, the rest generated along the canonical order,
-batch size 1, temperature 1, the same prompts and seeds for every sampler; no KV cache on any path (every call
-re-encodes the row), both samplers jitted `lax.while_loop`s, compile time excluded by a warm-up, each sequence
-timed with block_until_ready, the samplers interleaved prompt by prompt. Quality: the model's own NLL per
-generated token of each sampler's samples (joint_log_prob), Welch t-test against sequential decoding (both sample the same distribution: p should not be
-small); naive parallel sampling (all tokens from the draft marginals in one call) is the negative control.
+The model is the latest checkpoint of a `configs/asarm.py` run in --workdir (trained first if there is none: `python
+launch.py --config=configs/asarm.py --workdir=...`). Protocol (the reference's): validation rows of the code corpus,
+a random visible subset of int(0.05 N) + 1 positions, the rest generated along the canonical order, batch size 1,
+temperature 1, the same prompts and seeds for every sampler; no KV cache on any path (every call re-encodes the
+row), both samplers jitted `lax.while_loop`s, compile time excluded by a warm-up, each sequence timed with
+block_until_ready, the samplers interleaved prompt by prompt. Quality: the model's own NLL per generated token of
+each sampler's samples (joint_log_prob), Welch t-test against sequential decoding (both sample the same
+distribution: p should not be small); naive parallel sampling (all tokens from the draft marginals in one call) is
+the negative control.
 Prints one JSON line per sampler and a Markdown table for BENCHMARKS.md.
 """
 import json

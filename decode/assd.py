@@ -132,11 +132,11 @@ def parallel_sample(apply_fn, params: Any, tokens_BN: jax.Array, rank_BN: jax.Ar
   tokens_BN, order_BN = _start(tokens_BN, rank_BN, m_B, mask_id)
   slot_BN = jnp.minimum(m_B[:, None] + jnp.arange(N)[None], N - 1)
   pos_BN = jnp.take_along_axis(order_BN, slot_BN, axis=1)
-  valid_BN = jnp.arange(N)[None] < (N - m_B)[:, None]
+  slot_valid_BN = jnp.arange(N)[None] < (N - m_B)[:, None]
   logq = banned_log_probs(apply_fn({"params": params}, tokens_BN, rank_BN, m_B, pos_BN,
                                    jnp.broadcast_to(m_B[:, None], (B, N)), valid_BN), mask_id, temperature,
                           vocab_limit)
-  tokens = _scatter(tokens_BN, pos_BN, jax.random.categorical(rng, logq), valid_BN)
+  tokens = _scatter(tokens_BN, pos_BN, jax.random.categorical(rng, logq), slot_valid_BN)
   nfe_B = jnp.ones((B,), jnp.int32)
   return tokens, nfe_B, nfe_B
 
@@ -150,8 +150,8 @@ def joint_log_prob(apply_fn, params: Any, tokens_BN: jax.Array, rank_BN: jax.Arr
   order_BN = jnp.argsort(rank_BN, axis=-1)
   slot_BN = jnp.minimum(m_B[:, None] + jnp.arange(N)[None], N - 1)
   pos_BN = jnp.take_along_axis(order_BN, slot_BN, axis=1)
-  valid_BN = jnp.arange(N)[None] < (N - m_B)[:, None]
+  slot_valid_BN = jnp.arange(N)[None] < (N - m_B)[:, None]
   logp = banned_log_probs(apply_fn({"params": params}, tokens_BN, rank_BN, m_B, pos_BN, slot_BN, valid_BN),
                           mask_id, temperature, vocab_limit)
   lp_BN = jnp.take_along_axis(logp, jnp.take_along_axis(tokens_BN, pos_BN, 1)[..., None], -1)[..., 0]
-  return jnp.sum(jnp.where(valid_BN, lp_BN, 0.0), axis=1)
+  return jnp.sum(jnp.where(slot_valid_BN, lp_BN, 0.0), axis=1)

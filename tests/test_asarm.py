@@ -195,3 +195,21 @@ def test_asarm_trains_in_the_generic_loop_and_infills(tmp_path):
   assert np.isfinite(metrics["joint_nll"]) and np.isfinite(metrics["parallel_nll"])
   out = run(c, workdir, mode="decode", text="import [MASK][MASK][MASK]\nprint(1)")
   assert out[0].startswith("import ") and out[0].endswith("\nprint(1)") and "[MASK]" not in out[0]
+
+
+def test_padding_is_invisible(tiny):
+  """A row padded to a longer length (valid = False) has the same joint as the unpadded row, whatever the pads
+  hold: padding is never read and never generated."""
+  model, params = tiny
+  rng = np.random.default_rng(4)
+  short = rng.integers(0, 5, (16, 6)).astype(np.int32)
+  visible = np.zeros((16, 6), bool)
+  visible[:, [0, 3]] = True
+  lp_short = joint_log_prob(model.apply, params, jnp.asarray(short), canonical_ranks(jnp.asarray(visible)),
+                            jnp.full((16,), 2, jnp.int32), mask_id=5)
+  padded = np.concatenate([short, rng.integers(0, 5, (16, 3))], 1).astype(np.int32)
+  valid = np.arange(9)[None].repeat(16, 0) < 6
+  vis_p = np.concatenate([visible, np.ones((16, 3), bool)], 1)     # padding counts as visible, never a target
+  lp_padded = joint_log_prob(model.apply, params, jnp.asarray(padded), canonical_ranks(jnp.asarray(vis_p)),
+                             jnp.full((16,), 5, jnp.int32), jnp.asarray(valid), mask_id=5)
+  np.testing.assert_allclose(np.asarray(lp_padded), np.asarray(lp_short), atol=1e-5)

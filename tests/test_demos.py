@@ -8,7 +8,7 @@ from nbclient import NotebookClient
 from tests.helpers import ROOT, subprocess_env
 
 
-@pytest.mark.parametrize("name", ["modernbert_mlm.ipynb", "causal_lm.ipynb", "electra.ipynb"])
+@pytest.mark.parametrize("name", ["modernbert_mlm.ipynb", "causal_lm.ipynb", "electra.ipynb", "asarm.ipynb"])
 def test_notebook_executes(name, monkeypatch):
   for k, v in subprocess_env(1).items():
     monkeypatch.setenv(k, v)

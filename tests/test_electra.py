@@ -177,13 +177,40 @@ def test_electra_trains_in_the_generic_loop_and_logs_both_losses(tmp_path, arg):
   assert last < 0.8 * first, losses
 
 
-def test_classifier_fine_tunes_from_the_discriminator(tmp_path):
+@pytest.fixture(scope="module")
+def pretrained_tiny(tmp_path_factory):
+  pre_dir, _, _ = _train(tmp_path_factory.mktemp("electra"), "pre", "tiny", steps=3)
+  return pre_dir
+
+
+def test_pretraining_run_exports_to_hugging_face(pretrained_tiny, tmp_path):
+  transformers = pytest.importorskip("transformers")
+  torch = pytest.importorskip("torch")
+  from models.hf.__main__ import export_hf
+  from train.loop import load_trained
+  export_hf(pretrained_tiny, str(tmp_path / "hf"), family="electra")
+  exp, _, params = load_trained(electra_configs.get_config("tiny"), pretrained_tiny)
+  batch = _batch()
+  tokens = np.asarray(batch["tokens"]) % exp.vocab.size
+  args = (jnp.asarray(tokens), jnp.ones_like(batch["segment_ids"]), jnp.broadcast_to(jnp.arange(T), (B, T)))
+  ours_d = np.asarray(exp.bundle.module.apply({"params": params}, *args, method="discriminator_logits"))
+  ours_g = np.asarray(exp.bundle.module.apply({"params": params}, *args, method="generator_logits"))
+  with torch.no_grad():
+    d = transformers.ElectraForPreTraining.from_pretrained(str(tmp_path / "hf" / "discriminator")).eval()
+    g = transformers.ElectraForMaskedLM.from_pretrained(str(tmp_path / "hf" / "generator")).eval()
+    ref_d = d(input_ids=torch.tensor(tokens)).logits.numpy()
+    ref_g = g(input_ids=torch.tensor(tokens)).logits.numpy()
+  np.testing.assert_allclose(ours_d, ref_d, atol=1e-4 * np.abs(ref_d).max())
+  np.testing.assert_allclose(ours_g, ref_g, atol=1e-4 * np.abs(ref_g).max())
+
+
+def test_classifier_fine_tunes_from_the_discriminator(pretrained_tiny):
   import os as _os
 
   from configs import electra_finetune
   from train import checkpoint as ckpt_lib
   from train.loop import build_experiment
-  pre_dir, _, _ = _train(tmp_path, "pre", "tiny", steps=3)
+  pre_dir = pretrained_tiny
   ft = electra_finetune.get_config("tiny")
   ft.unlock()
   ft.data.num_classes = 4

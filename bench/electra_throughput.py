@@ -23,21 +23,14 @@ import time
 
 from absl import app, flags
 
+from bench.timing import median_seconds
+
 _BATCH = flags.DEFINE_integer("batch", 32, "Batch size.")
 _SEQ = flags.DEFINE_integer("seq", 128, "Sequence length.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed steps per round and side.")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Interleaved rounds (ours, HF, ours, HF, ...).")
 
 V, MASK, RATE = 30522, 103, 0.15
-
-
-def _median_time(fn, repeats):
-  ts = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    fn()
-    ts.append(time.perf_counter() - t)
-  return statistics.median(ts)
 
 
 def _hf_models():
@@ -146,7 +139,7 @@ def main(argv):
   times = {k: [] for k in sides}
   for _ in range(_ROUNDS.value):
     for k, fn in sides.items():
-      times[k].append(_median_time(fn, _REPEATS.value))
+      times[k].append(median_seconds(fn, _REPEATS.value))
   step = {k: statistics.median(v) for k, v in times.items()}
   tps = {k: B * S / v for k, v in step.items()}
   flops = cfg.flops_per_token(S, RATE)

@@ -14,12 +14,13 @@ Needs requirements-test.txt (torch, transformers).
 """
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 
 from absl import app, flags
+
+from bench.timing import median_seconds
 
 _BATCH = flags.DEFINE_integer("batch", 8, "Batch size for throughput.")
 _SEQ = flags.DEFINE_integer("seq", 512, "Sequence length for throughput.")
@@ -81,13 +82,7 @@ def throughput_child(which: str, path: str, B: int, S: int, repeats: int) -> dic
   selected = rng.random((B, S)) < 0.3
 
   def timed(fn):
-    fn()
-    ts = []
-    for _ in range(repeats):
-      t = time.perf_counter()
-      fn()
-      ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
+    return median_seconds(fn, repeats, warmup=1)
 
   out = {}
   if which == "hf":

@@ -32,6 +32,14 @@ def _scatter(tokens_BN, pos_BK, values_BK, write_BK):
                                                                           mode="drop")
 
 
+def _hidden_slots(rank_BN, m_B):
+  """Every generated rank at once: (positions [B, N] in generation order, their ranks, which slots are real)."""
+  N = rank_BN.shape[1]
+  slot_BN = jnp.minimum(m_B[:, None] + jnp.arange(N)[None], N - 1)
+  pos_BN = jnp.take_along_axis(jnp.argsort(rank_BN, axis=-1), slot_BN, axis=1)
+  return pos_BN, slot_BN, jnp.arange(N)[None] < (N - m_B)[:, None]
+
+
 def _start(tokens_BN, rank_BN, m_B, mask_id):
   """Hidden positions get the mask token; returns (tokens, rank -> position table)."""
   tokens_BN = jnp.where(rank_BN < m_B[:, None], tokens_BN, mask_id).astype(jnp.int32)
@@ -129,10 +137,8 @@ def parallel_sample(apply_fn, params: Any, tokens_BN: jax.Array, rank_BN: jax.Ar
                     ) -> tuple[jax.Array, jax.Array, jax.Array]:
   """Every hidden token from its draft marginal in one call: NOT the joint (the negative control)."""
   B, N = tokens_BN.shape
-  tokens_BN, order_BN = _start(tokens_BN, rank_BN, m_B, mask_id)
-  slot_BN = jnp.minimum(m_B[:, None] + jnp.arange(N)[None], N - 1)
-  pos_BN = jnp.take_along_axis(order_BN, slot_BN, axis=1)
-  slot_valid_BN = jnp.arange(N)[None] < (N - m_B)[:, None]
+  tokens_BN, _ = _start(tokens_BN, rank_BN, m_B, mask_id)
+  pos_BN, _, slot_valid_BN = _hidden_slots(rank_BN, m_B)
   logq = banned_log_probs(apply_fn({"params": params}, tokens_BN, rank_BN, m_B, pos_BN,
                                    jnp.broadcast_to(m_B[:, None], (B, N)), valid_BN), mask_id, temperature,
                           vocab_limit)
@@ -146,11 +152,7 @@ def joint_log_prob(apply_fn, params: Any, tokens_BN: jax.Array, rank_BN: jax.Arr
                    valid_BN: jax.Array | None = None, *, mask_id: int, temperature: float = 1.0,
                    vocab_limit: int | None = None) -> jax.Array:
   """log prod_i p(x_sigma(i) | x_sigma(<i)) of complete sequences in one density pass per row: [B]."""
-  B, N = tokens_BN.shape
-  order_BN = jnp.argsort(rank_BN, axis=-1)
-  slot_BN = jnp.minimum(m_B[:, None] + jnp.arange(N)[None], N - 1)
-  pos_BN = jnp.take_along_axis(order_BN, slot_BN, axis=1)
-  slot_valid_BN = jnp.arange(N)[None] < (N - m_B)[:, None]
+  pos_BN, slot_BN, slot_valid_BN = _hidden_slots(rank_BN, m_B)
   logp = banned_log_probs(apply_fn({"params": params}, tokens_BN, rank_BN, m_B, pos_BN, slot_BN, valid_BN),
                           mask_id, temperature, vocab_limit)
   lp_BN = jnp.take_along_axis(logp, jnp.take_along_axis(tokens_BN, pos_BN, 1)[..., None], -1)[..., 0]

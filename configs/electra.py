@@ -7,8 +7,7 @@ Expected result (default, 600 steps): generator MLM loss falls from ln(4096) = 8
 discriminator's loss falls below the prior's binary entropy (about 0.41 nats at 14.7% replaced tokens) as it starts
 detecting replacements (disc_accuracy_replaced rises from 0, noisily: the generator's samples are plausible tokens,
 much harder to spot than random ones); the closing samples fill config.decode.prompts' "[MASK]"s.
-bench/electra_vs_mlm.py
-compares the two at equal training FLOPs by fine-tuning (RESULTS.md).
+bench/electra_vs_mlm.py compares the two at equal training FLOPs by fine-tuning (RESULTS.md).
 
 Arguments (comma-separated, e.g. `configs/electra.py:small,modernbert`):
   (none)      CPU-sized: ELECTRA-small widths (E 128, d 256, 4 heads, FFN 1024) with 4 layers, seq 128

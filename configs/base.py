@@ -84,3 +84,21 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.distributed = ml_collections.ConfigDict()
   c.distributed.init_timeout = 300  # seconds to wait for all processes at start-up
   return c
+
+
+def use_stdlib_packages_task(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Fine-tuning on the 8-class stdlib-package task (data/tasks.py) with the settings every family shares:
+  300 steps, AdamW 3e-4 with 30 warmup steps, cosine decay, evaluation on 16 batches."""
+  c.model.pooling = "mean"
+  c.data.task = "stdlib_packages"
+  c.data.num_classes = 8
+  c.data.max_doc_chars = 1024
+  c.train.num_steps = 300
+  c.train.eval_every = 100
+  c.train.checkpoint_every = 300
+  c.optim.lr = 3e-4
+  c.optim.warmup_steps = 30
+  c.optim.schedule = "cosine"
+  c.optim.end_lr_frac = 0.1
+  c.eval.num_batches = 16
+  return c

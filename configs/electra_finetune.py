@@ -10,6 +10,7 @@ Expected result: validation accuracy well above the majority-class baseline (0.3
 both arms at equal pretraining FLOPs with several seeds (RESULTS.md).
 Argument: the same as configs/electra.py; "mlm" reads the encoder from the baseline's checkpoint ("generator").
 """
+from configs.base import use_stdlib_packages_task
 from configs.electra import get_config as electra_config
 
 
@@ -18,17 +19,6 @@ def get_config(arg: str | None = None):
   c.unlock()
   c.model.name = "electra_classifier"
   c.model.electra_tower = "generator" if "mlm" in (arg or "").split(",") else "discriminator"
-  c.model.pooling = "mean"
-  c.data.task = "stdlib_packages"
-  c.data.num_classes = 8
-  c.data.max_doc_chars = 1024
-  c.train.num_steps = 300
-  c.train.eval_every = 100
-  c.train.checkpoint_every = 300
-  c.optim.lr = 3e-4
-  c.optim.warmup_steps = 30
-  c.optim.schedule = "cosine"
-  c.optim.end_lr_frac = 0.1
-  c.eval.num_batches = 16
+  use_stdlib_packages_task(c)
   c.lock()
   return c

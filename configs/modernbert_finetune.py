@@ -8,6 +8,7 @@ and trains a fresh classifier):
 Without init_from it trains from scratch (the baseline). Expected result: validation accuracy well above the
 majority-class baseline, higher with the pretrained initialisation (RESULTS.md has the measured figures).
 """
+from configs.base import use_stdlib_packages_task
 from configs.modernbert_mlm import get_config as mlm_config
 
 
@@ -16,16 +17,7 @@ def get_config(arg: str | None = None):
   c = mlm_config()
   c.unlock()
   c.model.name = "modernbert_classifier"
-  c.model.pooling = "mean"
-  c.data.task = "stdlib_packages"
-  c.data.num_classes = 8
-  c.data.max_doc_chars = 1024
-  c.train.num_steps = 300
-  c.train.eval_every = 100
-  c.train.checkpoint_every = 300
-  c.optim.lr = 3e-4
-  c.optim.warmup_steps = 30
+  use_stdlib_packages_task(c)
   c.optim.weight_decay = 0.01
-  c.eval.num_batches = 16
   c.lock()
   return c

@@ -1,11 +1,17 @@
-"""Entry point: train, evaluate or decode an experiment described by an ml_collections config.
+"""Entry point: train, evaluate, decode or convert an experiment described by an ml_collections config.
 
   python launch.py --config=configs/modernbert_mlm.py --workdir=/tmp/run [--config.optim.lr=3e-4] [--mode=train]
+  python launch.py --workdir=/tmp/run --mode=eval|decode      # the run's stored config (+ eval/decode overrides)
+  python launch.py --workdir=/tmp/run --mode=export_hf --hf_dir=/tmp/hf    # a directory transformers loads
+  python launch.py --config=configs/modernbert_mlm.py --mode=import_hf --hf_dir=PATH --workdir=/tmp/imported
+      # then --config.checkpoint.init_from=/tmp/imported (ELECTRA: --hf_dir=DISCRIMINATOR,GENERATOR for the pair)
 
 Multi-process (the same command on every process; see README "Multi-host"):
   python launch.py ... --coordinator_address=HOST:PORT --num_processes=N --process_id=I
   python launch.py ... --distributed      # Cloud TPU pods / SLURM: JAX detects the cluster
 """
+import importlib.util
+import json
 import os
 import re
 import sys
@@ -16,13 +22,40 @@ from ml_collections import config_flags
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/modernbert_mlm.py", "Experiment config file[:arg].",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/lmkit/modernbert_mlm", "Checkpoints, TensorBoard events, metrics.")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "decode"], "What to run.")
-_TEXT = flags.DEFINE_string("text", "", "decode mode: text whose [MASK]s are filled (default: config.decode.prompts).")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "decode", "import_hf", "export_hf"], "What to run.")
+_TEXT = flags.DEFINE_string("text", "", "decode mode: text to decode (default: config.decode.prompts).")
+_HF_DIR = flags.DEFINE_list("hf_dir", [], "import_hf / export_hf: Hugging Face directory (import: one or more).")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Start jax.distributed with cluster auto-detection.")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", "", "HOST:PORT of process 0 for multi-process runs.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Number of processes (multi-process runs).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index (multi-process runs).")
 _CPU_DEVICES = flags.DEFINE_integer("num_cpu_devices", 0, "Simulate this many CPU devices (testing sharding).")
+
+FAMILY_SECTIONS = ("model.", "objective.", "decode.")
+
+
+def _config_arg(argv) -> str:
+  for i, a in enumerate(argv):
+    if a.startswith("--config="):
+      return a.split("=", 1)[1]
+    if a == "--config" and i + 1 < len(argv):
+      return argv[i + 1]
+  return _CONFIG.default if isinstance(_CONFIG.default, str) else "configs/modernbert_mlm.py"
+
+
+def _family_of(argv) -> str:
+  """model.name of the config file named on the command line (for error messages); '' if it cannot be read."""
+  for a in argv:
+    if a.startswith("--config.model.name="):
+      return a.split("=", 1)[1]
+  try:
+    path, _, arg = _config_arg(argv).partition(":")
+    spec = importlib.util.spec_from_file_location("_lmkit_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg or None).model.name
+  except Exception:  # noqa: BLE001 - only for a better message
+    return ""
 
 
 def _parse_flags(argv):
@@ -35,10 +68,29 @@ def _parse_flags(argv):
     culprit = [o for o in overrides if re.search(rf"\b{re.escape(o.rsplit('.', 1)[-1])}\b", text)]
     hint = re.search(r"Did you mean [^?]*\?", text)
     if hint or isinstance(e, (AttributeError, KeyError)):
-      text = (f"unknown config key {culprit[0] if culprit else ''}: {hint.group(0) if hint else text} "
-              "(the keys are in the config file and configs/base.py)")
+      key = culprit[0] if culprit else ""
+      family = _family_of(argv) if key[len("--config."):].startswith(FAMILY_SECTIONS) else ""
+      if family:
+        text = (f"model.name={family!r} does not read {key[len('--config.'):]}{' (' + hint.group(0) + ')' if hint else ''}"
+                f"; remove the override (the family's keys: its config file and configs/families/)")
+      else:
+        text = (f"unknown config key {key}: {hint.group(0) if hint else text} "
+                "(the keys are in the config file and configs/base.py)")
     print(f"error: {text}", file=sys.stderr)
     sys.exit(2)
+
+
+def _overrides(argv, config) -> dict:
+  """The --config.a.b=value overrides of the command line, with their parsed values."""
+  out = {}
+  for a in argv[1:]:
+    if a.startswith("--config.") and "=" in a:
+      key = a[len("--config."):].split("=", 1)[0]
+      node = config
+      for part in key.split("."):
+        node = node[part]
+      out[key] = node
+  return out
 
 
 def main(argv):
@@ -51,14 +103,22 @@ def main(argv):
     jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)
   from train import distributed
   from train.errors import ConfigError
-  from train.loop import run
+  from train.loop import export_hf, import_hf, run
 
   config = _CONFIG.value
   distributed.maybe_initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, auto=_DISTRIBUTED.value,
                                timeout_s=config.distributed.init_timeout)
   distributed.log_banner()
   try:
-    run(config, _WORKDIR.value, _MODE.value, _TEXT.value)
+    mode = _MODE.value
+    if mode in ("import_hf", "export_hf"):
+      if not _HF_DIR.value:
+        raise ConfigError(f"--mode={mode} needs --hf_dir=PATH")
+      msg = (import_hf(config, _HF_DIR.value, _WORKDIR.value) if mode == "import_hf"
+             else export_hf(_WORKDIR.value, _HF_DIR.value[0]))
+      print(json.dumps({"ok": True, "message": msg}), flush=True)
+    else:
+      run(config, _WORKDIR.value, mode, _TEXT.value, overrides=_overrides(sys.argv, config))
   except ConfigError as e:
     print(f"error: {e}", file=sys.stderr, flush=True)
     sys.exit(2)

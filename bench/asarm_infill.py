@@ -64,16 +64,17 @@ def main(argv):
   from decode.assd import joint_log_prob
   from decode.infill import infill_tokens
   from models.asarm import canonical_ranks
+  from data.sources import corpus_from_config
   from train.loop import load_trained
   config = asarm.get_config(_CONFIG_ARG.value)
   exp, step, params = load_trained(config, _WORKDIR.value)
   params = jax.device_get(params)
   vocab, N = exp.vocab, config.data.seq_len
-  tokens, valid, lines, sizes = make_holes(exp.corpus.validation, vocab, N, _HOLES.value, _SEED.value)
+  tokens, valid, lines, sizes = make_holes(corpus_from_config(config.data).validation, vocab, N, _HOLES.value, _SEED.value)
   hidden = (tokens == vocab.mask_id) & valid
   rank = canonical_ranks(jnp.asarray(~hidden))
   m = jnp.asarray(N - hidden.sum(1), jnp.int32)
-  apply_fn = exp.bundle.module.apply
+  apply_fn = exp.family.module.apply
 
   def nll_per_token(filled, temperature=1.0):
     lp = joint_log_prob(apply_fn, params, jnp.asarray(filled), rank, m, jnp.asarray(valid), mask_id=vocab.mask_id,

@@ -31,11 +31,12 @@ def build(vocab: int, seed: int, init_scale: float):
   import jax
   import jax.numpy as jnp
 
-  from models.asarm import AsArm, AsArmConfig
+  from models.asarm import AnySubsetObjective, AsArm, AsArmConfig
+  from models.family import init_variables, token_batch_spec
   cfg = AsArmConfig(vocab_size=vocab + 1, mask_id=vocab, hidden_size=32, num_layers=2, num_heads=2,
                     intermediate_size=64, initializer_range=init_scale)
   model = AsArm(cfg)
-  params = model.init(jax.random.PRNGKey(seed), jnp.zeros((1, 4), jnp.int32))["params"]
+  params = init_variables(model, AnySubsetObjective(), token_batch_spec(4), jax.random.PRNGKey(seed))["params"]
   import flax.linen as nn
   return model, nn.unbox(params)
 

@@ -56,7 +56,7 @@ def main(argv):
   for r in visible:
     r[rng.choice(N, M, replace=False)] = True
   rank = np.asarray(canonical_ranks(jnp.asarray(visible)))
-  apply_fn, mask_id, limit = exp.bundle.module.apply, exp.vocab.mask_id, exp.vocab.size
+  apply_fn, mask_id, limit = exp.family.module.apply, exp.vocab.mask_id, exp.vocab.size
   kw = dict(mask_id=mask_id, vocab_limit=limit)
   samplers = {"sequential": lambda *a: sequential_sample(*a, **kw),
               "parallel (negative control)": lambda *a: parallel_sample(*a, **kw)}

@@ -58,7 +58,7 @@ def _finetune_config(arm: str, seed: int, init_from: str):
 def flops_per_step(config) -> float:
   from train.loop import build_experiment
   exp = build_experiment(config)
-  return exp.bundle.flops_per_token(config.data.seq_len) * config.train.batch_size * config.data.seq_len
+  return exp.family.flops_per_token(config.data.seq_len) * config.train.batch_size * config.data.seq_len
 
 
 def main(argv):

@@ -44,7 +44,6 @@ def _config(name):
 def measure(name: str, steps: int, peak: float) -> dict:
   import flax.linen as nn
   import jax
-  from data.pipeline import to_global
   from train.loop import build_experiment
   c = _config(name)
   exp = build_experiment(c, devices=jax.devices()[:1])
@@ -55,7 +54,7 @@ def measure(name: str, steps: int, peak: float) -> dict:
     step = exp.compiled_train_step()
     compile_s = time.perf_counter() - t
     it = exp.train_iterator()
-    batches = [to_global(next(it), exp.batch_sharding) for _ in range(steps + 2)]
+    batches = [exp.to_device(next(it)) for _ in range(steps + 2)]
     times = []
     for i, b in enumerate(batches):
       t = time.perf_counter()
@@ -64,7 +63,7 @@ def measure(name: str, steps: int, peak: float) -> dict:
       if i >= 2:
         times.append(time.perf_counter() - t)
   step_s = statistics.median(times)
-  flops = exp.bundle.flops_per_token(c.data.seq_len) * tokens
+  flops = exp.family.flops_per_token(c.data.seq_len) * tokens
   # The input pipeline alone: packed, batched numpy batches for the same shapes.
   it = exp.train_iterator()
   next(it)

@@ -1,6 +1,9 @@
-"""Shared defaults. Experiment configs start from `get_base_config()` and override what they need.
+"""Shared defaults. Experiment configs start from `get_base_config()` and add their family's keys.
 
-The config is locked: an override of a key that does not exist (`--config.optim.lrr=1`) is an error.
+The config is locked: an override of a key that does not exist (`--config.optim.lrr=1`) is an error. The
+sections `model`, `objective` and `decode` (and data.task, data.num_classes, eval.mask_rate) belong to the model
+family: a config holds exactly the keys its family reads there (configs/families/ checks it before anything is
+built), so no key silently does nothing. `prune_unread` drops the ones a derived config's family does not read.
 """
 import ml_collections
 
@@ -17,11 +20,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.model.vocab_multiple = 64
   c.model.dtype = "float32"         # compute dtype: "float32" or "bfloat16" (parameters stay float32)
   c.model.remat = False
-  c.model.attention_impl = "auto"   # "auto" (banded windows, dense global), "chunked" (no T x T at all: long
-                                    # context), "einsum", "xla", "cudnn" (NVIDIA: fused flash attention)
+  # Families with attention choices add model.attention_impl: "auto" (banded windows, dense global), "chunked"
+  # (no T x T at all: long context), "einsum", "xla", "cudnn" (NVIDIA: fused flash attention).
 
-  c.objective = ml_collections.ConfigDict()
-  c.objective.mask_rate = 0.3
+  c.objective = ml_collections.ConfigDict()   # the family's objective keys
 
   c.data = ml_collections.ConfigDict()
   c.data.corpus = "stdlib"          # "stdlib", a text file / directory of .txt and .py files, or "seqio:<task>"
@@ -33,8 +35,6 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.data.validation_percent = 5
   c.data.packing = "concat_split"   # or "first_fit" (documents kept whole, rows padded)
   c.data.num_shards = 0             # 0: one data shard per process (see data/pipeline.py)
-  c.data.task = ""                  # "": language modelling on the corpus; "stdlib_packages": classification
-  c.data.num_classes = 8            # for data.task
   c.data.seqio_modules = ()         # modules to import that register seqio Tasks ("seqio:<task>" corpus/vocab)
 
   c.mesh = ml_collections.ConfigDict()
@@ -72,23 +72,41 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.eval = ml_collections.ConfigDict()
   c.eval.num_batches = 8
   c.eval.batch_size = 16
-  c.eval.mask_rate = 0.15           # ModernBERT evaluates at 15% masking
 
-  c.decode = ml_collections.ConfigDict()
-  c.decode.prompts = ("def [MASK](self):\n    return self._name", "import [MASK]\nos.path.join(a, b)")
-  c.decode.max_new_tokens = 32      # causal LMs: continuation length
-  c.decode.temperature = 0.0        # causal LMs: 0 = greedy
-  c.decode.top_k = 0                # causal LMs: 0 = off
-  c.decode.top_p = 1.0              # causal LMs: 1 = off
+  c.decode = ml_collections.ConfigDict()      # the family's decoding keys (prompts, sampler settings)
 
   c.distributed = ml_collections.ConfigDict()
   c.distributed.init_timeout = 300  # seconds to wait for all processes at start-up
   return c
 
 
+def masked_lm_defaults(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The keys every masked-LM family reads: masking rates and the "[MASK]"-filling prompts."""
+  c.objective.mask_rate = 0.3
+  c.eval.mask_rate = 0.15           # ModernBERT evaluates at 15% masking
+  c.decode.prompts = ("def [MASK](self):\n    return self._name", "import [MASK]\nos.path.join(a, b)")
+  return c
+
+
+def prune_unread(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Drops the family-owned keys that `c.model.name`'s family does not read (for a config derived from another
+  family's, e.g. a classifier from its pretraining config). Call before `c.lock()`."""
+  from configs import families
+  keys = families.registration(c.model.name).keys
+  for key in families.family_keys(c):
+    if key not in keys:
+      *parents, leaf = key.split(".")
+      node = c
+      for p in parents:
+        node = node[p]
+      del node[leaf]
+  return c
+
+
 def use_stdlib_packages_task(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Fine-tuning on the 8-class stdlib-package task (data/tasks.py) with the settings every family shares:
-  300 steps, AdamW 3e-4 with 30 warmup steps, cosine decay, evaluation on 16 batches."""
+  300 steps, AdamW 3e-4 with 30 warmup steps, cosine decay, evaluation on 16 batches. Set model.name first: the
+  keys the classifier family does not read are dropped."""
   c.model.pooling = "mean"
   c.data.task = "stdlib_packages"
   c.data.num_classes = 8
@@ -101,4 +119,4 @@ def use_stdlib_packages_task(c: ml_collections.ConfigDict) -> ml_collections.Con
   c.optim.schedule = "cosine"
   c.optim.end_lr_frac = 0.1
   c.eval.num_batches = 16
-  return c
+  return prune_unread(c)

@@ -25,6 +25,7 @@ def get_config(arg: str | None = None):
   m.activation = "gelu_new"
   m.rope_theta = 10_000.0
   m.initializer_range = 0.02
+  m.attention_impl = "auto"
   if arg == "modern":
     m.style, m.intermediate_size = "modern", 768
   elif arg not in (None, ""):
@@ -35,6 +36,9 @@ def get_config(arg: str | None = None):
   c.optim.lr = 1e-3
   c.optim.weight_decay = 0.01
   c.decode.prompts = ("import os\ndef ", "class ")
-  c.decode.max_new_tokens = 32
+  c.decode.max_new_tokens = 32      # continuation length
+  c.decode.temperature = 0.0        # 0 = greedy
+  c.decode.top_k = 0                # 0 = off
+  c.decode.top_p = 1.0              # 1 = off
   c.lock()
   return c

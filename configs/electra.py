@@ -20,7 +20,7 @@ Arguments (comma-separated, e.g. `configs/electra.py:small,modernbert`):
 The paper's shapes use vocab 30,522 (BERT WordPiece); here the vocabulary comes from data.vocab (SentencePiece
 4k by default). Optimiser: AdamW with bias correction (the original omits it), warmup, linear decay.
 """
-from configs.base import get_base_config
+from configs.base import get_base_config, masked_lm_defaults
 
 SHAPES = {  # layers, hidden, heads, FFN, embedding, generator fraction
     "cpu": (4, 256, 4, 1024, 128, 0.25),
@@ -39,7 +39,7 @@ def get_config(arg: str | None = None):
     raise ValueError(f"configs/electra.py: unknown or conflicting argument {arg!r}; use one of {sorted(SHAPES)} "
                      "plus optionally 'modernbert' and/or 'mlm', comma-separated")
   size = sizes[0] if sizes else "cpu"
-  c = get_base_config()
+  c = masked_lm_defaults(get_base_config())
   m = c.model
   m.name = "electra_mlm" if "mlm" in words else "electra"
   layers, hidden, heads, ffn, emb, gen = SHAPES[size]
@@ -57,8 +57,7 @@ def get_config(arg: str | None = None):
   m.local_attention = 64
   m.global_rope_theta = 160_000.0
   m.local_rope_theta = 10_000.0
-  m.pooling = "cls"                 # fine-tuning (configs/electra_finetune.py)
-  m.electra_tower = "discriminator"
+  m.attention_impl = "auto"
 
   o = c.objective
   o.mask_rate = 0.25 if size == "large" else 0.15
@@ -66,9 +65,10 @@ def get_config(arg: str | None = None):
     o.mask_token_frac, o.random_token_frac = 0.8, 0.1
   else:                             # ELECTRA: no random-token branch, the generator replaces
     o.mask_token_frac, o.random_token_frac = 0.85, 0.0
-  o.gen_weight = 1.0
-  o.disc_weight = 50.0
-  o.temperature = 1.0
+  if "mlm" not in words:            # the joint model's loss weights and sampling temperature
+    o.gen_weight = 1.0
+    o.disc_weight = 50.0
+    o.temperature = 1.0
   c.eval.mask_rate = o.mask_rate
 
   c.data.seq_len = 128

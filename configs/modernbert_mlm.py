@@ -13,13 +13,14 @@ Published shapes (vocabulary sizes as released; 8,192 positions; seq 512 here, r
 e.g. `python launch.py --config=configs/modernbert_mlm.py:base --config.mesh.fsdp=8 ...` on accelerators, or
 bench/train_throughput.py on CPU.
 """
-from configs.base import get_base_config
+from configs.base import get_base_config, masked_lm_defaults
 
 
 def get_config(arg: str | None = None):
-  c = get_base_config()
+  c = masked_lm_defaults(get_base_config())
   m = c.model
   m.name = "modernbert_mlm"
+  m.attention_impl = "auto"
   m.hidden_size = 256
   m.num_layers = 4
   m.num_heads = 4

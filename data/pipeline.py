@@ -14,6 +14,8 @@ import numpy as np
 
 from data.vocab import Vocabulary
 
+PACKINGS = ("concat_split", "first_fit")
+
 
 class _Tokenize(grain.transforms.Map):
   def __init__(self, vocab: Vocabulary):
@@ -125,14 +127,8 @@ def make_iterator(docs: Sequence[str], vocab: Vocabulary, *, seq_len: int, globa
                      repeat=repeat, packing=packing) for s in shards])
 
 
-def to_global(batch: dict[str, np.ndarray], sharding: jax.sharding.NamedSharding) -> dict[str, jax.Array]:
-  """Process-local rows -> one global jax.Array per key (the global batch is the rows of all processes).
-
-  `sharding` is the [batch, length] sharding; per-example keys ([batch], e.g. labels) use its batch axis only.
-  """
-  def for_rank(ndim):
-    return sharding if ndim == len(sharding.spec) else jax.sharding.NamedSharding(sharding.mesh,
-                                                                                  jax.P(*sharding.spec[:ndim]))
-  return {k: jax.make_array_from_process_local_data(for_rank(v.ndim), v) for k, v in batch.items()}
+def to_global(batch: dict[str, np.ndarray], shardings: dict[str, jax.sharding.NamedSharding]) -> dict[str, jax.Array]:
+  """Process-local rows -> one global jax.Array per key (the global batch is the rows of all processes)."""
+  return {k: jax.make_array_from_process_local_data(shardings[k], v) for k, v in batch.items()}
 
 

@@ -145,22 +145,3 @@ def cached_sentencepiece(lines: Sequence[str], vocab_size: int, fingerprint: str
   if not os.path.exists(prefix + ".model"):
     train_sentencepiece(lines, vocab_size, prefix, model_type)
   return SentencePieceVocabulary(prefix + ".model")
-
-
-def build_vocab(data_cfg, train_lines: Sequence[str] | None = None, fingerprint: str = "") -> Vocabulary:
-  """`data.vocab`: "byte", "spm" (trained on the corpus, cached), a SentencePiece .model file, or "seqio:<task>"."""
-  kind = data_cfg.vocab
-  if kind.startswith("seqio:"):
-    from data import seqio_interop
-    return seqio_interop.task_vocabulary(kind[len("seqio:"):], tuple(data_cfg.seqio_modules))
-  if kind == "byte":
-    return ByteVocabulary()
-  if kind == "spm":
-    if train_lines is None:
-      raise ValueError("data.vocab='spm' needs the training corpus")
-    return cached_sentencepiece(train_lines, data_cfg.vocab_size, fingerprint, cache=data_cfg.cache_dir)
-  if kind.endswith(".model"):
-    return SentencePieceVocabulary(kind)
-  raise ValueError(f"data.vocab={kind!r}: use 'byte', 'spm', a path to a SentencePiece .model file or 'seqio:<task>'")
-
-

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from data.sources import framed_rows, pad_rows
 from data.vocab import Vocabulary
 
 
@@ -40,11 +41,8 @@ def fill_mask_texts(apply_fn: Callable[..., jax.Array], params: Any, vocab: Voca
 
   With a mesh, inputs and outputs are replicated global arrays, so this also runs with several processes.
   """
-  rows = [([vocab.cls_id] + vocab.encode_with_masks(t) + [vocab.sep_id])[:seq_len] for t in texts]
-  tokens = np.zeros((len(rows), seq_len), np.int32)
-  segments = np.zeros((len(rows), seq_len), np.int32)
-  for i, r in enumerate(rows):
-    tokens[i, :len(r)], segments[i, :len(r)] = r, 1
+  rows = framed_rows(vocab, texts, seq_len)
+  tokens, segments = pad_rows(rows, seq_len, vocab.pad_id)
   num_iters = max(int((tokens == vocab.mask_id).sum(1).max()), 1)
   replicated = jax.sharding.NamedSharding(mesh, jax.P()) if mesh is not None else None
   fill = jax.jit(partial(fill_masks, apply_fn, mask_id=vocab.mask_id, low=vocab.first_normal_id, high=vocab.size,

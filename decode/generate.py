@@ -11,9 +11,10 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from decode.cache import KVCache
+from data.sources import pad_rows
 from decode.sampling import SamplerConfig, apply_chain, sample
 from decode.watermark import WatermarkConfig, key_uniforms, watermark_sample
+from models.layers.kv_cache import KVCache
 
 
 @flax.struct.dataclass
@@ -96,11 +97,8 @@ def generate_texts(model: Any, params: Any, vocab: Any, prompts: list[str], *, m
   """
   import numpy as np
   rows = [[vocab.cls_id] + vocab.encode(p) for p in prompts]
-  P = max(len(r) for r in rows)
-  arr = np.full((len(rows), P), vocab.pad_id, np.int32)
-  for i, r in enumerate(rows):
-    arr[i, :len(r)] = r
-  lengths = np.array([len(r) for r in rows], np.int32)
+  arr, real = pad_rows(rows, max(len(r) for r in rows), vocab.pad_id)
+  lengths = real.sum(1).astype(np.int32)
   if mesh is not None:
     replicated = jax.sharding.NamedSharding(mesh, jax.P())
     arr, lengths = jax.device_put(arr, replicated), jax.device_put(lengths, replicated)

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from data.sources import framed_rows, pad_rows
 from data.vocab import Vocabulary
 from decode.assd import assd_sample, sequential_sample
 from models.asarm.masks import canonical_ranks
@@ -24,12 +25,9 @@ def hole(num_tokens: int) -> str:
 
 def encode_rows(vocab: Vocabulary, texts: Sequence[str], seq_len: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
   """[CLS] text [SEP] per row, right-padded: (tokens [B, N], valid [B, N], lengths)."""
-  rows = [([vocab.cls_id] + vocab.encode_with_masks(t) + [vocab.sep_id])[:seq_len] for t in texts]
-  tokens = np.full((len(rows), seq_len), vocab.pad_id, np.int32)
-  valid = np.zeros((len(rows), seq_len), bool)
-  for i, r in enumerate(rows):
-    tokens[i, :len(r)], valid[i, :len(r)] = r, True
-  return tokens, valid, [len(r) for r in rows]
+  rows = framed_rows(vocab, texts, seq_len)
+  tokens, real = pad_rows(rows, seq_len, vocab.pad_id)
+  return tokens, real.astype(bool), [len(r) for r in rows]
 
 
 def infill_tokens(apply_fn, params: Any, tokens_BN: np.ndarray, valid_BN: np.ndarray, *, mask_id: int,

@@ -23,8 +23,8 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from decode.cache import KVCache
 from decode.sampling import SamplerConfig, apply_chain
+from models.layers.kv_cache import KVCache
 
 
 def _categorical(key, probs):

@@ -1,11 +1,36 @@
-"""Building a family's frozen hyperparameter dataclass from the `model` section of a config."""
+"""Building a family's frozen hyperparameter dataclass from the `model` section of a config, and the schema of that
+section (its keys and the allowed values of the enumerated ones), which the family registry checks up front."""
 import dataclasses
 from typing import Any, TypeVar
 
+from models.layers.inputs import POOLINGS
+from models.layers.mlp import ACTIVATIONS
+
 T = TypeVar("T")
+
+DTYPES = ("float32", "bfloat16")
+ATTENTION_IMPLS = ("auto", "chunked", "einsum", "xla", "cudnn")
+# Allowed values of enumerated hyperparameters, by field name (shared by every family that has the field).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "dtype": DTYPES, "attention_impl": ATTENTION_IMPLS, "activation": ACTIVATIONS, "hidden_act": ACTIVATIONS,
+    "hidden_activation": ACTIVATIONS, "classifier_activation": ACTIVATIONS, "pooling": POOLINGS,
+    "style": ("gpt2", "modern"), "backbone": ("classic", "modernbert"),
+    "electra_tower": ("discriminator", "generator"),
+}
+# Keys of the `model` section every family reads (the embedding size is derived from the vocabulary with them).
+SHARED_MODEL_KEYS = ("name", "vocab_size", "vocab_multiple")
+
+
+def model_keys(cls: type, *extra: str, exclude: tuple[str, ...] = ()) -> dict[str, tuple[str, ...] | None]:
+  """The `model.*` keys a family reads: the fields of its hyperparameter dataclass (minus `exclude`, and minus
+  vocab_size, which comes from the vocabulary) plus `extra` (builder-level keys such as pooling), each mapped to
+  its allowed values (None: any value)."""
+  fields = [f.name for f in dataclasses.fields(cls) if f.name not in exclude and f.name != "vocab_size"]
+  return {f"model.{k}": CHOICES.get(k) for k in (*SHARED_MODEL_KEYS, *fields, *extra)}
 
 
 def from_model_config(cls: type[T], model_cfg: Any, vocab_size: int) -> T:
-  """Keeps the config keys that are fields of `cls` (family-specific keys of other families are ignored)."""
+  """`cls` from the config keys that are its fields (the registry has already refused keys the family does not
+  read; builder-level keys such as `model.pooling` are read by the builder itself)."""
   fields = {f.name for f in dataclasses.fields(cls)} - {"vocab_size"}
   return cls(vocab_size=vocab_size, **{k: v for k, v in model_cfg.items() if k in fields})

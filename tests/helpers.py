@@ -10,14 +10,22 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_config(**overrides):
-  """configs/test_tiny.py with dotted overrides, e.g. tiny_config(**{"train.num_steps": 4})."""
+  """configs/test_tiny.py with dotted overrides, e.g. tiny_config(**{"train.num_steps": 4}). Overriding
+  model.name may add that family's keys (data.task, ...); the keys it does not read are dropped."""
+  from configs import families
+  from configs.base import prune_unread
   c = test_tiny.get_config()
+  c.unlock()
   for key, value in overrides.items():
     node = c
     *parents, leaf = key.split(".")
     for p in parents:
       node = node[p]
+    if leaf not in node and not key.startswith(families.FAMILY_SECTIONS) and key not in families.FAMILY_KEYS:
+      raise KeyError(f"tiny_config: no config key {key}")
     node[leaf] = value
+  prune_unread(c)
+  c.lock()
   return c
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from data.vocab import ByteVocabulary
-from models.registry import build
+from configs.families import build
 
 CONFIGS = [("modernbert_mlm", None), ("modernbert_mlm", "base"), ("modernbert_mlm", "large"),
            ("modernbert_mlm", "tabibert"), ("test_tiny", None), ("causal_lm", None), ("causal_lm", "modern"),
@@ -29,15 +29,24 @@ def test_config_builds_and_eval_shapes(name, arg):
     config.optim.lrr = 1.0
   doc = importlib.import_module(f"configs.{name}").__doc__
   assert "python launch.py" in doc and "Expected result" in doc
-  bundle = build(config, ByteVocabulary())
+  family = build(config, ByteVocabulary())
   seq = config.data.seq_len
-  shapes = jax.eval_shape(lambda: bundle.module.init(jax.random.PRNGKey(0), jnp.zeros((2, seq), jnp.int32)))
-  logits = jax.eval_shape(lambda v: bundle.module.apply(v, jnp.zeros((2, seq), jnp.int32)), shapes)
-  if config.model.name == "electra":     # (generator logits, discriminator logits)
-    logits, disc = logits
+  shapes = jax.eval_shape(lambda: family.init_variables(jax.random.PRNGKey(0)))
+  tokens = jnp.zeros((2, seq), jnp.int32)
+  positions = jnp.broadcast_to(jnp.arange(seq), (2, seq))
+  if config.model.name == "electra":     # the two towers' logits
+    logits = jax.eval_shape(lambda v: family.module.apply(v, tokens, jnp.ones_like(tokens), positions,
+                                                          method="generator_logits"), shapes)
+    disc = jax.eval_shape(lambda v: family.module.apply(v, tokens, jnp.ones_like(tokens), positions,
+                                                        method="discriminator_logits"), shapes)
     assert disc.shape == (2, seq) and disc.dtype == jnp.float32
+  elif config.model.name == "asarm":     # every position visible, one query per position reading all others
+    logits = jax.eval_shape(lambda v: family.module.apply(v, tokens, positions, jnp.full((2,), seq), positions,
+                                                          jnp.full((2, seq), seq)), shapes)
+  else:
+    logits = jax.eval_shape(lambda v: family.module.apply(v, tokens), shapes)
   expected = ((2, config.data.num_classes) if config.model.name.endswith("classifier")
-              else (2, seq, bundle.hparams.vocab_size))
+              else (2, seq, family.hparams.vocab_size))
   assert logits.shape == expected and logits.dtype == jnp.float32
   n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes))
   published = {"base": 149_655_232, "large": 395_881_664}   # transformers' ModernBertForMaskedLM counts

@@ -12,6 +12,7 @@ import pytest
 from configs import electra as electra_configs
 from models.electra import (ElectraConfig, ElectraPretrainingModel, ReplacedTokenDetectionObjective, SlotMasking,
                             max_predictions)
+from models.family import init_variables, token_batch_spec
 
 VOCAB, T, B = 50, 40, 6
 SPECIAL = (0, 1, 2, 3)
@@ -90,7 +91,8 @@ def tiny_joint():
   cfg = ElectraConfig(vocab_size=VOCAB, embedding_size=16, hidden_size=32, num_layers=2, num_heads=2,
                       intermediate_size=64, max_position_embeddings=T)
   model = ElectraPretrainingModel(cfg)
-  params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, T), jnp.int32))["params"]
+  params = init_variables(model, ReplacedTokenDetectionObjective(MASKING), token_batch_spec(T),
+                          jax.random.PRNGKey(0))["params"]
   return model, flax.linen.unbox(params)
 
 
@@ -186,15 +188,14 @@ def pretrained_tiny(tmp_path_factory):
 def test_pretraining_run_exports_to_hugging_face(pretrained_tiny, tmp_path):
   transformers = pytest.importorskip("transformers")
   torch = pytest.importorskip("torch")
-  from models.hf.__main__ import export_hf
-  from train.loop import load_trained
-  export_hf(pretrained_tiny, str(tmp_path / "hf"), family="electra")
+  from train.loop import export_hf, load_trained
+  export_hf(pretrained_tiny, str(tmp_path / "hf"))
   exp, _, params = load_trained(electra_configs.get_config("tiny"), pretrained_tiny)
   batch = _batch()
   tokens = np.asarray(batch["tokens"]) % exp.vocab.size
   args = (jnp.asarray(tokens), jnp.ones_like(batch["segment_ids"]), jnp.broadcast_to(jnp.arange(T), (B, T)))
-  ours_d = np.asarray(exp.bundle.module.apply({"params": params}, *args, method="discriminator_logits"))
-  ours_g = np.asarray(exp.bundle.module.apply({"params": params}, *args, method="generator_logits"))
+  ours_d = np.asarray(exp.family.module.apply({"params": params}, *args, method="discriminator_logits"))
+  ours_g = np.asarray(exp.family.module.apply({"params": params}, *args, method="generator_logits"))
   with torch.no_grad():
     d = transformers.ElectraForPreTraining.from_pretrained(str(tmp_path / "hf" / "discriminator")).eval()
     g = transformers.ElectraForMaskedLM.from_pretrained(str(tmp_path / "hf" / "generator")).eval()

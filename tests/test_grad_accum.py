@@ -3,7 +3,6 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from data.pipeline import to_global
 from tests.helpers import tiny_config
 from train.loop import build_experiment
 
@@ -14,7 +13,7 @@ def one_step(accum):
   with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
     state = exp.init_state()
     step = exp.compiled_train_step()
-    batch = to_global(next(exp.train_iterator()), exp.batch_sharding)
+    batch = exp.to_device(next(exp.train_iterator()))
     state, metrics = step(state, batch)
   return jax.device_get(state.params), jax.device_get(metrics)
 

@@ -13,10 +13,10 @@ def test_bfloat16_compute_with_float32_state_and_loss():
   assert all(x.dtype in (jnp.float32, jnp.int32) for x in jax.tree.leaves(state.opt_state))
   np.testing.assert_allclose(bf16_losses, f32_losses, rtol=2e-2)
   assert not np.array_equal(bf16_losses, f32_losses)   # the compute really ran in bfloat16
-  logits = exp.bundle.module.apply({"params": state.params}, jnp.ones((1, 32), jnp.int32))
+  logits = exp.family.module.apply({"params": state.params}, jnp.ones((1, 32), jnp.int32))
   assert logits.dtype == jnp.float32
   # Inside, activations are bfloat16: the encoder's output dtype shows it.
   from models.modernbert import ModernBertEncoder
-  enc = ModernBertEncoder(exp.bundle.hparams)
+  enc = ModernBertEncoder(exp.family.hparams)
   h = enc.apply({"params": state.params["model"]}, jnp.ones((1, 32), jnp.int32))
   assert h.dtype == jnp.bfloat16

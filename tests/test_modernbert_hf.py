@@ -145,21 +145,21 @@ def test_packed_path_equals_padded_path_per_document(pair):
 
 
 def test_convert_command_round_trips_through_a_training_run(tmp_path):
-  """HF dir -> `python -m models.hf import` -> weights-only init of a run -> `export` -> HF loads the trained
+  """HF dir -> `launch.py --mode=import_hf` -> weights-only init of a run -> `export` -> HF loads the trained
   weights and reproduces our logits."""
   import subprocess
   import sys
 
   from configs import modernbert_mlm
-  from models.hf.__main__ import export_hf
   from tests.helpers import ROOT, subprocess_env
-  from train.loop import train
+  from train.loop import export_hf, train
   hf = _hf(CONFIGS[0][0], 0, vocab_size=320)   # the byte vocabulary (260) rounded up to 64, as our runs do
   src = str(tmp_path / "hf")
   hf.save_pretrained(src)
   imported = str(tmp_path / "imported")
-  r = subprocess.run([sys.executable, "-m", "models.hf", "import", "--family=modernbert", f"--hf_dir={src}",
-                      f"--workdir={imported}"], capture_output=True, text=True, cwd=ROOT, env=subprocess_env())
+  r = subprocess.run([sys.executable, "launch.py", "--mode=import_hf", "--config=configs/modernbert_mlm.py",
+                      f"--hf_dir={src}", f"--workdir={imported}"], capture_output=True, text=True, cwd=ROOT,
+                     env=subprocess_env())
   assert r.returncode == 0 and '"ok": true' in r.stdout, r.stderr[-2000:]
   c = modernbert_mlm.get_config()
   c.unlock()

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from data.pipeline import to_global
 from tests.helpers import tiny_config
 from train.loop import build_experiment
 
@@ -22,7 +21,7 @@ def run_steps(mesh_shape, n_steps=5, **overrides):
     it = exp.train_iterator()
     losses = []
     for _ in range(n_steps):
-      state, metrics = step(state, to_global(next(it), exp.batch_sharding))
+      state, metrics = step(state, exp.to_device(next(it)))
       losses.append(float(metrics["loss"]))
   return np.array(losses), state, exp
 
@@ -58,9 +57,9 @@ def test_parameters_are_sharded_as_the_rules_say(runs):
 
 def test_activations_are_sharded_as_the_rules_say(runs):
   _, state, exp = runs[(2, 2, 2)]
-  module = exp.bundle.module
+  module = exp.family.module
   with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
-    tokens = jax.device_put(np.ones((8, 32), np.int32), exp.batch_sharding)
+    tokens = jax.device_put(np.ones((8, 32), np.int32), exp.batch_shardings["tokens"])
     f = jax.jit(lambda params, t: module.apply({"params": params}, t, method=lambda m, t: m.__call__(t)))
     hlo = f.lower(state.params, tokens).as_text()
     logits = f(state.params, tokens)

@@ -55,7 +55,7 @@ def trained_lm(tmp_path_factory):
     params = ck.restore_params(ck.latest_step(), exp.abstract_state.params)
   ck.close()
   assert metrics["loss"] < 0.8 * np.log(260)   # it has learnt something: not a uniform model
-  return exp.bundle.module, jax.device_get(params), exp.vocab
+  return exp.family.module, jax.device_get(params), exp.vocab
 
 
 def _generate(model, params, vocab, n_rows, seed, watermark):

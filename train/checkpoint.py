@@ -50,6 +50,14 @@ class Checkpointer:
         partial_restore=True)))
     return restored["state"]["params"]
 
+  def saved_params_abstract(self, step: int) -> Any:
+    """The saved `params` tree as ShapeDtypeStructs on this process's first device (from the metadata only)."""
+    saved = ocp.PyTreeCheckpointer().metadata(os.path.join(self.directory, str(step), "state"))
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=device),
+                        saved.item_metadata.tree["params"],
+                        is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
+
   def restore_matching_params(self, step: int, abstract_params: Any, fresh_params: Any) -> tuple[Any, str]:
     """Weights-only initialisation across model families (e.g. masked LM -> classifier): the parameters whose
     path and shape exist in the checkpoint are loaded, the others keep `fresh_params`. Returns (params, summary)."""
@@ -73,9 +81,15 @@ class Checkpointer:
     self._mgr.close()
 
 
-def check_compatible(meta: dict, vocab_size: int, where: str) -> None:
-  """Raises before any restore if the checkpoint's embedding size differs from this run's."""
-  saved = meta.get("model_vocab_size")
-  if saved is not None and saved != vocab_size:
-    raise ConfigError(f"checkpoint {where} has model vocabulary size {saved} but this config gives {vocab_size}; "
-                      f"set --config.model.vocab_size={saved} and the same data.vocab, or use a fresh --workdir")
+def check_compatible(meta: dict, compat: dict, where: str) -> None:
+  """Raises before any restore if a value the family declares in `Family.compat` (e.g. the embedding size)
+  differs between the checkpoint and this run."""
+  for key, value in compat.items():
+    saved = meta.get(key)
+    if saved is None or saved == value:
+      continue
+    if key == "model_vocab_size":
+      raise ConfigError(f"checkpoint {where} has model vocabulary size {saved} but this config gives {value}; "
+                        f"set --config.model.vocab_size={saved} and the same data.vocab, or use a fresh --workdir")
+    raise ConfigError(f"checkpoint {where} has {key}={saved!r} but this config gives {value!r}; use the "
+                      "checkpoint's config or a fresh --workdir")

@@ -1,4 +1,5 @@
-"""The generic training loop, and the eval and decode modes. Families plug in through models/registry.py.
+"""The generic training loop, and the eval and decode modes. Families plug in through models/family.py (the
+interface) and configs/families/ (the registry); nothing here names a family, a batch key or a model method.
 
 Restore order at start-up: the workdir's latest checkpoint -> `checkpoint.init_from` (weights only) -> scratch.
 """
@@ -11,20 +12,22 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
-from data.corpus import Corpus, load_corpus
-from data.pipeline import make_iterator, shard_layout, to_global
-from data.vocab import Vocabulary, build_vocab
-from models.registry import ModelBundle, build
+import configs.families as families
+from data.pipeline import PACKINGS, shard_layout, to_global
+from data.sources import vocab_from_config
+from data.vocab import Vocabulary
+from models.family import Family, check_batch
 from train import checkpoint as ckpt_lib
+from train import stored_config
 from train.errors import ConfigError
 from train.flops import total_peak_flops
 from train.mesh import data_parallel_size, logical_sharding, make_mesh
-from train.optim import build_optimizer
+from train.optim import SCHEDULES, build_optimizer
 from train.reporting import Reporter
 from train.state import TrainState, make_init_fn, state_shardings
 from train.step import make_eval_step, make_train_step
@@ -36,61 +39,46 @@ class Experiment:
   config: Any
   mesh: Mesh
   rules: tuple
-  corpus: Corpus
   vocab: Vocabulary
-  bundle: ModelBundle
+  family: Family
   tx: Any
   schedule: Any
   abstract_state: TrainState
   state_sharding: TrainState
-  batch_sharding: jax.sharding.NamedSharding
-  task: Any = None    # a labelled task (data.task) instead of language-model documents
-
-  @property
-  def model_vocab_size(self) -> int:
-    return self.bundle.hparams.vocab_size
-
-  def _iterator(self, split: str, global_batch: int, seed: int):
-    from data.tasks import make_classification_iterator
-    c = self.config
-    return make_classification_iterator(getattr(self.task, split), self.vocab, seq_len=c.data.seq_len,
-                                        global_batch=global_batch, seed=seed, num_shards=c.data.num_shards,
-                                        process_index=jax.process_index(), process_count=jax.process_count())
+  batch_shardings: dict[str, jax.sharding.NamedSharding]   # per batch key, from the family's logical axes
 
   def train_iterator(self):
-    c = self.config
-    if self.task is not None:
-      return self._iterator("train", c.train.batch_size, c.seed)
-    return make_iterator(self.corpus.train, self.vocab, seq_len=c.data.seq_len, global_batch=c.train.batch_size,
-                         seed=c.seed, num_shards=c.data.num_shards, packing=c.data.packing)
+    return self.family.data.train_iterator(global_batch=self.config.train.batch_size, seed=self.config.seed)
+
+  def eval_iterator(self):
+    """The same first `eval.num_batches` validation batches at every evaluation."""
+    return self.family.data.eval_iterator(global_batch=self.config.eval.batch_size, seed=self.config.seed + 1)
+
+  def to_device(self, batch: dict[str, np.ndarray], source: str = "the data source") -> dict[str, jax.Array]:
+    """This process's rows -> global arrays, after checking them against the family's batch_spec."""
+    try:
+      check_batch(self.family.batch_spec, batch, f"model.name={self.family.name!r}: {source}")
+    except ValueError as e:
+      raise ConfigError(str(e)) from None
+    return to_global(batch, self.batch_shardings)
 
   def init_state(self, seed: int | None = None) -> TrainState:
     """A fresh, sharded TrainState (call under `jax.set_mesh(self.mesh)`)."""
-    init = jax.jit(make_init_fn(self.bundle.module, self.tx, self.config.data.seq_len),
-                   out_shardings=self.state_sharding)
+    init = jax.jit(make_init_fn(self.family, self.tx), out_shardings=self.state_sharding)
     return init(jax.random.PRNGKey(self.config.seed if seed is None else seed))
+
+  def abstract_batch(self, global_batch: int) -> dict[str, jax.ShapeDtypeStruct]:
+    return {k: jax.ShapeDtypeStruct((global_batch, *f.shape), f.dtype, sharding=self.batch_shardings[k])
+            for k, f in self.family.batch_spec.items()}
 
   def compiled_train_step(self):
     """The jitted, ahead-of-time compiled train step with state and batch shardings from the logical rules."""
     c = self.config
-    batch = {k: jax.ShapeDtypeStruct((c.train.batch_size, c.data.seq_len), jnp.int32, sharding=self.batch_sharding)
-             for k in ("tokens", "segment_ids", "positions")}
-    if self.task is not None:
-      batch["labels"] = jax.ShapeDtypeStruct((c.train.batch_size,), jnp.int32, sharding=jax.sharding.NamedSharding(
-          self.mesh, jax.P(self.batch_sharding.spec[0])))
-    step_fn = jax.jit(make_train_step(self.bundle, self.tx, self.schedule, c.train.grad_accum_steps),
-                      in_shardings=(self.state_sharding, {k: v.sharding for k, v in batch.items()}),
+    batch = self.abstract_batch(c.train.batch_size)
+    step_fn = jax.jit(make_train_step(self.family, self.tx, self.schedule, c.train.grad_accum_steps),
+                      in_shardings=(self.state_sharding, self.batch_shardings),
                       out_shardings=(self.state_sharding, None), donate_argnums=0)
     return step_fn.lower(self.abstract_state, batch).compile()
-
-  def eval_iterator(self):
-    """The same first `eval.num_batches` validation batches at every evaluation."""
-    c = self.config
-    if self.task is not None:
-      return self._iterator("validation", c.eval.batch_size, c.seed + 1)
-    return make_iterator(self.corpus.validation, self.vocab, seq_len=c.data.seq_len,
-                         global_batch=c.eval.batch_size, seed=c.seed + 1, num_shards=c.data.num_shards,
-                         packing=c.data.packing)
 
 
 def _check_batch(name: str, batch: int, mesh: Mesh, accum: int = 1) -> None:
@@ -101,8 +89,25 @@ def _check_batch(name: str, batch: int, mesh: Mesh, accum: int = 1) -> None:
                       f"a multiple of {dp * accum}")
 
 
+# Enumerated trainer keys (the family's own are checked by configs.families.check_config).
+TRAINER_CHOICES = {"optim.schedule": SCHEDULES, "data.packing": PACKINGS}
+
+
+def check_trainer_config(config: Any) -> None:
+  for key, choices in TRAINER_CHOICES.items():
+    section, leaf = key.split(".")
+    value = config[section][leaf]
+    if value not in choices:
+      raise ConfigError(f"{key}={value!r} is not one of {list(choices)}; set --config.{key} to one of them")
+
+
 def build_experiment(config: Any, devices=None) -> Experiment:
-  """Validates the config and builds mesh, data, vocabulary, model and shardings. Compiles nothing."""
+  """Validates the config and builds mesh, vocabulary, family and shardings. Compiles nothing, reads no data."""
+  check_trainer_config(config)
+  try:
+    families.check_config(config)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
   mesh = make_mesh(config.mesh, devices)
   _check_batch("train.batch_size", config.train.batch_size, mesh, config.train.grad_accum_steps)
   _check_batch("eval.batch_size", config.eval.batch_size, mesh)
@@ -112,43 +117,26 @@ def build_experiment(config: Any, devices=None) -> Experiment:
     except ValueError as e:
       raise ConfigError(f"{name}: {e}") from None
   try:
-    if config.data.corpus.startswith("seqio:"):
-      from data import seqio_interop
-      corpus = seqio_interop.load_task_corpus(config.data.corpus[len("seqio:"):], tuple(config.data.seqio_modules))
-    else:
-      corpus = load_corpus(config.data.corpus, config.data.max_doc_chars, config.data.validation_percent)
-  except FileNotFoundError as e:
-    raise ConfigError(str(e)) from None
-  try:
-    vocab = build_vocab(config.data, corpus.train, corpus.fingerprint)
-    bundle = build(config, vocab)
+    vocab = vocab_from_config(config.data)
+    family = families.build(config, vocab)
   except (ValueError, FileNotFoundError) as e:
     raise ConfigError(str(e)) from None
-  task = None
-  if config.data.task:
-    from data.tasks import stdlib_packages
-    if config.data.task != "stdlib_packages":
-      raise ConfigError(f"data.task={config.data.task!r}: use '' (language modelling) or 'stdlib_packages'")
-    task = stdlib_packages(config.data.num_classes, config.data.max_doc_chars,
-                           validation_percent=config.data.validation_percent)
   rules = tuple(tuple(r) for r in config.logical_axis_rules)
   tx, schedule = build_optimizer(config.optim, config.train.num_steps)
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-    abstract, shardings = state_shardings(bundle.module, tx, config.data.seq_len, mesh, rules)
-    batch_sharding = logical_sharding(mesh, rules, "batch", "length")
-  return Experiment(config, mesh, rules, corpus, vocab, bundle, tx, schedule, abstract, shardings, batch_sharding,
-                    task)
+    abstract, shardings = state_shardings(family, tx, mesh, rules)
+    batch_shardings = {k: logical_sharding(mesh, rules, "batch", *f.axes) for k, f in family.batch_spec.items()}
+  return Experiment(config, mesh, rules, vocab, family, tx, schedule, abstract, shardings, batch_shardings)
 
 
 def param_overview(exp: Experiment) -> str:
   n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(exp.abstract_state.params))
-  return (f"model {exp.config.model.name}: {n:,} parameters | vocab {exp.vocab.size} (embedding "
-          f"{exp.model_vocab_size}) | mesh {dict(exp.mesh.shape)}")
+  compat = "".join(f" | {k} {v}" for k, v in exp.family.compat.items())
+  return f"model {exp.family.name}: {n:,} parameters | vocab {exp.vocab.size}{compat} | mesh {dict(exp.mesh.shape)}"
 
 
 def _meta(exp: Experiment) -> dict:
-  return {"config": exp.config.to_dict(), "model_vocab_size": exp.model_vocab_size,
-          "process_count": jax.process_count()}
+  return {"config": stored_config.to_jsonable(exp.config), **exp.family.compat, "process_count": jax.process_count()}
 
 
 class _Preemption:
@@ -173,13 +161,14 @@ class _Preemption:
 
 def evaluate(exp: Experiment, params: Any, eval_step=None) -> dict[str, float]:
   """Target-weighted averages over `eval.num_batches` fixed validation batches (fixed masking key)."""
-  eval_step = eval_step or jax.jit(make_eval_step(exp.bundle))
+  eval_step = eval_step or jax.jit(make_eval_step(exp.family))
   it = exp.eval_iterator()
   rng = jax.random.PRNGKey(exp.config.seed + 2)
   totals: dict[str, float] = {}
   count = 0.0
   for i in range(exp.config.eval.num_batches):
-    m = jax.device_get(eval_step(params, to_global(next(it), exp.batch_sharding), jax.random.fold_in(rng, i)))
+    batch = exp.to_device(next(it), "the evaluation data")
+    m = jax.device_get(eval_step(params, batch, jax.random.fold_in(rng, i)))
     n = float(m["num_targets"])
     count += n
     for k, v in m.items():
@@ -187,10 +176,29 @@ def evaluate(exp: Experiment, params: Any, eval_step=None) -> dict[str, float]:
   return {k: (v if k == "num_targets" else v / max(count, 1.0)) for k, v in totals.items()}
 
 
+def _check_resume(exp: Experiment, meta: dict, where: str, note) -> None:
+  """Stops (one line) if the run's stored config differs where a resume would silently change its meaning."""
+  if "config" not in meta:
+    return
+  refused, noted = stored_config.resume_differences(meta["config"], exp.config)
+  if refused:
+    raise ConfigError(f"{where} was trained with a different config: {'; '.join(refused)}. Resume with the stored "
+                      f"values (workdir/config.json) or use a fresh --workdir")
+  for change in noted:   # train.num_steps: the schedule is derived from it
+    old = ml_collections.ConfigDict(meta["config"])
+    step = int(where.rsplit("/", 1)[-1])
+    _, old_schedule = build_optimizer(old.optim, old.train.num_steps)
+    note(f"{change}: the learning-rate schedule is re-derived for train.num_steps={exp.config.train.num_steps} "
+         f"(at step {step} the learning rate goes from {float(old_schedule(step)):.3g} to "
+         f"{float(exp.schedule(step)):.3g})")
+
+
 def _initial_state(exp: Experiment, ckpt: ckpt_lib.Checkpointer, data_iter, reporter_note) -> tuple[TrainState, Any]:
   step = ckpt.latest_step()
   if step is not None:
-    ckpt_lib.check_compatible(ckpt.meta(step), exp.model_vocab_size, f"{ckpt.directory}/{step}")
+    meta = ckpt.meta(step)
+    ckpt_lib.check_compatible(meta, exp.family.compat, f"{ckpt.directory}/{step}")
+    _check_resume(exp, meta, f"{ckpt.directory}/{step}", reporter_note)
     reporter_note(f"resuming from {ckpt.directory} step {step}")
     return ckpt.restore(step, exp.abstract_state, data_iter)
   state = exp.init_state()
@@ -199,7 +207,7 @@ def _initial_state(exp: Experiment, ckpt: ckpt_lib.Checkpointer, data_iter, repo
     src_step = src.latest_step()
     if src_step is None:
       raise ConfigError(f"checkpoint.init_from={exp.config.checkpoint.init_from!r} holds no checkpoint")
-    ckpt_lib.check_compatible(src.meta(src_step), exp.model_vocab_size, f"{src.directory}/{src_step}")
+    ckpt_lib.check_compatible(src.meta(src_step), exp.family.compat, f"{src.directory}/{src_step}")
     params, loaded = src.restore_matching_params(src_step, exp.abstract_state.params, state.params)
     state = state.replace(params=params)
     reporter_note(f"initialised {loaded} weights from {src.directory} step {src_step} (the rest: fresh)")
@@ -216,15 +224,22 @@ def train(config: Any, workdir: str, *, stop_at_step: int | None = None) -> dict
   c = config
   ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=c.checkpoint.max_to_keep,
                                async_save=c.checkpoint.async_save)
+  if jax.process_index() == 0:
+    stored_config.write_if_fresh(config, workdir, ckpt.latest_step() is not None)
   peak_flops = total_peak_flops(tuple(jax.devices()), c.train.peak_flops_per_device)  # outside the mesh context
+  fam = exp.family
   with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
     data_iter = exp.train_iterator()
     notes = []
-    state, data_iter = _initial_state(exp, ckpt, data_iter, notes.append)
+    try:
+      state, data_iter = _initial_state(exp, ckpt, data_iter, notes.append)
+    except BaseException:
+      ckpt.close()
+      raise
     start = int(jax.device_get(state.step))
-    tokens_per_step = c.train.batch_size * c.data.seq_len
+    tokens_per_step = c.train.batch_size * fam.tokens_per_example
     reporter = Reporter(workdir, total_steps=c.train.num_steps, start_step=start, tokens_per_step=tokens_per_step,
-                        flops_per_step=exp.bundle.flops_per_token(c.data.seq_len) * tokens_per_step,
+                        flops_per_step=fam.flops_per_token(fam.tokens_per_example) * tokens_per_step,
                         peak_flops=peak_flops,
                         log_every=c.train.log_every)
     for n in [param_overview(exp)] + notes:
@@ -232,14 +247,14 @@ def train(config: Any, workdir: str, *, stop_at_step: int | None = None) -> dict
     t = time.time()
     step_fn = exp.compiled_train_step()
     reporter.note(f"compiled the train step in {time.time() - t:.1f}s")
-    eval_step = jax.jit(make_eval_step(exp.bundle))
+    eval_step = jax.jit(make_eval_step(fam))
     preemption = _Preemption()
     final_eval: dict[str, float] = {}
     pending = None  # (step, metrics) of the step dispatched last, fetched after the next dispatch
     reporter.start_timer(start)
     try:
       for step in range(start, c.train.num_steps):
-        batch = to_global(next(data_iter), exp.batch_sharding)
+        batch = exp.to_device(next(data_iter))
         state, metrics = step_fn(state, batch)
         if pending is not None:
           reporter.train(*pending)
@@ -257,9 +272,8 @@ def train(config: Any, workdir: str, *, stop_at_step: int | None = None) -> dict
         if last or (c.train.eval_every and done % c.train.eval_every == 0):
           final_eval = evaluate(exp, state.params, eval_step)
           reporter.eval(done, final_eval)
-        if exp.bundle.sample_texts and (last or (c.train.sample_every and done % c.train.sample_every == 0)):
-          samples = exp.bundle.sample_texts(state.params, exp.vocab, list(c.decode.prompts), exp.mesh)
-          reporter.text(done, "samples", "\n---\n".join(samples))
+        if fam.decode and (last or (c.train.sample_every and done % c.train.sample_every == 0)):
+          reporter.text(done, "samples", "\n---\n".join(fam.decode(state.params, list(fam.prompts), exp.mesh)))
         if stop_at_step is not None and done >= stop_at_step:
           break
       if pending is not None:
@@ -271,15 +285,29 @@ def train(config: Any, workdir: str, *, stop_at_step: int | None = None) -> dict
   return final_eval
 
 
-def _restore_latest(exp: Experiment, workdir: str, params_only: bool = True) -> tuple[int, Any]:
+def _restore_latest(exp: Experiment, workdir: str) -> tuple[int, Any]:
   ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
   step = ckpt.latest_step()
   if step is None:
     raise ConfigError(f"--workdir={workdir} holds no checkpoint; train first (--mode=train)")
-  ckpt_lib.check_compatible(ckpt.meta(step), exp.model_vocab_size, f"{ckpt.directory}/{step}")
-  params = ckpt.restore_params(step, exp.abstract_state.params) if params_only else None
+  ckpt_lib.check_compatible(ckpt.meta(step), exp.family.compat, f"{ckpt.directory}/{step}")
+  params = ckpt.restore_params(step, exp.abstract_state.params)
   ckpt.close()
   return step, params
+
+
+def stored_run_config(workdir: str) -> dict:
+  """The config a workdir's latest checkpoint was trained with (config.json for checkpoints without one)."""
+  ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
+  step = ckpt.latest_step()
+  meta = ckpt.meta(step) if step is not None else {}
+  ckpt.close()
+  if step is None:
+    raise ConfigError(f"--workdir={workdir} holds no checkpoint; train first (--mode=train)")
+  if "config" in meta:
+    return meta["config"]
+  with open(stored_config.config_path(workdir)) as f:
+    return json.load(f)
 
 
 def load_trained(config: Any, workdir: str) -> tuple[Experiment, int, Any]:
@@ -291,14 +319,45 @@ def load_trained(config: Any, workdir: str) -> tuple[Experiment, int, Any]:
   return exp, step, params
 
 
-def run(config: Any, workdir: str, mode: str = "train", text: str = "") -> Any:
-  """Entry point used by launch.py: writes the resolved config, then trains, evaluates or decodes."""
-  if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      json.dump(config.to_dict(), f, indent=2, default=str)
+def import_hf(config: Any, hf_dirs: list[str], workdir: str) -> str:
+  """Hugging Face directories -> WORKDIR/checkpoints/0 (weights only), for --config.checkpoint.init_from=WORKDIR.
+  The family is `config.model.name`'s; its registered HfInterop converts (no vocabulary is built)."""
+  reg = families.registration(config.model.name)
+  if reg.hf is None or reg.hf.load is None:
+    raise ConfigError(f"model.name={reg.name!r} has no Hugging Face import")
+  params, compat = reg.hf.load(hf_dirs)
+  ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
+  ckpt.save(0, {"params": params}, None, {**compat, "source": [os.path.abspath(d) for d in hf_dirs],
+                                          "family": reg.name})
+  ckpt.close()
+  return f"imported {', '.join(hf_dirs)} into {workdir}/checkpoints/0 (use --config.checkpoint.init_from={workdir})"
+
+
+def export_hf(workdir: str, hf_dir: str) -> str:
+  """A training workdir's latest checkpoint -> a directory `transformers` loads, through the family of the run's
+  stored config."""
+  config = ml_collections.ConfigDict(stored_run_config(workdir))
+  reg = families.registration(config.model.name)
+  if reg.hf is None or reg.hf.save is None:
+    raise ConfigError(f"model.name={reg.name!r} has no Hugging Face export")
+  ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
+  step = ckpt.latest_step()
+  meta = ckpt.meta(step)
+  params = jax.device_get(ckpt.restore_params(step, ckpt.saved_params_abstract(step)))
+  ckpt.close()
+  reg.hf.save(config.model, {k: v for k, v in meta.items() if k not in ("config", "process_count")}, params, hf_dir)
+  return f"exported {workdir} step {step} to {hf_dir}"
+
+
+def run(config: Any, workdir: str, mode: str = "train", text: str = "",
+        overrides: dict[str, Any] | None = None) -> Any:
+  """Entry point used by launch.py. `train` uses `config` (and writes it to a fresh workdir); `eval` and `decode`
+  use the workdir's stored config with `overrides` (the command line's --config.* values) applied on top."""
   if mode == "train":
     return train(config, workdir)
+  if mode not in ("eval", "decode"):
+    raise ConfigError(f"--mode={mode!r}: use train, eval or decode")
+  config = stored_config.eval_config(stored_run_config(workdir), overrides or {}, mode)
   exp = build_experiment(config)
   with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
     step, params = _restore_latest(exp, workdir)
@@ -309,14 +368,10 @@ def run(config: Any, workdir: str, mode: str = "train", text: str = "") -> Any:
         with open(os.path.join(workdir, "eval_results.jsonl"), "a") as f:
           f.write(json.dumps({"step": step, **metrics}) + "\n")
       return metrics
-    if mode == "decode":
-      if exp.bundle.sample_texts is None:
-        raise ConfigError(f"model.name={config.model.name!r} has no decode mode")
-      prompts = [text] if text else list(config.decode.prompts)
-      outputs = exp.bundle.sample_texts(params, exp.vocab, prompts, exp.mesh)
-      for p, o in zip(prompts, outputs):
-        print(f"--- input:\n{p}\n--- output:\n{o}", flush=True)
-      return outputs
-  raise ConfigError(f"--mode={mode!r}: use train, eval or decode")
-
-
+    if exp.family.decode is None:
+      raise ConfigError(f"model.name={exp.family.name!r} has no decode mode")
+    prompts = [text] if text else list(exp.family.prompts)
+    outputs = exp.family.decode(params, prompts, exp.mesh)
+    for p, o in zip(prompts, outputs):
+      print(f"--- input:\n{p}\n--- output:\n{o}", flush=True)
+    return outputs

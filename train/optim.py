@@ -4,6 +4,8 @@ from typing import Any
 import jax
 import optax
 
+SCHEDULES = ("cosine", "linear", "constant")
+
 
 def learning_rate_schedule(optim_cfg: Any, num_steps: int) -> optax.Schedule:
   lr, warmup = optim_cfg.lr, optim_cfg.warmup_steps

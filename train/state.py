@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from models.family import Family
 from train.mesh import tree_shardings
 
 
@@ -19,32 +20,29 @@ class TrainState:
   rng: jax.Array       # base key; step keys are fold_in(rng, step)
 
 
-def _init_inputs(seq_len: int) -> jax.Array:
-  return jnp.zeros((1, seq_len), jnp.int32)
-
-
-def make_init_fn(module: nn.Module, tx: optax.GradientTransformation, seq_len: int):
+def make_init_fn(family: Family, tx: optax.GradientTransformation):
+  """rng -> TrainState; the parameters come from the family's objective forward pass on a zero batch."""
   def init(rng: jax.Array) -> TrainState:
     params_rng, state_rng = jax.random.split(rng)
-    params = nn.unbox(module.init(params_rng, _init_inputs(seq_len))["params"])
+    params = nn.unbox(family.init_variables(params_rng)["params"])
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=state_rng)
   return init
 
 
-def param_logical_specs(module: nn.Module, seq_len: int) -> Any:
+def param_logical_specs(family: Family) -> Any:
   """Tree of PartitionSpecs with logical axis names, read from the modules' annotations (no FLOPs, no memory)."""
-  boxed = jax.eval_shape(lambda r: module.init(r, _init_inputs(seq_len))["params"], jax.random.PRNGKey(0))
+  boxed = jax.eval_shape(lambda r: family.init_variables(r)["params"], jax.random.PRNGKey(0))
   return nn.get_partition_spec(boxed)
 
 
-def state_shardings(module: nn.Module, tx: optax.GradientTransformation, seq_len: int, mesh: Mesh,
+def state_shardings(family: Family, tx: optax.GradientTransformation, mesh: Mesh,
                     rules: Sequence) -> tuple[TrainState, TrainState]:
   """(abstract state with shardings attached, tree of NamedShardings) for the whole TrainState.
 
   Optimiser moments follow their parameters' shardings (optax.tree_map_params); counters are replicated.
   """
-  params_sh = tree_shardings(mesh, param_logical_specs(module, seq_len), rules)
-  abstract = jax.eval_shape(make_init_fn(module, tx, seq_len), jax.random.PRNGKey(0))
+  params_sh = tree_shardings(mesh, param_logical_specs(family), rules)
+  abstract = jax.eval_shape(make_init_fn(family, tx), jax.random.PRNGKey(0))
   replicated = NamedSharding(mesh, P())
   opt_sh = optax.tree_utils.tree_map_params(tx, lambda _, s: s, abstract.opt_state, params_sh,
                                             transform_non_params=lambda _: replicated,

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from models.registry import ModelBundle
+from models.family import Family
 from train.state import TrainState
 
 
@@ -14,9 +14,9 @@ def _split_microbatches(batch: dict[str, jax.Array], k: int) -> dict[str, jax.Ar
   return {n: x.reshape(x.shape[0] // k, k, *x.shape[1:]).swapaxes(0, 1) for n, x in batch.items()}
 
 
-def make_train_step(bundle: ModelBundle, tx: optax.GradientTransformation, schedule: optax.Schedule,
+def make_train_step(family: Family, tx: optax.GradientTransformation, schedule: optax.Schedule,
                     grad_accum_steps: int = 1):
-  objective, apply_fn = bundle.objective, bundle.module.apply
+  objective, apply_fn = family.objective, family.module.apply
 
   def loss_fn(params, microbatch, rng):
     return objective.loss(apply_fn, params, microbatch, rng)
@@ -26,10 +26,7 @@ def make_train_step(bundle: ModelBundle, tx: optax.GradientTransformation, sched
   def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
     rng = jax.random.fold_in(state.rng, state.step)
     prepare_rng, loss_rng = jax.random.split(rng)
-    if getattr(objective, "needs_step", False):     # e.g. a masking-rate curriculum
-      batch = objective.prepare(batch, prepare_rng, step=state.step)
-    else:
-      batch = objective.prepare(batch, prepare_rng)   # on the whole batch: weights are normalised globally
+    batch = objective.prepare(batch, prepare_rng, step=state.step)   # whole batch: weights normalised globally
     if grad_accum_steps == 1:
       (_, metrics), grads = grad_fn(state.params, batch, loss_rng)
     else:
@@ -45,8 +42,7 @@ def make_train_step(bundle: ModelBundle, tx: optax.GradientTransformation, sched
       shapes = jax.eval_shape(grads_and_metrics, jax.tree.map(lambda x: x[0], micro), 0)
       zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
       (grads, metrics), _ = jax.lax.scan(body, zeros, (micro, jnp.arange(grad_accum_steps)))
-    if hasattr(objective, "finalize_metrics"):   # ratios of additive sums, formed once per step
-      metrics = objective.finalize_metrics(metrics)
+    metrics = objective.finalize_metrics(metrics)   # ratios of additive sums, formed once per step
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = dict(metrics, grad_norm=optax.tree.norm(grads), param_norm=optax.tree.norm(params),
@@ -56,14 +52,12 @@ def make_train_step(bundle: ModelBundle, tx: optax.GradientTransformation, sched
   return train_step
 
 
-def make_eval_step(bundle: ModelBundle):
-  objective, apply_fn = bundle.eval_objective or bundle.objective, bundle.module.apply
+def make_eval_step(family: Family):
+  objective, apply_fn = family.evaluation, family.module.apply
 
   def eval_step(params: Any, batch: dict[str, jax.Array], rng: jax.Array) -> dict[str, jax.Array]:
-    batch = objective.prepare(batch, rng)
+    batch = objective.prepare(batch, rng, step=None)   # the end of any curriculum
     _, metrics = objective.loss(apply_fn, params, batch, rng)
-    if hasattr(objective, "finalize_metrics"):
-      metrics = objective.finalize_metrics(metrics)
-    return metrics
+    return objective.finalize_metrics(metrics)
 
   return eval_step

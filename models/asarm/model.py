@@ -34,8 +34,7 @@ class AsArm(nn.Module):
   tokens_BN: content (mask_id where not revealed); rank_BN: each position's place in the order; m_B: prompt size;
   query_pos_BT: the target position of each query; query_limit_BT: the query reads content of rank < limit
   (rank(target) for the joint's conditionals, the decoding step n for conditionally independent drafts).
-  valid_BN: False at padding (never read). Called with tokens only (init, shape checks) it runs every position as a
-  prompt with one query per position.
+  valid_BN: False at padding (never read).
   """
   cfg: AsArmConfig
 
@@ -50,12 +49,8 @@ class AsArm(nn.Module):
     self.decoder_bias = self.param("decoder_bias", nn.with_logical_partitioning(nn.initializers.zeros, ("vocab",)),
                                    (cfg.vocab_size,), jnp.float32)
 
-  def __call__(self, tokens_BN, rank_BN=None, m_B=None, query_pos_BT=None, query_limit_BT=None, valid_BN=None):
+  def __call__(self, tokens_BN, rank_BN, m_B, query_pos_BT, query_limit_BT, valid_BN=None):
     B, N = tokens_BN.shape
-    if rank_BN is None:   # every position visible, queries at every position reading everything else
-      rank_BN = jnp.broadcast_to(jnp.arange(N, dtype=jnp.int32), (B, N))
-      m_B = jnp.full((B,), N, jnp.int32)
-      query_pos_BT, query_limit_BT = rank_BN, jnp.full((B, N), N, jnp.int32)
     T = query_pos_BT.shape[1]
     content_BND = self.embed(tokens_BN)
     query_BTD = jnp.broadcast_to(self.query_embedding.astype(content_BND.dtype), (B, T, self.cfg.hidden_size))

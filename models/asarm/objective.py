@@ -7,11 +7,12 @@ import jax
 import jax.numpy as jnp
 
 from models.asarm.masks import canonical_ranks
+from models.family import Objective
 from models.losses import cross_entropy_with_accuracy
 
 
 @dataclasses.dataclass(frozen=True)
-class AnySubsetObjective:
+class AnySubsetObjective(Objective):
   """loss = joint NLL + parallel_weight * parallel NLL, both means over the batch's targets, in one forward pass.
 
   Each row hides num_predict = int(rate * N) positions chosen uniformly (at least 1); the order is canonical
@@ -29,12 +30,11 @@ class AnySubsetObjective:
   final_max_rate: float = 0.95
   rate_warmup_steps: int = 500
   parallel_weight: float = 1.0
-  needs_step: bool = True           # the trainer passes step= to prepare
 
   def num_slots(self, N: int) -> int:
     return max(1, math.ceil(max(self.start_rate, self.final_max_rate, self.final_min_rate) * N))
 
-  def prepare(self, batch: dict[str, jax.Array], rng: jax.Array, step: jax.Array | None = None
+  def prepare(self, batch: dict[str, jax.Array], rng: jax.Array, *, step: jax.Array | None = None
               ) -> dict[str, jax.Array]:
     tokens_BN = batch["tokens"]
     B, N = tokens_BN.shape

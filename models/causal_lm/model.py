@@ -5,9 +5,10 @@ import math
 import flax.linen as nn
 import jax.numpy as jnp
 
-from decode.cache import KVCache
+from models.layers.kv_cache import KVCache
 from models.causal_lm.config import CausalLmConfig
 from models.layers import Embed, GegluMlp, LayerNorm, Mlp, SelfAttention
+from models.layers.inputs import default_inputs
 
 
 class CausalBlock(nn.Module):
@@ -52,10 +53,7 @@ class CausalLm(nn.Module):
     if cache is not None:
       positions_BT = cache.lengths[:, None] + jnp.arange(T)[None, :]
     else:
-      if segment_ids_BT is None:
-        segment_ids_BT = jnp.ones_like(tokens_BT)
-      if positions_BT is None:
-        positions_BT = jnp.broadcast_to(jnp.arange(T), tokens_BT.shape)
+      segment_ids_BT, positions_BT = default_inputs(tokens_BT, segment_ids_BT, positions_BT)
     wte = Embed(cfg.vocab_size, cfg.hidden_size, dtype=dt, init_std=cfg.initializer_range, name="wte")
     x_BTD = wte(tokens_BT)
     if cfg.style == "gpt2":

@@ -5,17 +5,18 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from models.family import Objective
 from models.losses import cross_entropy_with_accuracy, weighted_loss_and_metrics
 
 
 @dataclasses.dataclass(frozen=True)
-class NextTokenObjective:
+class NextTokenObjective(Objective):
   """Cross-entropy of token t+1 given tokens <= t, wherever t and t+1 belong to the same document.
 
   Weights are normalised over the whole batch in `prepare` so that `loss` adds up over micro-batches.
   """
 
-  def prepare(self, batch: dict[str, jax.Array], rng: jax.Array) -> dict[str, jax.Array]:
+  def prepare(self, batch: dict[str, jax.Array], rng: jax.Array, *, step=None) -> dict[str, jax.Array]:
     del rng
     tokens, seg = batch["tokens"], batch["segment_ids"]
     targets = jnp.concatenate([tokens[:, 1:], jnp.zeros_like(tokens[:, :1])], axis=1)

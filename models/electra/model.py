@@ -12,20 +12,12 @@ import jax.numpy as jnp
 
 from models.electra.config import ElectraConfig
 from models.layers import Embed, LayerNorm, Linear, Mlp, SelfAttention
+from models.layers.inputs import default_inputs, pool
 from models.layers.mlp import activation
 
 
 def _init(cfg: ElectraConfig):
   return nn.initializers.truncated_normal(cfg.initializer_range)
-
-
-def default_inputs(tokens_BT, segment_ids_BT=None, positions_BT=None, attention_mask=None):
-  """Segment ids (0 = padding; Hugging Face's attention_mask stands in for them) and per-row positions."""
-  if segment_ids_BT is None:
-    segment_ids_BT = jnp.ones_like(tokens_BT) if attention_mask is None else jnp.asarray(attention_mask, jnp.int32)
-  if positions_BT is None:
-    positions_BT = jnp.broadcast_to(jnp.arange(tokens_BT.shape[1]), tokens_BT.shape)
-  return segment_ids_BT, positions_BT
 
 
 class ElectraEmbeddings(nn.Module):
@@ -205,8 +197,8 @@ class ElectraForMaskedLM(nn.Module):
 class ElectraPretrainingModel(nn.Module):
   """Generator and discriminator in one module (and one train state), sharing `embeddings`.
 
-  `cfg` is the discriminator's config; the generator is `cfg.generator()`. `__call__` runs both towers (used by
-  init); training calls the `generator_logits` and `discriminator_logits` methods.
+  `cfg` is the discriminator's config; the generator is `cfg.generator()`. The objective calls the
+  `generator_logits` and `discriminator_logits` methods (there is no `__call__`).
   """
   cfg: ElectraConfig
 
@@ -223,11 +215,6 @@ class ElectraPretrainingModel(nn.Module):
   def discriminator_logits(self, tokens_BT, segment_ids_BT, positions_BT, deterministic=True):
     x_BTE = self.embeddings(tokens_BT, positions_BT, None, deterministic)
     return self.discriminator(x_BTE, segment_ids_BT, positions_BT, deterministic)
-
-  def __call__(self, tokens_BT, segment_ids_BT=None, positions_BT=None, deterministic: bool = True):
-    seg, pos = default_inputs(tokens_BT, segment_ids_BT, positions_BT)
-    return (self.generator_logits(tokens_BT, seg, pos, None, deterministic),
-            self.discriminator_logits(tokens_BT, seg, pos, deterministic))
 
 
 class ElectraForSequenceClassification(nn.Module):
@@ -252,13 +239,7 @@ class ElectraForSequenceClassification(nn.Module):
       raise ValueError(f"model.electra_tower={self.tower!r}: use 'discriminator' or 'generator'")
     tower_cls = ElectraDiscriminator if self.tower == "discriminator" else ElectraGenerator
     h_BTD = tower_cls(cfg, name=self.tower).encode(x_BTE, seg, pos, deterministic)
-    if self.pooling == "cls":
-      x_BD = h_BTD[:, 0]
-    elif self.pooling == "mean":
-      real = (seg > 0)[..., None].astype(h_BTD.dtype)
-      x_BD = jnp.sum(h_BTD * real, axis=1) / jnp.maximum(jnp.sum(real, axis=1), 1)
-    else:
-      raise ValueError(f"model.pooling={self.pooling!r}: use 'cls' or 'mean'")
+    x_BD = pool(h_BTD, seg, self.pooling)
     drop = nn.Dropout(cfg.dropout_rate)
     x_BD = Linear((cfg.hidden_size,), ("embed", None), use_bias=True, dtype=dt, kernel_init=_init(cfg),
                   name="classifier_dense")(drop(x_BD, deterministic=deterministic))

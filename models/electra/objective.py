@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import optax
 
 from models.electra.config import max_predictions
+from models.family import Objective
 from models.losses import cross_entropy_with_accuracy
 
 
@@ -66,7 +67,7 @@ def _normalised(mask: jax.Array) -> jax.Array:
 
 
 @dataclasses.dataclass(frozen=True)
-class ReplacedTokenDetectionObjective:
+class ReplacedTokenDetectionObjective(Objective):
   """loss = gen_weight * L_mlm + disc_weight * L_disc (1 and 50 in the paper).
 
   The generator predicts the masked slots (mean cross-entropy over the chosen slots of the batch); a replacement
@@ -82,7 +83,7 @@ class ReplacedTokenDetectionObjective:
   temperature: float = 1.0
   dropout: bool = False          # apply the model's dropout (training); evaluation turns it off
 
-  def prepare(self, batch: dict[str, jax.Array], rng: jax.Array) -> dict[str, jax.Array]:
+  def prepare(self, batch: dict[str, jax.Array], rng: jax.Array, *, step=None) -> dict[str, jax.Array]:
     m = self.masking(batch["tokens"], batch["segment_ids"], rng)
     return {**batch, **m, "mlm_weights": _normalised(m["selected"]),
             "disc_weights": _normalised(batch["segment_ids"] > 0)}
@@ -126,13 +127,13 @@ class ReplacedTokenDetectionObjective:
 
 
 @dataclasses.dataclass(frozen=True)
-class SlotMaskedLmObjective:
+class SlotMaskedLmObjective(Objective):
   """The masked-LM baseline on the same slots (BERT: masking.mask_token_frac 0.8, random_token_frac 0.1): mean
   cross-entropy over the chosen slots, the head run only there. Works with `ElectraForMaskedLM`."""
   masking: SlotMasking
   dropout: bool = False
 
-  def prepare(self, batch: dict[str, jax.Array], rng: jax.Array) -> dict[str, jax.Array]:
+  def prepare(self, batch: dict[str, jax.Array], rng: jax.Array, *, step=None) -> dict[str, jax.Array]:
     m = self.masking(batch["tokens"], batch["segment_ids"], rng)
     return {**batch, **m, "mlm_weights": _normalised(m["selected"])}
 

@@ -25,6 +25,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from models.electra import ElectraConfig, ElectraForMaskedLM, ElectraForPreTraining, ElectraPretrainingModel
+from models.hf.tensors import StateDictReader
 
 _ARCH = {"ElectraForPreTraining": "discriminator", "ElectraForMaskedLM": "generator"}
 
@@ -54,28 +55,6 @@ def hf_config_dict(cfg: ElectraConfig, architecture: str) -> dict:
           "summary_use_proj": True, "summary_activation": "gelu", "summary_last_dropout": 0.1}
 
 
-class _Reader:
-  """Takes tensors out of a state dict by name, checking shapes, and remembers which keys were used."""
-
-  def __init__(self, state: dict[str, np.ndarray]):
-    self.state, self.used = state, set()
-
-  def __call__(self, key, shape, transpose=False):
-    if key not in self.state:
-      raise KeyError(f"ELECTRA checkpoint lacks {key}")
-    self.used.add(key)
-    value = np.asarray(self.state[key], np.float32)
-    value = value.T if transpose else value
-    if value.size != int(np.prod(shape)):
-      raise ValueError(f"{key}: shape {value.shape} does not fit {shape} (config mismatch?)")
-    return np.ascontiguousarray(value).reshape(shape)
-
-  def check_all_used(self):
-    unknown = sorted(k for k in self.state if k not in self.used and not k.endswith("position_ids"))
-    if unknown:
-      raise ValueError(f"ELECTRA checkpoint has keys we do not map: {unknown[:5]}{' ...' if len(unknown) > 5 else ''}")
-
-
 def _ln(take, key, n):
   return {"scale": take(key + ".weight", (n,)), "bias": take(key + ".bias", (n,))}
 
@@ -97,11 +76,11 @@ def _encoder(cfg: ElectraConfig, take) -> dict:
                                  "bias": take("electra.embeddings_project.bias", (d,))}
   for i in range(cfg.num_layers):
     p = f"electra.encoder.layer.{i}."
-    qkv = [take(p + f"attention.self.{n}.weight", (d, H, Dh), True) for n in ("query", "key", "value")]
-    qkv_b = [take(p + f"attention.self.{n}.bias", (H, Dh)) for n in ("query", "key", "value")]
+    qkv = [take(p + f"attention.self.{n}.weight", (d, H, Dh), True, source=(d, d)) for n in ("query", "key", "value")]
+    qkv_b = [take(p + f"attention.self.{n}.bias", (H, Dh), source=(d,)) for n in ("query", "key", "value")]
     enc[f"layers_{i}"] = {
         "attention": {"Wqkv": {"kernel": np.stack(qkv, 1), "bias": np.stack(qkv_b, 0)},
-                      "Wo": {"kernel": take(p + "attention.output.dense.weight", (H, Dh, d), True),
+                      "Wo": {"kernel": take(p + "attention.output.dense.weight", (H, Dh, d), True, source=(d, d)),
                              "bias": take(p + "attention.output.dense.bias", (d,))}},
         "attention_norm": _ln(take, p + "attention.output.LayerNorm", d),
         "mlp": {"c_fc": {"kernel": take(p + "intermediate.dense.weight", (d, I), True),
@@ -118,7 +97,7 @@ def _linear(take, key, n_in, n_out):
 
 def params_from_state_dict(cfg: ElectraConfig, state: dict[str, np.ndarray], tower: str) -> dict:
   """Our standalone params ({embeddings, discriminator|generator}) from one Hugging Face state dict."""
-  take = _Reader(state)
+  take = StateDictReader(state, "ELECTRA", ("position_ids",))
   d, E, V = cfg.hidden_size, cfg.embedding_size, cfg.vocab_size
   params = {"embeddings": _embeddings(cfg, take)}
   if tower == "discriminator":
@@ -131,7 +110,7 @@ def params_from_state_dict(cfg: ElectraConfig, state: dict[str, np.ndarray], tow
         "LayerNorm": _ln(take, "generator_predictions.LayerNorm", E)},
         "lm_bias": take("generator_lm_head.bias", (V,))}
     if "generator_lm_head.weight" in state:
-      take.used.add("generator_lm_head.weight")
+      take.mark_used("generator_lm_head.weight")
       if not np.array_equal(state["generator_lm_head.weight"], state["electra.embeddings.word_embeddings.weight"]):
         raise ValueError("generator_lm_head.weight differs from the word embeddings: untied heads are not supported")
   take.check_all_used()

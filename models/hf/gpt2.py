@@ -18,6 +18,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from models.causal_lm import CausalLm, CausalLmConfig
+from models.hf.tensors import StateDictReader
 
 _DROP_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 
@@ -42,16 +43,7 @@ def gpt2_config(hf: dict) -> CausalLmConfig:
 def params_from_state_dict(cfg: CausalLmConfig, state: dict[str, np.ndarray]) -> dict:
   state = {(k if k.startswith(("transformer.", "lm_head.")) else "transformer." + k): v for k, v in state.items()}
   d, H, Dh = cfg.hidden_size, cfg.num_heads, cfg.head_dim
-  used: set[str] = set()
-
-  def take(key, shape):
-    if key not in state:
-      raise KeyError(f"GPT-2 checkpoint lacks {key}")
-    used.add(key)
-    value = np.asarray(state[key], np.float32)
-    if value.size != int(np.prod(shape)):
-      raise ValueError(f"{key}: shape {value.shape} does not fit {shape} (config mismatch?)")
-    return value.reshape(shape)
+  take = StateDictReader(state, "GPT-2", _DROP_SUFFIXES)   # Conv1D weights are stored [in, out]
 
   def ln(prefix):
     return {"scale": take(prefix + ".weight", (d,)), "bias": take(prefix + ".bias", (d,))}
@@ -65,9 +57,9 @@ def params_from_state_dict(cfg: CausalLmConfig, state: dict[str, np.ndarray]) ->
     p = f"transformer.h.{i}"
     params[f"h_{i}"] = {
         "ln_1": ln(p + ".ln_1"), "ln_2": ln(p + ".ln_2"),
-        "attn": {"Wqkv": {"kernel": take(p + ".attn.c_attn.weight", (d, 3, H, Dh)),
-                          "bias": take(p + ".attn.c_attn.bias", (3, H, Dh))},
-                 "Wo": {"kernel": take(p + ".attn.c_proj.weight", (H, Dh, d)),
+        "attn": {"Wqkv": {"kernel": take(p + ".attn.c_attn.weight", (d, 3, H, Dh), source=(d, 3 * d)),
+                          "bias": take(p + ".attn.c_attn.bias", (3, H, Dh), source=(3 * d,))},
+                 "Wo": {"kernel": take(p + ".attn.c_proj.weight", (H, Dh, d), source=(d, d)),
                         "bias": take(p + ".attn.c_proj.bias", (d,))}},
         "mlp": {"c_fc": {"kernel": take(p + ".mlp.c_fc.weight", (d, cfg.intermediate_size)),
                          "bias": take(p + ".mlp.c_fc.bias", (cfg.intermediate_size,))},
@@ -75,12 +67,10 @@ def params_from_state_dict(cfg: CausalLmConfig, state: dict[str, np.ndarray]) ->
                            "bias": take(p + ".mlp.c_proj.bias", (d,))}},
     }
   if "lm_head.weight" in state:
-    used.add("lm_head.weight")
+    take.mark_used("lm_head.weight")
     if not np.array_equal(state["lm_head.weight"], state["transformer.wte.weight"]):
       raise ValueError("lm_head.weight differs from transformer.wte.weight: untied GPT-2 heads are not supported")
-  unknown = sorted(k for k in state if k not in used and not k.endswith(_DROP_SUFFIXES))
-  if unknown:
-    raise ValueError(f"GPT-2 checkpoint has keys we do not map: {unknown[:5]}{' ...' if len(unknown) > 5 else ''}")
+  take.check_all_used()
   return params
 
 

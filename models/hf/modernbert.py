@@ -21,6 +21,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from models.modernbert import ModernBertConfig, ModernBertForMaskedLM
+from models.hf.tensors import StateDictReader
 
 _UNSUPPORTED_TRUE = ("norm_bias", "attention_bias", "mlp_bias", "classifier_bias")
 
@@ -55,27 +56,17 @@ def modernbert_config(d: dict) -> ModernBertConfig:
 
 def params_from_state_dict(cfg: ModernBertConfig, state: dict[str, np.ndarray]) -> dict:
   d, H, Dh, I, V = cfg.hidden_size, cfg.num_heads, cfg.head_dim, cfg.intermediate_size, cfg.vocab_size  # noqa: E741
-  used: set[str] = set()
-
-  def take(key, shape, transpose=False):
-    if key not in state:
-      raise KeyError(f"ModernBERT checkpoint lacks {key}")
-    used.add(key)
-    value = np.asarray(state[key], np.float32)
-    value = value.T if transpose else value
-    if value.size != int(np.prod(shape)):
-      raise ValueError(f"{key}: shape {value.shape} does not fit {shape} (config mismatch?)")
-    return np.ascontiguousarray(value).reshape(shape)
+  take = StateDictReader(state, "ModernBERT")
 
   model = {"embeddings": {"tok_embeddings": {"embedding": take("model.embeddings.tok_embeddings.weight", (V, d))},
                           "norm": {"scale": take("model.embeddings.norm.weight", (d,))}},
            "final_norm": {"scale": take("model.final_norm.weight", (d,))}}
   for i in range(cfg.num_layers):
     p = f"model.layers.{i}"
-    layer = {"attn": {"Wqkv": {"kernel": take(p + ".attn.Wqkv.weight", (d, 3, H, Dh), True)},
-                      "Wo": {"kernel": take(p + ".attn.Wo.weight", (H, Dh, d), True)}},
+    layer = {"attn": {"Wqkv": {"kernel": take(p + ".attn.Wqkv.weight", (d, 3, H, Dh), True, source=(3 * d, d))},
+                      "Wo": {"kernel": take(p + ".attn.Wo.weight", (H, Dh, d), True, source=(d, d))}},
              "mlp_norm": {"scale": take(p + ".mlp_norm.weight", (d,))},
-             "mlp": {"Wi": {"kernel": take(p + ".mlp.Wi.weight", (d, 2, I), True)},
+             "mlp": {"Wi": {"kernel": take(p + ".mlp.Wi.weight", (d, 2, I), True, source=(2 * I, d))},
                      "Wo": {"kernel": take(p + ".mlp.Wo.weight", (I, d), True)}}}
     if i > 0:
       layer["attn_norm"] = {"scale": take(p + ".attn_norm.weight", (d,))}
@@ -85,12 +76,10 @@ def params_from_state_dict(cfg: ModernBertConfig, state: dict[str, np.ndarray]) 
                      "norm": {"scale": take("head.norm.weight", (d,))}},
             "decoder_bias": take("decoder.bias", (V,))}
   if "decoder.weight" in state:
-    used.add("decoder.weight")
+    take.mark_used("decoder.weight")
     if not np.array_equal(state["decoder.weight"], state["model.embeddings.tok_embeddings.weight"]):
       raise ValueError("decoder.weight differs from the token embedding: untied heads are not supported")
-  unknown = sorted(k for k in state if k not in used)
-  if unknown:
-    raise ValueError(f"ModernBERT checkpoint has keys we do not map: {unknown[:5]}{' ...' if len(unknown) > 5 else ''}")
+  take.check_all_used()
   return params
 
 

@@ -8,18 +8,21 @@ import jax.numpy as jnp
 from models.layers.linear import Linear
 
 
+_ACTIVATIONS = {
+    "gelu": lambda x: nn.gelu(x, approximate=False),
+    "gelu_pytorch_tanh": lambda x: nn.gelu(x, approximate=True),
+    "gelu_new": lambda x: nn.gelu(x, approximate=True),
+    "relu": nn.relu,
+    "silu": nn.silu,
+}
+ACTIVATIONS = tuple(sorted(_ACTIVATIONS))
+
+
 def activation(name: str) -> Callable[[jax.Array], jax.Array]:
   """Hugging Face activation names: "gelu" is the exact erf GELU, "gelu_pytorch_tanh"/"gelu_new" the tanh form."""
-  table = {
-      "gelu": lambda x: nn.gelu(x, approximate=False),
-      "gelu_pytorch_tanh": lambda x: nn.gelu(x, approximate=True),
-      "gelu_new": lambda x: nn.gelu(x, approximate=True),
-      "relu": nn.relu,
-      "silu": nn.silu,
-  }
-  if name not in table:
-    raise ValueError(f"unknown activation {name!r}; choose one of {sorted(table)}")
-  return table[name]
+  if name not in _ACTIVATIONS:
+    raise ValueError(f"unknown activation {name!r}; choose one of {list(ACTIVATIONS)}")
+  return _ACTIVATIONS[name]
 
 
 class GegluMlp(nn.Module):

@@ -5,16 +5,9 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from models.layers import Embed, GegluMlp, LayerNorm, Linear, SelfAttention
+from models.layers.inputs import default_inputs
 from models.layers.mlp import activation
 from models.modernbert.config import ModernBertConfig
-
-
-def _default_inputs(tokens_BT, segment_ids_BT, positions_BT):
-  if segment_ids_BT is None:
-    segment_ids_BT = jnp.ones_like(tokens_BT)
-  if positions_BT is None:
-    positions_BT = jnp.broadcast_to(jnp.arange(tokens_BT.shape[1]), tokens_BT.shape)
-  return segment_ids_BT, positions_BT
 
 
 class ModernBertLayer(nn.Module):
@@ -71,7 +64,7 @@ class ModernBertEncoder(nn.Module):
     self.final_norm = LayerNorm(cfg.norm_eps, dtype=cfg.compute_dtype)
 
   def __call__(self, tokens_BT, segment_ids_BT=None, positions_BT=None):
-    segment_ids_BT, positions_BT = _default_inputs(tokens_BT, segment_ids_BT, positions_BT)
+    segment_ids_BT, positions_BT = default_inputs(tokens_BT, segment_ids_BT, positions_BT)
     x_BTD = self.embeddings(tokens_BT)
     x_BTD = nn.with_logical_constraint(x_BTD, ("batch", "length", "embed"))
     for layer in self.layers:

@@ -5,11 +5,12 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from models.family import Objective
 from models.losses import cross_entropy_with_accuracy, weighted_loss_and_metrics
 
 
 @dataclasses.dataclass(frozen=True)
-class MaskedLmObjective:
+class MaskedLmObjective(Objective):
   """Selects `mask_rate` of the real tokens; of those 80% become [MASK], 10% a random token, 10% stay unchanged.
 
   Padding (segment id 0) and the special ids (CLS, SEP, PAD, MASK) are never selected. The loss is the mean
@@ -25,7 +26,7 @@ class MaskedLmObjective:
   mask_token_frac: float = 0.8
   random_token_frac: float = 0.1
 
-  def prepare(self, batch: dict[str, jax.Array], rng: jax.Array) -> dict[str, jax.Array]:
+  def prepare(self, batch: dict[str, jax.Array], rng: jax.Array, *, step=None) -> dict[str, jax.Array]:
     tokens_BT, segment_ids_BT = batch["tokens"], batch["segment_ids"]
     r_select, r_kind, r_token = jax.random.split(rng, 3)
     maskable = (segment_ids_BT > 0) & ~jnp.isin(tokens_BT, jnp.asarray(self.special_ids, tokens_BT.dtype))
@@ -47,10 +48,10 @@ class MaskedLmObjective:
 
 
 @dataclasses.dataclass(frozen=True)
-class SequenceClassificationObjective:
+class SequenceClassificationObjective(Objective):
   """Cross-entropy of `labels` [B] given the sequence; every example weighs 1/B (additive over micro-batches)."""
 
-  def prepare(self, batch: dict[str, jax.Array], rng: jax.Array) -> dict[str, jax.Array]:
+  def prepare(self, batch: dict[str, jax.Array], rng: jax.Array, *, step=None) -> dict[str, jax.Array]:
     del rng
     B = batch["labels"].shape[0]
     return {**batch, "weights": jnp.full((B,), 1.0 / B, jnp.float32)}

@@ -1,0 +1,32 @@
+"""Pieces several builders share: the embedded-corpus data sources and the fill-mask decode hook."""
+import functools
+from typing import Any
+
+from data.sources import Documents, LabelledTask
+from data.vocab import Vocabulary
+
+TASKS = ("stdlib_packages",)
+CLASSIFICATION_KEYS = {"data.task": TASKS, "data.num_classes": None}
+
+
+def documents(config: Any, vocab: Vocabulary) -> Documents:
+  return Documents(config.data, vocab)
+
+
+def labelled_task(config: Any, vocab: Vocabulary) -> LabelledTask:
+  """`data.task` (only "stdlib_packages": data/tasks.py) with `data.num_classes` classes, built when first read."""
+  from data.tasks import stdlib_packages
+  d = config.data
+  task = functools.cache(lambda: stdlib_packages(d.num_classes, d.max_doc_chars,
+                                                 validation_percent=d.validation_percent))
+  return LabelledTask(task, vocab, d.seq_len, d.num_shards)
+
+
+def fill_mask_decoder(apply_fn, config: Any, vocab: Vocabulary):
+  """Fills each prompt's "[MASK]"s, most confident first (decode/fill_mask.py)."""
+  seq_len = config.data.seq_len
+
+  def decode(params, prompts, mesh=None):
+    from decode.fill_mask import fill_mask_texts
+    return fill_mask_texts(apply_fn, params, vocab, list(prompts), seq_len, mesh)
+  return decode

@@ -1,0 +1,45 @@
+"""ModernBERT: masked-LM pretraining and sequence classification (models/modernbert/)."""
+import dataclasses
+
+from configs.families import model_vocab_size, register
+from configs.families.common import CLASSIFICATION_KEYS, documents, fill_mask_decoder, labelled_task
+from models.family import Family, HfInterop, token_batch_spec
+from models.hparams import model_keys
+from models.modernbert import (MaskedLmObjective, ModernBertConfig, ModernBertForMaskedLM,
+                               ModernBertForSequenceClassification, SequenceClassificationObjective)
+
+
+def _load(paths):
+  from models.hf import load_modernbert
+  model, params = load_modernbert(paths[0])
+  return params, {"model_vocab_size": model.cfg.vocab_size}
+
+
+def _save(model_cfg, compat, params, path):
+  from models.hf import save_modernbert
+  save_modernbert(ModernBertConfig.from_config(model_cfg, compat["model_vocab_size"]), params, path)
+
+
+@register("modernbert_mlm", {**model_keys(ModernBertConfig), "objective.mask_rate": None, "eval.mask_rate": None,
+                             "decode.prompts": None}, hf=HfInterop(_load, _save))
+def modernbert_mlm(config, vocab) -> Family:
+  hp = ModernBertConfig.from_config(config.model, model_vocab_size(config, vocab))
+  objective = MaskedLmObjective(vocab_size=vocab.size, mask_id=vocab.mask_id, special_ids=vocab.special_ids,
+                                random_low=vocab.first_normal_id, mask_rate=config.objective.mask_rate)
+  module = ModernBertForMaskedLM(hp)
+  seq = config.data.seq_len
+  return Family("modernbert_mlm", module, objective, hp, token_batch_spec(seq), documents(config, vocab),
+                hp.flops_per_token, seq, eval_objective=dataclasses.replace(objective, mask_rate=config.eval.mask_rate),
+                decode=fill_mask_decoder(module.apply, config, vocab),
+                prompts=tuple(config.decode.prompts), compat={"model_vocab_size": hp.vocab_size})
+
+
+@register("modernbert_classifier", {**model_keys(ModernBertConfig, "pooling"), **CLASSIFICATION_KEYS})
+def modernbert_classifier(config, vocab) -> Family:
+  hp = ModernBertConfig.from_config(config.model, model_vocab_size(config, vocab))
+  module = ModernBertForSequenceClassification(hp, num_labels=config.data.num_classes, pooling=config.model.pooling)
+  seq = config.data.seq_len
+  return Family("modernbert_classifier", module, SequenceClassificationObjective(), hp,
+                token_batch_spec(seq, labels=True), labelled_task(config, vocab),
+                lambda s: hp.flops_per_token(s) - 6 * hp.hidden_size * hp.vocab_size, seq,   # no decoder
+                compat={"model_vocab_size": hp.vocab_size})

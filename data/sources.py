@@ -1,0 +1,158 @@
+"""Data sources a family can choose (the `DataSource` protocol of models/family.py), and the config -> corpus and
+vocabulary resolution they share.
+
+  Documents     language-model documents (the embedded corpus, a text directory or a seqio Task), packed rows
+  LabelledTask  a labelled classification task, one example per padded row plus `labels`
+  Synthetic     a generator of examples, deterministic in (seed, example index) and resumable
+A rollout family (GRPO) uses a Synthetic source of prompts and draws its samples inside the objective's loss with
+the current parameters. Every source yields host-side batches of this process's rows; train iterators are
+checkpointable (grain's get_state/set_state protocol), evaluation iterators restart identically for a seed.
+"""
+import dataclasses
+import functools
+import json
+from typing import Any, Callable, Iterator, Sequence
+
+import jax
+import numpy as np
+
+from data.corpus import Corpus, load_corpus
+from data.pipeline import make_iterator, shard_layout
+from data.vocab import ByteVocabulary, SentencePieceVocabulary, Vocabulary, cached_sentencepiece
+
+
+@functools.lru_cache(maxsize=4)
+def _corpus(source: str, max_doc_chars: int, validation_percent: int, seqio_modules: tuple[str, ...]) -> Corpus:
+  if source.startswith("seqio:"):
+    from data import seqio_interop
+    return seqio_interop.load_task_corpus(source[len("seqio:"):], seqio_modules)
+  return load_corpus(source, max_doc_chars, validation_percent)
+
+
+def corpus_from_config(data_cfg: Any) -> Corpus:
+  """`data.corpus` with `data.max_doc_chars` and `data.validation_percent` (loaded once per process)."""
+  return _corpus(data_cfg.corpus, data_cfg.max_doc_chars, data_cfg.validation_percent,
+                 tuple(data_cfg.seqio_modules))
+
+
+def vocab_from_config(data_cfg: Any) -> Vocabulary:
+  """`data.vocab`: "byte", "spm" (trained on the corpus, cached), a SentencePiece .model file, or "seqio:<task>"."""
+  kind = data_cfg.vocab
+  if kind.startswith("seqio:"):
+    from data import seqio_interop
+    return seqio_interop.task_vocabulary(kind[len("seqio:"):], tuple(data_cfg.seqio_modules))
+  if kind == "byte":
+    return ByteVocabulary()
+  if kind == "spm":
+    corpus = corpus_from_config(data_cfg)
+    return cached_sentencepiece(corpus.train, data_cfg.vocab_size, corpus.fingerprint, cache=data_cfg.cache_dir)
+  if kind.endswith(".model"):
+    return SentencePieceVocabulary(kind)
+  raise ValueError(f"data.vocab={kind!r}: use 'byte', 'spm', a path to a SentencePiece .model file or 'seqio:<task>'")
+
+
+@dataclasses.dataclass(frozen=True)
+class Documents:
+  """Packed language-model rows {tokens, segment_ids, positions} [B, seq_len] from `data.corpus`, read when the
+  source is built (so a missing corpus is reported before anything compiles) and once per process."""
+  data_cfg: Any
+  vocab: Vocabulary
+
+  def __post_init__(self):
+    corpus_from_config(self.data_cfg)
+
+  def _iterator(self, docs, global_batch: int, seed: int):
+    d = self.data_cfg
+    return make_iterator(docs, self.vocab, seq_len=d.seq_len, global_batch=global_batch, seed=seed,
+                         num_shards=d.num_shards, packing=d.packing)
+
+  def train_iterator(self, *, global_batch: int, seed: int):
+    return self._iterator(corpus_from_config(self.data_cfg).train, global_batch, seed)
+
+  def eval_iterator(self, *, global_batch: int, seed: int):
+    return self._iterator(corpus_from_config(self.data_cfg).validation, global_batch, seed)
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelledTask:
+  """One example per right-padded row {tokens, segment_ids, positions} [B, seq_len] + labels [B].
+
+  `task` builds the task (a data.tasks.ClassificationTask) when first needed.
+  """
+  task: Callable[[], Any]
+  vocab: Vocabulary
+  seq_len: int
+  num_shards: int = 0
+
+  def _iterator(self, split: str, global_batch: int, seed: int):
+    from data.tasks import make_classification_iterator
+    return make_classification_iterator(getattr(self.task(), split), self.vocab, seq_len=self.seq_len,
+                                        global_batch=global_batch, seed=seed, num_shards=self.num_shards,
+                                        process_index=jax.process_index(), process_count=jax.process_count())
+
+  def train_iterator(self, *, global_batch: int, seed: int):
+    return self._iterator("train", global_batch, seed)
+
+  def eval_iterator(self, *, global_batch: int, seed: int):
+    return self._iterator("validation", global_batch, seed)
+
+
+class SyntheticIterator:
+  """Rows i = start, start+1, ... of this process, `example(seed, i)` each; state = the next global row index."""
+
+  def __init__(self, example: Callable[[int, int], dict[str, np.ndarray]], seed: int, global_batch: int,
+               num_shards: int):
+    shards, rows = shard_layout(global_batch, num_shards, jax.process_index(), jax.process_count())
+    self._example, self._seed, self._global_batch = example, seed, global_batch
+    self._first, self._rows = shards.start * rows, len(shards) * rows
+    self._step = 0
+
+  def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    base = self._step * self._global_batch + self._first
+    self._step += 1
+    rows = [self._example(self._seed, base + r) for r in range(self._rows)]
+    return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+
+  def get_state(self) -> bytes:
+    return json.dumps({"step": self._step}).encode()
+
+  def set_state(self, state: bytes) -> None:
+    self._step = int(json.loads(state)["step"])
+
+  def start_prefetch(self) -> None:  # grain's checkpoint handler calls it after a restore
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Synthetic:
+  """Examples from `example(seed, index) -> {name: array}`, a pure function: the batch at step s is the same for
+  any process count, and resuming is restoring the step counter. Evaluation draws from `eval_seed_offset + seed`."""
+  example: Callable[[int, int], dict[str, np.ndarray]]
+  num_shards: int = 0
+  eval_seed_offset: int = 1_000_003
+
+  def train_iterator(self, *, global_batch: int, seed: int) -> SyntheticIterator:
+    return SyntheticIterator(self.example, seed, global_batch, self.num_shards)
+
+  def eval_iterator(self, *, global_batch: int, seed: int) -> SyntheticIterator:
+    return SyntheticIterator(self.example, seed + self.eval_seed_offset, global_batch, self.num_shards)
+
+
+def pad_rows(rows: Sequence[Sequence[int]], width: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+  """Right-padded int32 rows [B, width] (each cut to width) and their real-token mask (int32, 1 = real)."""
+  tokens = np.full((len(rows), width), pad_id, np.int32)
+  real = np.zeros((len(rows), width), np.int32)
+  for i, r in enumerate(rows):
+    r = list(r)[:width]
+    tokens[i, :len(r)], real[i, :len(r)] = r, 1
+  return tokens, real
+
+
+def framed_rows(vocab: Vocabulary, texts: Sequence[str], seq_len: int, *, masks: bool = True
+                ) -> list[list[int]]:
+  """[CLS] text [SEP] per text, cut to seq_len; with `masks`, each "[MASK]" in a text is one mask token."""
+  encode = vocab.encode_with_masks if masks else vocab.encode
+  return [([vocab.cls_id] + encode(t) + [vocab.sep_id])[:seq_len] for t in texts]

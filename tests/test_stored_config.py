@@ -1,0 +1,65 @@
+"""The workdir's stored config is the source of truth: eval/decode read it, config.json is never overwritten, and
+a resume with a config that changes the run's meaning stops with one line listing the keys."""
+import json
+import os
+
+import pytest
+
+from tests.helpers import tiny_config
+from train.errors import ConfigError
+from train.loop import run, train
+
+WIDE = {"model.hidden_size": 48, "model.intermediate_size": 64}   # differs from the tiny config's 32 / 48
+
+
+@pytest.fixture(scope="module")
+def wide_run(tmp_path_factory):
+  wd = str(tmp_path_factory.mktemp("wide"))
+  final = train(tiny_config(**WIDE), wd)
+  return wd, final
+
+
+def test_eval_and_decode_use_the_stored_config(wide_run):
+  wd, final = wide_run
+  before = open(os.path.join(wd, "config.json")).read()
+  # The command line's config is the plain tiny one (other widths): the stored one must win.
+  metrics = run(tiny_config(), wd, "eval")
+  assert metrics["loss"] == pytest.approx(final["loss"], abs=1e-5)
+  [text] = run(tiny_config(), wd, "decode", text="import [MASK]s")
+  assert "[MASK]" not in text and text.startswith("import ")
+  assert open(os.path.join(wd, "config.json")).read() == before      # eval/decode write no config
+
+
+def test_eval_overrides_apply_only_where_they_make_sense(wide_run):
+  wd, final = wide_run
+  metrics = run(tiny_config(), wd, "eval", overrides={"eval.num_batches": 1})
+  assert metrics["num_targets"] < final["num_targets"]                # one batch instead of two
+  with pytest.raises(ConfigError, match=r"--mode=eval uses the run's stored config; --config.model.hidden_size "
+                                        r"cannot change there \(allowed: eval, decode, mesh"):
+    run(tiny_config(), wd, "eval", overrides={"model.hidden_size": 16})
+
+
+@pytest.mark.parametrize("overrides, keys", [
+    ({}, "model.hidden_size: 48 -> 32; model.intermediate_size: 64 -> 48"),
+    ({**WIDE, "optim.lr": 3e-4}, "optim.lr: 0.001 -> 0.0003"),
+    ({**WIDE, "data.num_shards": 2}, "data.num_shards: 0 -> 2"),
+])
+def test_resume_with_a_different_model_optimiser_or_sharding_is_refused(wide_run, overrides, keys):
+  wd, _ = wide_run
+  before = open(os.path.join(wd, "config.json")).read()
+  with pytest.raises(ConfigError, match="was trained with a different config: " + keys.replace("(", r"\(")):
+    train(tiny_config(**overrides, **{"train.num_steps": 8}), wd)
+  assert open(os.path.join(wd, "config.json")).read() == before
+
+
+def test_a_longer_run_is_allowed_and_says_what_happens_to_the_schedule(wide_run, tmp_path, capsys):
+  wd, _ = wide_run
+  copy = str(tmp_path / "copy")
+  os.system(f"cp -r {wd} {copy}")
+  stored = json.load(open(os.path.join(copy, "config.json")))
+  train(tiny_config(**WIDE, **{"train.num_steps": 8, "train.checkpoint_every": 8}), copy)
+  out = capsys.readouterr().out
+  assert "train.num_steps: 6 -> 8: the learning-rate schedule is re-derived for train.num_steps=8 (at step 6 the " \
+         "learning rate goes from" in out
+  assert json.load(open(os.path.join(copy, "config.json"))) == stored   # never overwritten
+  assert sorted(os.listdir(os.path.join(copy, "checkpoints")), key=int)[-1] == "8"

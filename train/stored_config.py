@@ -1,0 +1,97 @@
+"""The workdir's stored config is the source of truth for everything after the first start of a run.
+
+- `workdir/config.json` is written when a run starts fresh (no checkpoint yet) and never overwritten after that;
+  every checkpoint also stores the config it was trained with (its meta).
+- Resuming compares the command line's config with the latest checkpoint's: a difference in the model, the
+  objective, the optimiser, the data (corpus, vocabulary, sequence length, packing, sharding), the seed or the
+  global batch stops the run with one line listing the keys. `train.num_steps` may change (the line printed says
+  what that does to the learning-rate schedule); the rest (logging, evaluation, checkpoint cadence, mesh,
+  decoding) may change freely.
+- `--mode=eval|decode` read the stored config and apply only the command-line overrides that make sense there
+  (EVAL_OVERRIDABLE); any other override is refused with one line.
+"""
+import json
+import os
+from typing import Any, Mapping
+
+import ml_collections
+
+from train.errors import ConfigError
+
+MUST_MATCH = ("model", "objective", "optim", "data", "seed", "train.batch_size")
+MUST_MATCH_EXCEPT = ("data.cache_dir", "data.seqio_modules")
+EVAL_OVERRIDABLE = ("eval", "decode", "mesh", "data.cache_dir", "checkpoint", "distributed", "logical_axis_rules")
+
+
+def _flat(d: Mapping, prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for k, v in d.items():
+    key = f"{prefix}.{k}" if prefix else k
+    if isinstance(v, Mapping):
+      out.update(_flat(v, key))
+    else:
+      out[key] = list(v) if isinstance(v, tuple) else v
+  return out
+
+
+def _under(key: str, prefixes: tuple[str, ...]) -> bool:
+  return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+def to_jsonable(config: Any) -> dict:
+  return json.loads(json.dumps(config.to_dict(), default=str))
+
+
+def from_json(d: Mapping) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict(dict(d))
+  c.lock()
+  return c
+
+
+def config_path(workdir: str) -> str:
+  return os.path.join(workdir, "config.json")
+
+
+def write_if_fresh(config: Any, workdir: str, has_checkpoint: bool) -> None:
+  """Writes config.json unless the workdir already holds a trained run (then its config stays as it was)."""
+  if has_checkpoint and os.path.exists(config_path(workdir)):
+    return
+  os.makedirs(workdir, exist_ok=True)
+  tmp = config_path(workdir) + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(to_jsonable(config), f, indent=2)
+  os.replace(tmp, config_path(workdir))
+
+
+def resume_differences(stored: Mapping, config: Any) -> tuple[list[str], list[str]]:
+  """(refused differences "key: stored -> now", allowed changes worth a note) between a run's stored config and
+  the config it is being resumed with."""
+  old, new = _flat(stored), _flat(to_jsonable(config))
+  refused, noted = [], []
+  for key in sorted(set(old) | set(new)):
+    if old.get(key) == new.get(key):
+      continue
+    change = f"{key}: {old.get(key, '(absent)')!r} -> {new.get(key, '(absent)')!r}"
+    if _under(key, MUST_MATCH) and not _under(key, MUST_MATCH_EXCEPT):
+      refused.append(change)
+    elif key == "train.num_steps":
+      noted.append(change)
+  return refused, noted
+
+
+def eval_config(stored: Mapping, overrides: Mapping[str, Any], mode: str) -> ml_collections.ConfigDict:
+  """The stored config with the command line's overrides of EVAL_OVERRIDABLE keys applied."""
+  refused = sorted(k for k in overrides if not _under(k, EVAL_OVERRIDABLE))
+  if refused:
+    raise ConfigError(f"--mode={mode} uses the run's stored config; {', '.join('--config.' + k for k in refused)} "
+                      f"cannot change there (allowed: {', '.join(EVAL_OVERRIDABLE)}); train a new run to change "
+                      f"{'it' if len(refused) == 1 else 'them'}")
+  config = ml_collections.ConfigDict(dict(stored))
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  config.lock()
+  return config

@@ -19,8 +19,9 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/modernbert_mlm.py", "Experiment config file[:arg].",
-                                          lock_config=True)
+ROOT = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_CONFIG = os.path.join(ROOT, "configs", "modernbert_mlm.py")
+FAMILY_SECTIONS = ("model.", "objective.", "decode.")
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/lmkit/modernbert_mlm", "Checkpoints, TensorBoard events, metrics.")
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "decode", "import_hf", "export_hf"], "What to run.")
 _TEXT = flags.DEFINE_string("text", "", "decode mode: text to decode (default: config.decode.prompts).")
@@ -31,8 +32,6 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Number of processes (
 _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index (multi-process runs).")
 _CPU_DEVICES = flags.DEFINE_integer("num_cpu_devices", 0, "Simulate this many CPU devices (testing sharding).")
 
-FAMILY_SECTIONS = ("model.", "objective.", "decode.")
-
 
 def _config_arg(argv) -> str:
   for i, a in enumerate(argv):
@@ -40,7 +39,7 @@ def _config_arg(argv) -> str:
       return a.split("=", 1)[1]
     if a == "--config" and i + 1 < len(argv):
       return argv[i + 1]
-  return _CONFIG.default if isinstance(_CONFIG.default, str) else "configs/modernbert_mlm.py"
+  return DEFAULT_CONFIG
 
 
 def _family_of(argv) -> str:
@@ -58,26 +57,49 @@ def _family_of(argv) -> str:
     return ""
 
 
+def _one_line(e: BaseException, argv) -> str:
+  """A flag or config-loading exception as one line naming the key or file and the fix."""
+  text = str(e).replace("\\n", " ").replace("\n", " ").strip("'\" ")
+  last = re.findall(r"(?:\w+Error|Exception): (.+?)(?=\s+(?:File |Traceback|During handling)|$)", text)
+  if "Error whilst parsing config file" in text and last:
+    return f"--config={_config_arg(argv)}: {last[-1].strip()}"
+  if "No such file or directory" in text or "Attempted [" in text:
+    return (f"--config={_config_arg(argv)}: no such config file (give a path such as configs/modernbert_mlm.py, "
+            "relative to the working directory, or absolute)")
+  overrides = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")]
+  culprit = [o for o in overrides if re.search(rf"\b{re.escape(o.rsplit('.', 1)[-1])}\b", text)]
+  hint = re.search(r"Did you mean [^?]*\?", text)
+  if hint or isinstance(e, (AttributeError, KeyError)):
+    key = culprit[0] if culprit else ""
+    family = _family_of(argv) if key[len("--config."):].startswith(FAMILY_SECTIONS) else ""
+    if family:
+      return (f"model.name={family!r} does not read {key[len('--config.'):]}"
+              f"{' (' + hint.group(0) + ')' if hint else ''}; remove the override (the family's keys: its config "
+              "file and configs/families/)")
+    return (f"unknown config key {key}: {hint.group(0) if hint else text} "
+            "(the keys are in the config file and configs/base.py)")
+  return text
+
+
+def _fail(e: BaseException, argv) -> None:
+  print(f"error: {_one_line(e, argv)}", file=sys.stderr)
+  sys.exit(2)
+
+
+# The default config is loaded (and the overrides applied to it) when the flag is defined.
+try:
+  _CONFIG = config_flags.DEFINE_config_file("config", DEFAULT_CONFIG, "Experiment config file[:arg].",
+                                            lock_config=True)
+except (AttributeError, KeyError, TypeError, ValueError, OSError, flags.Error) as e:
+  _fail(e, sys.argv)
+
+
 def _parse_flags(argv):
-  """absl flag parsing, with config override mistakes reported as one line instead of a traceback."""
+  """absl flag parsing, with config mistakes (file, argument, key, value) reported as one line, not a traceback."""
   try:
     return flags.FLAGS(argv)
-  except (AttributeError, KeyError, TypeError, ValueError, flags.Error) as e:
-    text = str(e).replace("\\n", " ").replace("\n", " ").strip("'\" ")
-    overrides = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")]
-    culprit = [o for o in overrides if re.search(rf"\b{re.escape(o.rsplit('.', 1)[-1])}\b", text)]
-    hint = re.search(r"Did you mean [^?]*\?", text)
-    if hint or isinstance(e, (AttributeError, KeyError)):
-      key = culprit[0] if culprit else ""
-      family = _family_of(argv) if key[len("--config."):].startswith(FAMILY_SECTIONS) else ""
-      if family:
-        text = (f"model.name={family!r} does not read {key[len('--config.'):]}{' (' + hint.group(0) + ')' if hint else ''}"
-                f"; remove the override (the family's keys: its config file and configs/families/)")
-      else:
-        text = (f"unknown config key {key}: {hint.group(0) if hint else text} "
-                "(the keys are in the config file and configs/base.py)")
-    print(f"error: {text}", file=sys.stderr)
-    sys.exit(2)
+  except (AttributeError, KeyError, TypeError, ValueError, OSError, flags.Error) as e:
+    _fail(e, argv)
 
 
 def _overrides(argv, config) -> dict:
@@ -102,14 +124,18 @@ def main(argv):
   if _CPU_DEVICES.value:
     jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)
   from train import distributed
-  from train.errors import ConfigError
+  from train.errors import ConfigError, NonFiniteError
   from train.loop import export_hf, import_hf, run
 
   config = _CONFIG.value
-  distributed.maybe_initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, auto=_DISTRIBUTED.value,
-                               timeout_s=config.distributed.init_timeout)
-  distributed.log_banner()
   try:
+    timeout = config.distributed.init_timeout
+  except OSError as e:   # the config file failed to load (ml_collections reports it on first access)
+    _fail(e, sys.argv)
+  try:
+    distributed.maybe_initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                                 auto=_DISTRIBUTED.value, timeout_s=timeout)
+    distributed.log_banner()
     mode = _MODE.value
     if mode in ("import_hf", "export_hf"):
       if not _HF_DIR.value:
@@ -122,6 +148,9 @@ def main(argv):
   except ConfigError as e:
     print(f"error: {e}", file=sys.stderr, flush=True)
     sys.exit(2)
+  except NonFiniteError as e:
+    print(f"error: {e}", file=sys.stderr, flush=True)
+    sys.exit(1)
 
 
 if __name__ == "__main__":

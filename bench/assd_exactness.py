@@ -41,7 +41,9 @@ def build(vocab: int, seed: int, init_scale: float):
   return model, nn.unbox(params)
 
 
-def exactness(vocab, length, prompt, k, samples, seed, temperature=1.0, init_scale=0.6):
+def exactness(vocab, length, prompt, k, samples, seed, temperature=1.0, init_scale=0.6, vocab_limit=None, pad=0):
+  """`vocab_limit`: only ids below it may be generated (the decoders' banned embedding rows); `pad`: padding
+  positions appended to the row (never read, never generated), as every batched decode has."""
   import jax
   import jax.numpy as jnp
   from scipy import stats
@@ -50,20 +52,22 @@ def exactness(vocab, length, prompt, k, samples, seed, temperature=1.0, init_sca
   from models.asarm import canonical_ranks
   model, params = build(vocab, seed, init_scale)
   rng = np.random.default_rng(seed)
-  N, M = length, prompt
-  visible = np.zeros(N, bool)
-  visible[rng.choice(N, M, replace=False)] = True
-  prompt_tokens = rng.integers(0, vocab, N)
+  N, M = length + pad, prompt + pad
+  visible = np.ones(N, bool)
+  visible[:length] = False
+  visible[rng.choice(length, prompt, replace=False)] = True
+  valid = np.arange(N) < length
+  prompt_tokens = rng.integers(0, vocab_limit or vocab, N)
   rank = np.asarray(canonical_ranks(jnp.asarray(visible)))
   hidden = np.flatnonzero(~visible)
-  completions = np.array(list(itertools.product(range(vocab), repeat=N - M)), np.int32)
+  completions = np.array(list(itertools.product(range(vocab_limit or vocab), repeat=N - M)), np.int32)
   C = len(completions)
   full = np.repeat(prompt_tokens[None], C, 0).astype(np.int32)
   full[:, hidden] = completions
   B = lambda x: jnp.asarray(np.repeat(np.asarray(x)[None], C, 0))  # noqa: E731
-  kw = dict(mask_id=vocab, temperature=temperature)
-  logp = np.asarray(joint_log_prob(model.apply, params, jnp.asarray(full), B(rank), jnp.full((C,), M), **kw),
-                    np.float64)
+  kw = dict(mask_id=vocab, temperature=temperature, vocab_limit=vocab_limit)
+  logp = np.asarray(joint_log_prob(model.apply, params, jnp.asarray(full), B(rank), jnp.full((C,), M), B(valid),
+                                   **kw), np.float64)
   target = np.exp(logp)
   total = float(target.sum())
   index = {tuple(c): i for i, c in enumerate(completions.tolist())}
@@ -72,9 +76,11 @@ def exactness(vocab, length, prompt, k, samples, seed, temperature=1.0, init_sca
     S = samples
     toks = jnp.asarray(np.repeat(prompt_tokens[None], S, 0).astype(np.int32))
     out, nfe, rounds = sampler(model.apply, params, toks, jnp.asarray(np.repeat(rank[None], S, 0)),
-                               jnp.full((S,), M, jnp.int32), jax.random.PRNGKey(seed + 1), **kw, **extra)
+                               jnp.full((S,), M, jnp.int32), jax.random.PRNGKey(seed + 1),
+                               jnp.asarray(np.repeat(valid[None], S, 0)), **kw, **extra)
     out = np.asarray(out)
     assert (out[:, visible] == prompt_tokens[visible]).all(), "the prompt changed"
+    assert vocab_limit is None or (out[:, hidden] < vocab_limit).all(), "an id at or above vocab_limit was drawn"
     counts = np.bincount([index[tuple(r)] for r in out[:, hidden].tolist()], minlength=C)
     expected = target / total * S
     small = expected < 5
@@ -88,7 +94,7 @@ def exactness(vocab, length, prompt, k, samples, seed, temperature=1.0, init_sca
 
   assd_tv, assd_p, nfe, rounds = draw(assd_sample, k=k)
   par_tv, par_p, _, _ = draw(parallel_sample)
-  return {"vocab": vocab, "length": N, "prompt": M, "k": k, "samples": samples, "seed": seed,
+  return {"vocab": vocab, "length": length, "prompt": prompt, "pad": pad, "vocab_limit": vocab_limit, "k": k, "samples": samples, "seed": seed,
           "target_mass": total, "assd_tv": assd_tv, "assd_p": assd_p, "parallel_tv": par_tv, "parallel_p": par_p,
           "nfe_per_token": float(nfe.mean()) / (N - M), "max_nfe": int(nfe.max()),
           "tokens_per_round": float((N - M) / rounds.mean())}

@@ -74,11 +74,17 @@ def load_corpus(source: str, max_chars: int, validation_percent: int = 5) -> Cor
   digest = hashlib.sha256()
   for path in files:
     rel = str(path.relative_to(root))
-    text = path.read_text(encoding="utf-8", errors="replace")
+    raw = path.read_bytes()
+    if b"\0" in raw[:8192]:
+      raise ValueError(f"corpus file {path} (data.corpus) is binary, not text; point data.corpus at text files")
+    text = raw.decode("utf-8", errors="replace")
     digest.update(rel.encode()); digest.update(str(len(text)).encode())
     docs = split_paragraphs(text, max_chars)
     (validation if _is_validation(rel, validation_percent) else train).extend(docs)
   if not validation:  # a single small file: hold out its last documents instead
     n = max(1, len(train) * validation_percent // 100)
     train, validation = train[:-n], train[-n:]
+  if not train or not validation:
+    raise ValueError(f"corpus {source!r} (data.corpus) has {len(train) + len(validation)} non-empty paragraph(s): "
+                     "too little text for a training and a validation split; give it more text")
   return Corpus(train, validation, digest.hexdigest()[:16])

@@ -36,7 +36,11 @@ class _Chunk(grain.experimental.FlatMapTransform):
 
   def flat_map(self, element):
     t = element["tokens"]
-    return [{"tokens": t[i:i + self._seq_len]} for i in range(0, len(t), self._seq_len)][:self.max_fan_out]
+    pieces = [{"tokens": t[i:i + self._seq_len]} for i in range(0, len(t), self._seq_len)]
+    if len(pieces) > self.max_fan_out:   # never silently drop text
+      raise ValueError(f"a document of {len(t)} tokens needs {len(pieces)} rows of {self._seq_len}, more than "
+                       f"max_fan_out={self.max_fan_out}")
+    return pieces
 
 
 def _rename(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -47,7 +51,7 @@ def _rename(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def packed_dataset(docs: Sequence[str] | Sequence[np.ndarray], vocab: Vocabulary, *, seq_len: int, batch_size: int,
                    seed: int,
                    shard_index: int = 0, num_shards: int = 1, repeat: bool = True, packing: str = "concat_split",
-                   max_fan_out: int = 64) -> grain.IterDataset:
+                   max_fan_out: int = 0) -> grain.IterDataset:
   """One shard's stream of packed batches {tokens, segment_ids, positions}, each [batch_size, seq_len] int32.
 
   Segment ids count documents within a row from 1; 0 is padding. Positions count from 0 at each document's start.
@@ -55,6 +59,8 @@ def packed_dataset(docs: Sequence[str] | Sequence[np.ndarray], vocab: Vocabulary
   continue in the next row, its positions continuing too); "first_fit" keeps documents whole (cut only when
   longer than a row) and pads what is left of a row.
   With `repeat`, the shard is reshuffled every epoch (train); without it, the stream ends (eval).
+  `max_fan_out` (rows one document may need under first_fit; 0: enough for the longest document, counting at most
+  4 tokens per character, which bounds every vocabulary here, byte fallback included).
   """
   ds = grain.MapDataset.source(docs)[shard_index::num_shards]
   if repeat:
@@ -63,6 +69,9 @@ def packed_dataset(docs: Sequence[str] | Sequence[np.ndarray], vocab: Vocabulary
   if packing == "concat_split":
     it = grain.experimental.ConcatThenSplitIterDataset(it, length_struct={"tokens": seq_len})
   elif packing == "first_fit":
+    if not max_fan_out:
+      longest = max((4 * len(d) if isinstance(d, str) else len(d)) + 2 for d in docs)
+      max_fan_out = -(-longest // seq_len)
     it = grain.experimental.FlatMapIterDataset(it, _Chunk(seq_len, max_fan_out))
     it = grain.experimental.FirstFitPackIterDataset(it, length_struct={"tokens": seq_len},
                                                     num_packing_bins=max(2 * batch_size, 8), seed=seed)

@@ -84,7 +84,10 @@ def register_corpus_task(name: str, vocab: "seqio.Vocabulary", source: str = "st
 
 def _task(name: str, modules: Sequence[str] = ()) -> "seqio.Task":
   for m in modules:
-    importlib.import_module(m)
+    try:
+      importlib.import_module(m)
+    except ImportError as e:
+      raise FileNotFoundError(f"data.seqio_modules: cannot import {m!r} ({e}); install it or fix the name") from None
   if name not in seqio.TaskRegistry.names():
     raise FileNotFoundError(f"seqio task {name!r} (data.corpus/data.vocab 'seqio:{name}') is not registered; add "
                             "the module that registers it to data.seqio_modules")
@@ -101,6 +104,9 @@ def load_task_corpus(name: str, modules: Sequence[str] = ()) -> Corpus:
   vocab = SeqioVocabulary(task.output_features["targets"].vocabulary)
   splits = {}
   for split in ("train", "validation"):
+    if split not in task.splits:
+      raise FileNotFoundError(f"seqio task {name!r} has no {split!r} split (it has {list(task.splits)}); "
+                              "data.corpus='seqio:<task>' needs train and validation")
     ds = task.get_dataset(sequence_length=None, split=split, shuffle=False, use_cached=False)
     splits[split] = [vocab.from_seqio(ex["targets"]) for ex in ds.as_numpy_iterator()]
   digest = hashlib.sha256(name.encode())

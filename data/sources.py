@@ -153,6 +153,12 @@ def pad_rows(rows: Sequence[Sequence[int]], width: int, pad_id: int) -> tuple[np
 
 def framed_rows(vocab: Vocabulary, texts: Sequence[str], seq_len: int, *, masks: bool = True
                 ) -> list[list[int]]:
-  """[CLS] text [SEP] per text, cut to seq_len; with `masks`, each "[MASK]" in a text is one mask token."""
+  """[CLS] text [SEP] per text; with `masks`, each "[MASK]" in a text is one mask token. A text longer than
+  seq_len is refused (ValueError), never silently cut."""
   encode = vocab.encode_with_masks if masks else vocab.encode
-  return [([vocab.cls_id] + encode(t) + [vocab.sep_id])[:seq_len] for t in texts]
+  rows = [[vocab.cls_id] + encode(t) + [vocab.sep_id] for t in texts]
+  for t, r in zip(texts, rows):
+    if len(r) > seq_len:
+      raise ValueError(f"text {t[:40]!r}... is {len(r)} tokens with [CLS]/[SEP], more than data.seq_len={seq_len}; "
+                       "shorten it or raise data.seq_len")
+  return rows

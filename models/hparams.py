@@ -21,6 +21,21 @@ CHOICES: dict[str, tuple[str, ...]] = {
 SHARED_MODEL_KEYS = ("name", "vocab_size", "vocab_multiple")
 
 
+def check_positive(hparams: Any, *names: str) -> None:
+  """Refuses zero or negative sizes (they would fail deep inside a layer, or divide by zero) with the key to set."""
+  for n in names:
+    value = getattr(hparams, n)
+    if not isinstance(value, int) or value < 1:
+      raise ValueError(f"model.{n}={value!r} must be a positive integer; set --config.model.{n}")
+
+
+def check_attention(attention_impl: str, dtype: str) -> None:
+  """cuDNN's fused attention takes 16-bit inputs only: refuse it in float32 rather than fail inside the kernel."""
+  if attention_impl == "cudnn" and dtype == "float32":
+    raise ValueError("model.attention_impl='cudnn' needs 16-bit inputs; set --config.model.dtype=bfloat16 or "
+                     "choose model.attention_impl='xla' (or 'auto')")
+
+
 def model_keys(cls: type, *extra: str, exclude: tuple[str, ...] = ()) -> dict[str, tuple[str, ...] | None]:
   """The `model.*` keys a family reads: the fields of its hyperparameter dataclass (minus `exclude`, and minus
   vocab_size, which comes from the vocabulary) plus `extra` (builder-level keys such as pooling), each mapped to

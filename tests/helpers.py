@@ -9,6 +9,18 @@ from configs import test_tiny
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def require(module: str):
+  """The reference implementation `module` (transformers, torch, seqio): imported; skipped when missing on a
+  developer machine, but a failure under CI=true, where requirements-test.txt installs it (no silent skip of an
+  oracle in CI)."""
+  import importlib
+
+  import pytest
+  if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    return importlib.import_module(module)
+  return pytest.importorskip(module)
+
+
 def tiny_config(**overrides):
   """configs/test_tiny.py with dotted overrides, e.g. tiny_config(**{"train.num_steps": 4}). Overriding
   model.name may add that family's keys (data.task, ...); the keys it does not read are dropped."""

@@ -22,6 +22,14 @@ def test_assd_samples_the_exact_joint_and_naive_parallel_does_not(vocab, length,
     assert r["nfe_per_token"] == 1.0                   # k = 2: every round writes exactly 2 tokens for 2 calls
 
 
+def test_assd_is_exact_with_a_vocabulary_limit_and_padding():
+  """The path every real decode takes: embedding rows above the vocabulary banned, rows padded to a batch length."""
+  r = exactness(4, 6, 2, 3, samples=20000, seed=4, vocab_limit=3, pad=2)
+  assert abs(r["target_mass"] - 1.0) < 1e-5          # the limited, padded chain is still a distribution
+  assert r["assd_p"] > 1e-3 and r["assd_tv"] < 0.05, r
+  assert r["parallel_p"] < 1e-6 and r["parallel_tv"] > 0.1, r
+
+
 @pytest.fixture(scope="module")
 def tiny():
   model, params = build(vocab=5, seed=0, init_scale=0.6)

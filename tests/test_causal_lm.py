@@ -6,9 +6,10 @@ import pytest
 
 from models.causal_lm import CausalLm, CausalLmConfig
 from models.hf import load_gpt2, save_gpt2
+from tests.helpers import require
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+torch = require("torch")
+transformers = require("transformers")
 
 HF_CONFIGS = [dict(vocab_size=97, n_positions=64, n_embd=32, n_layer=2, n_head=4),
               dict(vocab_size=131, n_positions=40, n_embd=48, n_layer=3, n_head=3, n_inner=80,
@@ -97,7 +98,7 @@ def test_packed_documents_do_not_see_each_other():
   np.testing.assert_allclose(out[0, :7], model.apply(params, a)[0], atol=1e-5)
 
 
-@pytest.mark.parametrize("arg", [None, "modern"])
+@pytest.mark.parametrize("arg", [None, pytest.param("modern", marks=pytest.mark.slow)])
 def test_causal_lm_trains_with_the_generic_trainer_and_generates(arg, tmp_path):
   from tests.helpers import tiny_causal_config
   from train.loop import run, train

@@ -24,6 +24,8 @@ from tests.helpers import run_launch
      "model.hidden_activation='gelu_fast' is not one of ['gelu', 'gelu_new', 'gelu_pytorch_tanh', 'relu', 'silu']"),
     ("configs/modernbert_finetune.py", "--config.model.pooling=max",
      "model.pooling='max' is not one of ['cls', 'mean'] (model.name='modernbert_classifier')"),
+    ("configs/test_tiny.py", "--config.model.attention_impl=cudnn",
+     "model.attention_impl='cudnn' needs 16-bit inputs; set --config.model.dtype=bfloat16"),
     ("configs/electra_finetune.py", "--config.model.electra_tower=both",
      "model.electra_tower='both' is not one of ['discriminator', 'generator'] (model.name='electra_classifier')"),
 ])

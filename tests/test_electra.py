@@ -13,6 +13,7 @@ from configs import electra as electra_configs
 from models.electra import (ElectraConfig, ElectraPretrainingModel, ReplacedTokenDetectionObjective, SlotMasking,
                             max_predictions)
 from models.family import init_variables, token_batch_spec
+from tests.helpers import require
 
 VOCAB, T, B = 50, 40, 6
 SPECIAL = (0, 1, 2, 3)
@@ -164,7 +165,7 @@ def _train(tmp_path, name, arg, steps=6, **overrides):
   return workdir, metrics, train_losses(workdir)
 
 
-@pytest.mark.parametrize("arg", ["tiny", "tiny,modernbert"])
+@pytest.mark.parametrize("arg", ["tiny", pytest.param("tiny,modernbert", marks=pytest.mark.slow)])
 def test_electra_trains_in_the_generic_loop_and_logs_both_losses(tmp_path, arg):
   workdir, metrics, losses = _train(tmp_path, arg.replace(",", "_"), arg, steps=30, **{"optim.lr": 3e-3})
   for key in ("mlm_loss", "disc_loss", "accuracy", "disc_accuracy_replaced", "disc_accuracy_original",
@@ -186,8 +187,8 @@ def pretrained_tiny(tmp_path_factory):
 
 
 def test_pretraining_run_exports_to_hugging_face(pretrained_tiny, tmp_path):
-  transformers = pytest.importorskip("transformers")
-  torch = pytest.importorskip("torch")
+  transformers = require("transformers")
+  torch = require("torch")
   from train.loop import export_hf, load_trained
   export_hf(pretrained_tiny, str(tmp_path / "hf"))
   exp, _, params = load_trained(electra_configs.get_config("tiny"), pretrained_tiny)

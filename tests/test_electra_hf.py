@@ -9,9 +9,10 @@ import pytest
 
 from models.electra import ElectraForMaskedLM, ElectraForPreTraining
 from models.hf import load_electra, load_electra_pretraining, save_electra, save_electra_pretraining
+from tests.helpers import require
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+torch = require("torch")
+transformers = require("transformers")
 
 V = 97
 CONFIGS = [  # (HF kwargs, sequence length): E != d (projection), E == d, gelu variants, several head counts

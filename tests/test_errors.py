@@ -4,7 +4,7 @@ import pytest
 
 from tests.helpers import run_launch, tiny_config
 from train.errors import ConfigError
-from train.loop import build_experiment
+from train.loop import train
 
 
 def test_unknown_config_key_is_one_line_naming_the_key(tmp_path):
@@ -35,10 +35,15 @@ def test_launch_reports_config_errors_as_one_line(tmp_path):
     ({"data.vocab": "/nonexistent/spm.model"}, r"SentencePiece model /nonexistent/spm.model does not exist"),
     ({"model.vocab_size": 100}, r"model.vocab_size=100 is smaller than the vocabulary \(260 ids\)"),
 ])
-def test_bad_config_is_refused_before_compiling(overrides, message):
-  compiles = []
+def test_bad_config_is_refused_before_compiling(overrides, message, tmp_path):
+  """Through the real entry point: the error comes before any compilation and before any checkpoint."""
+  events = []
   jax.monitoring.register_event_duration_secs_listener(
-      lambda event, *a, **k: compiles.append(event) if "compil" in event else None)
+      lambda event, *a, **k: events.append(event) if "backend_compile" in event else None)
   with pytest.raises(ConfigError, match=message):
-    build_experiment(tiny_config(**overrides))
-  assert not [e for e in compiles if "backend_compile" in e]
+    try:
+      train(tiny_config(**overrides), str(tmp_path))
+    finally:
+      events.append("raised")
+  assert events == ["raised"], events          # nothing was compiled before the error
+  assert not (tmp_path / "checkpoints").exists()

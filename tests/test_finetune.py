@@ -7,10 +7,10 @@ import pytest
 
 from data.tasks import stdlib_packages
 from models.modernbert import ModernBertForSequenceClassification, ModernBertForTokenClassification
-from tests.helpers import tiny_config
+from tests.helpers import require, tiny_config
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+torch = require("torch")
+transformers = require("transformers")
 
 
 def test_stdlib_package_task_is_balanced_enough_and_split_by_file():

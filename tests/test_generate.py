@@ -9,9 +9,10 @@ from scipy import stats
 from decode.generate import generate
 from decode.sampling import SamplerConfig
 from models.hf import load_gpt2
+from tests.helpers import require
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+torch = require("torch")
+transformers = require("transformers")
 
 
 @pytest.fixture(scope="module")

@@ -193,13 +193,16 @@ def test_cross_entropy_matches_optax_and_accuracy_matches_argmax():
   np.testing.assert_allclose(g, g_ref, atol=1e-6)
 
 
-@pytest.mark.parametrize("half_window, causal", [(None, False), (None, True), (3, False), (8, True)])
-def test_memory_efficient_attention_equals_dense_with_gradients(half_window, causal):
+@pytest.mark.parametrize("half_window, causal, chunk", [(None, False, 512), (None, True, 512), (3, False, 512),
+                                                       (8, True, 512), (None, False, 8), (None, True, 8)])
+def test_memory_efficient_attention_equals_dense_with_gradients(half_window, causal, chunk):
+  """chunk 8 < T = 37: five query chunks, the last one padded (T is not a multiple of the chunk)."""
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 37, 16))
   seg = jnp.array([[1] * 20 + [2] * 15 + [0] * 2, [1] * 37])
   pos = jnp.broadcast_to(jnp.arange(37), (2, 37))
   dense = SelfAttention(2, 8, 1e4, half_window=half_window, causal=causal)
-  chunked = SelfAttention(2, 8, 1e4, half_window=half_window, causal=causal, implementation="chunked")
+  chunked = SelfAttention(2, 8, 1e4, half_window=half_window, causal=causal, implementation="chunked",
+                          chunk_size=chunk)
   params = dense.init(jax.random.PRNGKey(1), x, seg, pos)
   real = (seg > 0)[..., None]
 

@@ -8,9 +8,10 @@ import pytest
 
 from models.hf import load_modernbert, modernbert_config, save_modernbert
 from models.modernbert import ModernBertForMaskedLM
+from tests.helpers import require
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+torch = require("torch")
+transformers = require("transformers")
 
 CONFIGS = [  # (HF kwargs, sequence length): window matters (S > local_attention), odd lengths, every n = 1, 2, 3
     (dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=40,
@@ -151,7 +152,7 @@ def test_convert_command_round_trips_through_a_training_run(tmp_path):
   import sys
 
   from configs import modernbert_mlm
-  from tests.helpers import ROOT, subprocess_env
+  from tests.helpers import ROOT, require, subprocess_env
   from train.loop import export_hf, train
   hf = _hf(CONFIGS[0][0], 0, vocab_size=320)   # the byte vocabulary (260) rounded up to 64, as our runs do
   src = str(tmp_path / "hf")

@@ -9,9 +9,10 @@ import pytest
 from scipy import stats
 
 from decode import sampling
+from tests.helpers import require
 
-torch = pytest.importorskip("torch")
-lp = pytest.importorskip("transformers.generation.logits_process")
+torch = require("torch")
+lp = require("transformers.generation.logits_process")
 
 
 def _logits(seed, batch, vocab, ties):

@@ -7,9 +7,9 @@ import pytest
 from data.corpus import load_corpus
 from data.pipeline import make_iterator
 from data.vocab import CLS, MASK, SEP, ByteVocabulary
-from tests.helpers import tiny_config
+from tests.helpers import require, tiny_config
 
-seqio = pytest.importorskip("seqio")
+seqio = require("seqio")
 from data import seqio_interop  # noqa: E402
 
 

@@ -149,6 +149,41 @@ def test_sampled_speculative_two_token_law_equals_the_target(models, K):
   assert int(np.asarray(st["accepted"]).sum()) > 0
 
 
+def _law(model, params, prompt, n, V=6):
+  """The exact law of the next n tokens after `prompt` ([V] * n), by enumerating every continuation."""
+  import itertools
+  seqs = np.array([prompt + list(c) for c in itertools.product(range(V), repeat=n)], np.int32)
+  logp = jax.nn.log_softmax(model.apply({"params": params}, jnp.asarray(seqs))[:, len(prompt) - 1:-1], -1)
+  steps = np.take_along_axis(np.asarray(logp, np.float64), seqs[:, len(prompt):, None], -1)[..., 0]
+  return np.exp(steps.sum(1))
+
+
+def test_spectr_over_several_rounds_samples_the_target_law(models):
+  """k = 2 drafts from K = 3 sequences, 4 new tokens: at least two rounds, so the caches are re-synchronised to
+  an accepted draft in between. The 4-token law is the target's (chi-square over the enumerated 6^4 outcomes),
+  and the same test rejects the draft model's law (the negative control)."""
+  (target, tp), (draft, dp) = models
+  prompt, n, samples = [1, 2, 3], 4, 20000
+  law = _law(target, tp, prompt, n)
+  toks, _, st = _spec(models, np.array([prompt] * samples), n, 2, 3, SamplerConfig(temperature=1.0), key=11)
+  assert int(np.asarray(st["rounds"]).min()) >= 2
+  new = np.asarray(toks)[:, 3:3 + n]
+  counts = np.bincount(new @ (6 ** np.arange(n)[::-1]), minlength=6 ** n)
+
+  def p_value(p):
+    keep = p * samples >= 5
+    obs = np.append(counts[keep], counts[~keep].sum())
+    exp = np.append(p[keep], p[~keep].sum()) * samples
+    return stats.chisquare(obs, exp / exp.sum() * obs.sum()).pvalue
+
+  assert abs(law.sum() - 1) < 1e-6
+  assert p_value(law) > 1e-3
+  # TV against the noise floor of an exact sampler with as many draws (1,296 outcomes: the floor is not small).
+  exact = np.random.default_rng(0).multinomial(samples, law / law.sum())
+  assert 0.5 * np.abs(counts / samples - law).sum() < 1.5 * 0.5 * np.abs(exact / samples - law).sum()
+  assert p_value(_law(draft, dp, prompt, n)) < 1e-6
+
+
 def test_more_drafts_accept_more_per_round(models):
   prompts = np.array([[1, 2, 3]] * 256)
   cfg = SamplerConfig(temperature=1.0)

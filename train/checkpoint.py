@@ -26,6 +26,9 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self._mgr.latest_step()
 
+  def all_steps(self) -> list[int]:
+    return sorted(self._mgr.all_steps())
+
   def save(self, step: int, state: Any, data_iter: Any, meta: dict, force: bool = True) -> bool:
     items = {"state": ocp.args.StandardSave(state), "meta": ocp.args.JsonSave(meta)}
     if data_iter is not None:

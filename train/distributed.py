@@ -4,6 +4,8 @@ import os
 import jax
 from absl import logging
 
+from train.errors import ConfigError
+
 
 def maybe_initialize(coordinator_address: str = "", num_processes: int = 0, process_id: int = -1,
                      auto: bool = False, timeout_s: int = 300) -> bool:
@@ -18,9 +20,13 @@ def maybe_initialize(coordinator_address: str = "", num_processes: int = 0, proc
   num_processes = num_processes or int(os.environ.get("LMKIT_NUM_PROCESSES", "0"))
   if process_id < 0:
     process_id = int(os.environ.get("LMKIT_PROCESS_ID", "-1"))
+  given = {"--coordinator_address": bool(coordinator_address), "--num_processes": num_processes > 0,
+           "--process_id": process_id >= 0}
+  if any(given.values()) and not all(given.values()):
+    missing = [k for k, v in given.items() if not v]
+    raise ConfigError(f"a multi-process start needs {', '.join(missing)} as well (or LMKIT_COORDINATOR_ADDRESS, "
+                      "LMKIT_NUM_PROCESSES, LMKIT_PROCESS_ID); give all three on every process, or --distributed")
   if coordinator_address and num_processes > 1:
-    if process_id < 0:
-      raise ValueError("multi-process start needs --process_id (or LMKIT_PROCESS_ID) on every process")
     jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
                                process_id=process_id, initialization_timeout=timeout_s)
     return True

@@ -3,3 +3,7 @@
 
 class ConfigError(ValueError):
   """Bad input (config key, mesh, batch, file, checkpoint). The message names the problem and the fix."""
+
+
+class NonFiniteError(FloatingPointError):
+  """A step produced a non-finite loss, gradient, update or parameter; the run stopped before saving that state."""

@@ -93,7 +93,19 @@ def _check_batch(name: str, batch: int, mesh: Mesh, accum: int = 1) -> None:
 TRAINER_CHOICES = {"optim.schedule": SCHEDULES, "data.packing": PACKINGS}
 
 
+# Trainer keys that must be at least this large.
+TRAINER_MINIMA = {"data.seq_len": 1, "data.max_doc_chars": 1, "train.batch_size": 1, "train.num_steps": 1,
+                  "train.grad_accum_steps": 1, "eval.batch_size": 1, "eval.num_batches": 1, "data.num_shards": 0,
+                  "train.log_every": 0, "train.eval_every": 0, "train.checkpoint_every": 0, "train.sample_every": 0,
+                  "optim.warmup_steps": 0, "checkpoint.max_to_keep": 1}
+
+
 def check_trainer_config(config: Any) -> None:
+  for key, low in TRAINER_MINIMA.items():
+    section, leaf = key.split(".")
+    value = config[section][leaf]
+    if not isinstance(value, int) or value < low:
+      raise ConfigError(f"{key}={value!r} must be an integer >= {low}; set --config.{key}")
   for key, choices in TRAINER_CHOICES.items():
     section, leaf = key.split(".")
     value = config[section][leaf]
@@ -101,9 +113,29 @@ def check_trainer_config(config: Any) -> None:
       raise ConfigError(f"{key}={value!r} is not one of {list(choices)}; set --config.{key} to one of them")
 
 
+def check_workdir(workdir: str) -> None:
+  """A local --workdir must be creatable and writable (checked before anything is built)."""
+  if "://" in workdir:
+    return
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    raise ConfigError(f"--workdir={workdir} cannot be created ({e.strerror}); choose a writable directory") from None
+  if not os.access(workdir, os.W_OK | os.X_OK):
+    raise ConfigError(f"--workdir={workdir} is not writable; choose a writable directory")
+
+
+def _imported(meta: dict) -> bool:
+  return "config" not in meta and "source" in meta
+
+
 def build_experiment(config: Any, devices=None) -> Experiment:
   """Validates the config and builds mesh, vocabulary, family and shardings. Compiles nothing, reads no data."""
   check_trainer_config(config)
+  init_from = config.checkpoint.init_from
+  if init_from and "://" not in init_from and not os.path.isdir(os.path.join(init_from, "checkpoints")):
+    raise ConfigError(f"checkpoint.init_from={init_from!r} holds no checkpoints/ directory; give a training "
+                      "workdir or a launch.py --mode=import_hf workdir")
   try:
     families.check_config(config)
   except ValueError as e:
@@ -197,6 +229,9 @@ def _initial_state(exp: Experiment, ckpt: ckpt_lib.Checkpointer, data_iter, repo
   step = ckpt.latest_step()
   if step is not None:
     meta = ckpt.meta(step)
+    if _imported(meta):
+      raise ConfigError(f"{ckpt.directory}/{step} is a Hugging Face import (weights only), not a training run; "
+                        f"train in a fresh --workdir with --config.checkpoint.init_from={os.path.dirname(ckpt.directory)}")
     ckpt_lib.check_compatible(meta, exp.family.compat, f"{ckpt.directory}/{step}")
     _check_resume(exp, meta, f"{ckpt.directory}/{step}", reporter_note)
     reporter_note(f"resuming from {ckpt.directory} step {step}")
@@ -220,6 +255,7 @@ def train(config: Any, workdir: str, *, stop_at_step: int | None = None) -> dict
 
   `stop_at_step` ends the run early without a final save, as a crash would (for resume tests).
   """
+  check_workdir(workdir)
   exp = build_experiment(config)
   c = config
   ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=c.checkpoint.max_to_keep,
@@ -306,6 +342,12 @@ def stored_run_config(workdir: str) -> dict:
     raise ConfigError(f"--workdir={workdir} holds no checkpoint; train first (--mode=train)")
   if "config" in meta:
     return meta["config"]
+  if _imported(meta):
+    raise ConfigError(f"--workdir={workdir} is a Hugging Face import (weights only, no training config); use it as "
+                      f"--config.checkpoint.init_from={workdir} of a training run")
+  if not os.path.exists(stored_config.config_path(workdir)):
+    raise ConfigError(f"--workdir={workdir} has a checkpoint but no stored config (config.json); it was not "
+                      "written by launch.py --mode=train")
   with open(stored_config.config_path(workdir)) as f:
     return json.load(f)
 
@@ -371,7 +413,10 @@ def run(config: Any, workdir: str, mode: str = "train", text: str = "",
     if exp.family.decode is None:
       raise ConfigError(f"model.name={exp.family.name!r} has no decode mode")
     prompts = [text] if text else list(exp.family.prompts)
-    outputs = exp.family.decode(params, prompts, exp.mesh)
+    try:
+      outputs = exp.family.decode(params, prompts, exp.mesh)
+    except ValueError as e:   # decode hooks refuse bad prompts (too long, ...) with ValueError
+      raise ConfigError(str(e)) from None
     for p, o in zip(prompts, outputs):
       print(f"--- input:\n{p}\n--- output:\n{o}", flush=True)
     return outputs

@@ -1,7 +1,7 @@
 """Optimiser: AdamW with warmup then cosine/linear decay, global-norm clipping, no decay on norms and biases."""
 from typing import Any
 
-import jax
+import flax
 import optax
 
 SCHEDULES = ("cosine", "linear", "constant")
@@ -24,9 +24,13 @@ def learning_rate_schedule(optim_cfg: Any, num_steps: int) -> optax.Schedule:
   return optax.join_schedules([warm, decay], [warmup]) if warmup > 0 else decay
 
 
+DECAYED = ("kernel", "embedding")
+
+
 def decay_mask(params: Any) -> Any:
-  """Weight decay on matrices (kernels, embeddings) only; norm scales and biases are vectors."""
-  return jax.tree.map(lambda p: p.ndim > 1, params)
+  """Weight decay by parameter path: kernels and embedding tables (leaf names in DECAYED) decay; biases (also the
+  fused [3, H, Dh] QKV biases), norm scales and learned vectors (decoder biases, AS-ARM's query embedding) don't."""
+  return flax.traverse_util.path_aware_map(lambda path, _: path[-1] in DECAYED, params)
 
 
 def build_optimizer(optim_cfg: Any, num_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:

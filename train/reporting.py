@@ -13,6 +13,12 @@ import numpy as np
 import tqdm
 from absl import logging
 
+from train.errors import NonFiniteError
+
+# Checked before a state is logged or saved: a finite loss with non-finite gradients would otherwise write a NaN
+# checkpoint (the loss is computed from the parameters before the update, the norms after it).
+GUARDED = ("loss", "grad_norm", "update_norm", "param_norm")
+
 
 class Reporter:
   def __init__(self, workdir: str, *, total_steps: int, start_step: int, tokens_per_step: int,
@@ -36,11 +42,13 @@ class Reporter:
     self._last_step, self._last_time = step, time.time()
 
   def train(self, step: int, metrics: dict[str, Any]) -> dict[str, float]:
-    """`step` counts updates applied (1 after the first step). Raises on a non-finite loss."""
+    """`step` counts updates applied (1 after the first step). Raises NonFiniteError on a non-finite loss,
+    gradient norm, update norm or parameter norm (the state of that step is then never saved)."""
     values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-    if not np.isfinite(values["loss"]):
-      raise FloatingPointError(f"loss is {values['loss']} at step {step}: stopping (the last checkpoint is kept; "
-                               "lower optim.lr or raise optim.warmup_steps)")
+    bad = [f"{k} {values[k]}" for k in GUARDED if k in values and not np.isfinite(values[k])]
+    if bad:
+      raise NonFiniteError(f"non-finite {', '.join(bad)} at step {step}: stopped without saving it (the last "
+                           "checkpoint is kept); lower optim.lr, raise optim.warmup_steps or check the data")
     if not self.enabled:
       return values
     self._jsonl.write(json.dumps({"step": step, "split": "train", **values}) + "\n")

@@ -1,6 +1,7 @@
 """Any-subset autoregressive models (models/asarm/), decoded by ASSD infilling."""
 from configs.families import model_vocab_size, register
 from configs.families.common import documents
+from data.sources import framed_rows
 from models.asarm import AnySubsetObjective, AsArm, AsArmConfig
 from models.family import Family, token_batch_spec
 from models.hparams import model_keys
@@ -15,7 +16,12 @@ def asarm(config, vocab) -> Family:
   objective = AnySubsetObjective(**{k: config.objective[k] for k in OBJECTIVE_KEYS})
   module = AsArm(hp)
   seq, d = config.data.seq_len, config.decode
-  k, temperature, seed = d.assd_k, d.temperature or 1.0, config.seed
+  k, temperature, seed = d.assd_k, d.temperature, config.seed
+  if k < 2:
+    raise ValueError(f"decode.assd_k={k}: ASSD drafts at least 2 tokens per round; set --config.decode.assd_k>=2")
+  if not temperature > 0:
+    raise ValueError(f"decode.temperature={temperature}: the any-subset samplers need a positive temperature")
+  framed_rows(vocab, d.prompts, seq)   # refuse too-long prompts before training, not after
 
   def decode(params, prompts, mesh=None):   # infill the "[MASK]"s with ASSD
     del mesh

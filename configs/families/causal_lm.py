@@ -34,7 +34,18 @@ def causal_lm(config, vocab) -> Family:
                                                           top_p=d.top_p if d.top_p < 1 else None)
   max_new, seed = d.max_new_tokens, config.seed
 
+  def check(prompts):   # GPT-2's learned position table ends at max_position_embeddings
+    for p in prompts:
+      n = 1 + len(vocab.encode(p)) + max_new
+      if hp.style == "gpt2" and n > hp.max_position_embeddings:
+        raise ValueError(f"prompt {p[:40]!r}... needs {n} positions with decode.max_new_tokens={max_new}, more than "
+                         f"model.max_position_embeddings={hp.max_position_embeddings}; shorten it or lower "
+                         "decode.max_new_tokens")
+
+  check(d.prompts)
+
   def decode(params, prompts, mesh=None):
+    check(prompts)
     from decode.generate import generate_texts
     return generate_texts(module, params, vocab, list(prompts), max_new_tokens=max_new,
                           sampler=sampler, seed=seed, mesh=mesh)

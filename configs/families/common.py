@@ -2,7 +2,7 @@
 import functools
 from typing import Any
 
-from data.sources import Documents, LabelledTask
+from data.sources import Documents, LabelledTask, framed_rows
 from data.vocab import Vocabulary
 
 TASKS = ("stdlib_packages",)
@@ -25,6 +25,7 @@ def labelled_task(config: Any, vocab: Vocabulary) -> LabelledTask:
 def fill_mask_decoder(apply_fn, config: Any, vocab: Vocabulary):
   """Fills each prompt's "[MASK]"s, most confident first (decode/fill_mask.py)."""
   seq_len = config.data.seq_len
+  framed_rows(vocab, config.decode.prompts, seq_len)   # refuse too-long prompts before training, not after
 
   def decode(params, prompts, mesh=None):
     from decode.fill_mask import fill_mask_texts

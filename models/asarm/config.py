@@ -4,7 +4,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from models.hparams import from_model_config
+from models.hparams import check_positive, from_model_config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +27,7 @@ class AsArmConfig:
   remat: bool = False
 
   def __post_init__(self):
+    check_positive(self, "num_layers", "hidden_size", "num_heads", "intermediate_size")
     if self.hidden_size % self.num_heads:
       raise ValueError(f"model.hidden_size={self.hidden_size} is not divisible by model.num_heads={self.num_heads}")
     if not 0 <= self.mask_id < self.vocab_size:

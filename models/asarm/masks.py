@@ -24,19 +24,23 @@ def canonical_ranks(visible_BN: jax.Array) -> jax.Array:
 
 
 def one_stream_mask(rank_BN: jax.Array, m_B: jax.Array, query_limit_BT: jax.Array,
-                    valid_BN: jax.Array | None = None) -> jax.Array:
+                    segment_ids_BN: jax.Array | None = None, query_pos_BT: jax.Array | None = None) -> jax.Array:
   """Boolean [B, 1, N + T, N + T] attention mask of the one-stream model (see the module docstring).
 
-  `valid_BN` (False = padding) removes positions from every row's view (padding counts as prompt in the ranks,
-  is never a target, and is never read)."""
+  `segment_ids_BN` (0 = padding; packed documents numbered from 1; a boolean "valid" mask is one document per
+  row) confines every read to the reader's own document: a content token reads its document only, a query the
+  document of its target `query_pos_BT`. Padding counts as prompt in the ranks, is never a target, never read."""
   B, N = rank_BN.shape
   T = query_limit_BT.shape[1]
   prompt_BN = rank_BN < m_B[:, None]
   content = (rank_BN[:, None, :] < rank_BN[:, :, None]) | (prompt_BN[:, :, None] & prompt_BN[:, None, :])
   query = rank_BN[:, None, :] < query_limit_BT[:, :, None]                      # [B, T, N]
-  if valid_BN is not None:
-    content &= valid_BN[:, None, :]
-    query &= valid_BN[:, None, :]
+  if segment_ids_BN is not None:
+    seg_BN = segment_ids_BN.astype(jnp.int32)
+    real_B1N = (seg_BN > 0)[:, None, :]
+    content &= real_B1N & (seg_BN[:, None, :] == seg_BN[:, :, None])
+    query_seg_BT = jnp.take_along_axis(seg_BN, query_pos_BT, axis=1)
+    query &= real_B1N & (seg_BN[:, None, :] == query_seg_BT[:, :, None])
   content |= jnp.eye(N, dtype=bool)[None]
   top = jnp.concatenate([content, jnp.zeros((B, N, T), bool)], axis=2)
   bottom = jnp.concatenate([query, jnp.broadcast_to(jnp.eye(T, dtype=bool), (B, T, T))], axis=2)

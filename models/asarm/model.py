@@ -34,7 +34,9 @@ class AsArm(nn.Module):
   tokens_BN: content (mask_id where not revealed); rank_BN: each position's place in the order; m_B: prompt size;
   query_pos_BT: the target position of each query; query_limit_BT: the query reads content of rank < limit
   (rank(target) for the joint's conditionals, the decoding step n for conditionally independent drafts).
-  valid_BN: False at padding (never read).
+  segment_ids_BN: 0 at padding (never read), packed documents numbered from 1 (nothing reads across documents; a
+  boolean valid mask works as one document per row); positions_BN: RoPE positions of the content (default: 0..N-1;
+  packed rows restart at each document), a query takes its target's.
   """
   cfg: AsArmConfig
 
@@ -49,14 +51,16 @@ class AsArm(nn.Module):
     self.decoder_bias = self.param("decoder_bias", nn.with_logical_partitioning(nn.initializers.zeros, ("vocab",)),
                                    (cfg.vocab_size,), jnp.float32)
 
-  def __call__(self, tokens_BN, rank_BN, m_B, query_pos_BT, query_limit_BT, valid_BN=None):
+  def __call__(self, tokens_BN, rank_BN, m_B, query_pos_BT, query_limit_BT, segment_ids_BN=None, positions_BN=None):
     B, N = tokens_BN.shape
     T = query_pos_BT.shape[1]
     content_BND = self.embed(tokens_BN)
     query_BTD = jnp.broadcast_to(self.query_embedding.astype(content_BND.dtype), (B, T, self.cfg.hidden_size))
     x_BLD = jnp.concatenate([content_BND, query_BTD], axis=1)
-    positions_BL = jnp.concatenate([jnp.broadcast_to(jnp.arange(N), (B, N)), query_pos_BT], axis=1)
-    mask = one_stream_mask(rank_BN, m_B, query_limit_BT, valid_BN)
+    if positions_BN is None:
+      positions_BN = jnp.broadcast_to(jnp.arange(N), (B, N))
+    positions_BL = jnp.concatenate([positions_BN, jnp.take_along_axis(positions_BN, query_pos_BT, axis=1)], axis=1)
+    mask = one_stream_mask(rank_BN, m_B, query_limit_BT, segment_ids_BN, query_pos_BT)
     for layer in self.layers:
       x_BLD = layer(x_BLD, positions_BL, mask)
     h_BTD = self.final_norm(x_BLD[:, N:])

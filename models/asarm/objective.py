@@ -65,7 +65,7 @@ class AnySubsetObjective(Objective):
            rng: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
     del rng
     logits = apply_fn({"params": params}, batch["tokens"], batch["rank"], batch["m"], batch["query_pos"],
-                      batch["query_limit"], batch["valid"])
+                      batch["query_limit"], batch.get("segment_ids", batch["valid"]), batch.get("positions"))
     T = batch["query_targets"].shape[1]
     w = batch["query_weights"]
     nll_joint, correct = cross_entropy_with_accuracy(logits[:, :T], batch["query_targets"])

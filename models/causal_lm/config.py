@@ -4,7 +4,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from models.hparams import from_model_config
+from models.hparams import check_attention, check_positive, from_model_config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +28,8 @@ class CausalLmConfig:
   remat: bool = False
 
   def __post_init__(self):
+    check_positive(self, "num_layers", "hidden_size", "num_heads", "intermediate_size", "max_position_embeddings")
+    check_attention(self.attention_impl, self.dtype)
     if self.style not in ("gpt2", "modern"):
       raise ValueError(f"model.style={self.style!r}: use 'gpt2' or 'modern'")
     if self.hidden_size % self.num_heads:

@@ -8,7 +8,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from models.hparams import from_model_config
+from models.hparams import check_attention, check_positive, from_model_config
 
 BACKBONES = ("classic", "modernbert")
 
@@ -51,6 +51,9 @@ class ElectraConfig:
   remat: bool = False
 
   def __post_init__(self):
+    check_positive(self, "num_layers", "hidden_size", "num_heads", "intermediate_size", "embedding_size",
+                   "max_position_embeddings")
+    check_attention(self.attention_impl, self.dtype)
     if self.backbone not in BACKBONES:
       raise ValueError(f"model.backbone={self.backbone!r}: use one of {BACKBONES}")
     if self.hidden_size % self.num_heads:

@@ -34,9 +34,9 @@ def dot_product_attention(q_BTHD: jax.Array, k_BSHD: jax.Array, v_BSHD: jax.Arra
                           scale: float, implementation: str = "einsum") -> jax.Array:
   """softmax(q k^T · scale, masked) v with float32 logits and softmax; [B, T, H, Dh] in and out.
 
-  "einsum" (default) is written out with the scale folded into q and a finite mask value; on CPU its train step
-  is about 1.6x faster than `jax.nn.dot_product_attention`'s XLA path at ModernBERT-base shapes, with gradients
-  equal to 5e-7 (bench: see BENCHMARKS.md). "xla" and "cudnn" call `jax.nn.dot_product_attention` (use "cudnn"
+  "einsum" (default) is written out with the scale folded into q and a finite mask value; on CPU the gradient of
+  the attention core is 1.37x (global) to 1.47x (window 64) faster than `jax.nn.dot_product_attention`'s XLA
+  path at ModernBERT-base shapes, with gradients equal to 5e-7 (bench/attention_impl.py, BENCHMARKS.md). "xla" and "cudnn" call `jax.nn.dot_product_attention` (use "cudnn"
   for fused flash attention on NVIDIA GPUs). Fully masked query rows (padding) get finite values, never NaN.
   """
   if implementation in ("xla", "cudnn"):
@@ -140,7 +140,8 @@ class SelfAttention(nn.Module):
 
   `implementation`: "auto" (sliding-window layers banded, global layers "einsum"), "chunked" (banded and
   query-chunked: no length x length matrix anywhere, for long context), or a dense kernel of
-  `dot_product_attention` ("einsum", "xla", "cudnn").
+  `dot_product_attention` ("einsum", "xla", "cudnn"; cuDNN takes 16-bit inputs only, so the configs refuse it
+  with model.dtype=float32). `chunk_size`: queries per block of "chunked" global attention.
   Without a cache it attends within segments (packing/padding) with optional causal and window masks. With
   `kv_cache=(k_BSHD, v_BSHD, start_B)` it writes the new keys and values at rows start_B.. of the cache, attends
   the cache causally (decoding), and returns (output, (k, v)).
@@ -152,6 +153,7 @@ class SelfAttention(nn.Module):
   half_window: int | None = None
   use_bias: bool = False
   implementation: str = "einsum"
+  chunk_size: int = 512
   dtype: Any = jnp.float32
   qkv_init: Callable = nn.initializers.truncated_normal(0.02)
   out_init: Callable = nn.initializers.truncated_normal(0.02)
@@ -175,7 +177,7 @@ class SelfAttention(nn.Module):
       if self.half_window is not None:
         out_BTHD = banded_attention(q_BTHD, k_BTHD, v_BTHD, segment_ids_BT, self.half_window, scale, self.causal)
       else:
-        out_BTHD = chunked_attention(q_BTHD, k_BTHD, v_BTHD, segment_ids_BT, scale, self.causal)
+        out_BTHD = chunked_attention(q_BTHD, k_BTHD, v_BTHD, segment_ids_BT, scale, self.causal, self.chunk_size)
       return self._output(out_BTHD, D)
     if kv_cache is None:
       mask = mask_B1TT if mask_B1TT is not None else attention_mask(segment_ids_BT, causal=self.causal,

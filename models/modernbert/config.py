@@ -4,7 +4,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from models.hparams import from_model_config
+from models.hparams import check_attention, check_positive, from_model_config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +34,9 @@ class ModernBertConfig:
   remat: bool = False      # rematerialise each layer in the backward pass
 
   def __post_init__(self):
+    check_positive(self, "num_layers", "hidden_size", "num_heads", "intermediate_size", "global_attn_every_n_layers",
+                   "local_attention")
+    check_attention(self.attention_impl, self.dtype)
     if self.layer_types is not None:
       object.__setattr__(self, "layer_types", tuple(self.layer_types))
       if len(self.layer_types) != self.num_layers or set(self.layer_types) - {"full_attention", "sliding_attention"}:

@@ -1,0 +1,98 @@
+"""Bad input is one line naming the problem and the fix, before anything expensive runs, through launch.py, with
+the README's default job (no --config) and with an explicit --config."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import ROOT, subprocess_env, tiny_config
+
+
+def _launch(workdir, *args, explicit=True):
+  cmd = [sys.executable, os.path.join(ROOT, "launch.py"), f"--workdir={workdir}", *args]
+  if explicit and not any(a.startswith("--config=") for a in args):
+    cmd.insert(2, f"--config={os.path.join(ROOT, 'configs/test_tiny.py')}")
+  return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=subprocess_env(), timeout=120)
+
+
+def _one_line(r) -> str:
+  assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+  assert "Traceback" not in r.stderr, r.stderr[-2000:]
+  [line] = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+  return line
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+  d = tmp_path_factory.mktemp("inputs")
+  (d / "empty.txt").write_text("")
+  (d / "binary.txt").write_bytes(bytes(range(256)) * 8)
+  (d / "a_file").write_text("x")
+  return d
+
+
+ROWS = [
+    (lambda f: ["--config.optim.lrr=1"], 'unknown config key --config.optim.lrr: Did you mean "lr"'),
+    (lambda f: [f"--config.data.corpus={f / 'empty.txt'}"], "non-empty paragraph(s): too little text"),
+    (lambda f: [f"--config.data.corpus={f / 'binary.txt'}"], "is binary, not text"),
+    (lambda f: ["--config.data.seq_len=0"], "data.seq_len=0 must be an integer >= 1"),
+    (lambda f: ["--config.train.num_steps=-1"], "train.num_steps=-1 must be an integer >= 1"),
+    (lambda f: ["--config.train.batch_size=0"], "train.batch_size=0 must be an integer >= 1"),
+    (lambda f: ["--config.train.grad_accum_steps=0"], "train.grad_accum_steps=0 must be an integer >= 1"),
+    (lambda f: ["--config.model.dtype=float16"], "model.dtype='float16' is not one of ['float32', 'bfloat16']"),
+    (lambda f: ["--config.optim.schedule=cosin"], "optim.schedule='cosin' is not one of"),
+    (lambda f: ["--num_processes=2"], "a multi-process start needs --coordinator_address, --process_id as well"),
+    (lambda f: [f"--workdir={f / 'a_file' / 'run'}"], "cannot be created"),
+    (lambda f: ["--config.checkpoint.init_from=/nonexistent/run"], "holds no checkpoints/ directory"),
+]
+
+
+@pytest.mark.parametrize("explicit", [True, False], ids=["explicit_config", "default_job"])
+@pytest.mark.parametrize("row", range(len(ROWS)))
+def test_bad_input_is_one_line(tmp_path, files, row, explicit):
+  args, message = ROWS[row]
+  line = _one_line(_launch(str(tmp_path / "run"), *args(files), explicit=explicit))
+  assert message in line, line
+  assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--config=configs/nonexistent.py"], "--config=configs/nonexistent.py: no such config file"),
+    (["--config=configs/asarm.py:huge"], "unknown argument 'huge'; use 'tiny' or nothing"),
+    (["--config=configs/asarm.py:tiny", "--config.decode.assd_k=1"], "decode.assd_k=1: ASSD drafts at least 2"),
+    (["--config=configs/asarm.py:tiny", "--config.decode.temperature=0.0"], "need a positive temperature"),
+    (["--config.model.global_attn_every_n_layers=0"], "model.global_attn_every_n_layers=0 must be a positive"),
+])
+def test_bad_config_file_or_family_value_is_one_line(tmp_path, args, message):
+  line = _one_line(_launch(str(tmp_path / "run"), *args))
+  assert message in line, line
+
+
+def test_too_long_prompts_are_refused_before_training():
+  from train.errors import ConfigError
+  from train.loop import build_experiment
+  with pytest.raises(ConfigError, match=r"is 102 tokens with \[CLS\]/\[SEP\], more than data.seq_len=32"):
+    build_experiment(tiny_config(**{"decode.prompts": ("x" * 100,)}))
+  from tests.helpers import tiny_causal_config
+  c = tiny_causal_config()
+  c.decode.prompts = ("y" * 30,)
+  with pytest.raises(ConfigError, match=r"needs 63 positions with decode.max_new_tokens=32, more than "
+                                        r"model.max_position_embeddings=32"):
+    build_experiment(c)
+
+
+def test_an_imported_directory_is_not_a_training_workdir(tmp_path):
+  import numpy as np
+
+  from train import checkpoint as ckpt_lib
+  from train.errors import ConfigError
+  from train.loop import export_hf, run, train
+  imported = str(tmp_path / "imported")
+  ckpt = ckpt_lib.Checkpointer(os.path.join(imported, "checkpoints"), async_save=False)
+  ckpt.save(0, {"params": {"w": np.zeros(2, np.float32)}}, None, {"model_vocab_size": 320, "source": ["x"]})
+  ckpt.close()
+  for call in (lambda: train(tiny_config(), imported), lambda: run(tiny_config(), imported, "eval"),
+               lambda: export_hf(imported, str(tmp_path / "out"))):
+    with pytest.raises(ConfigError, match="is a Hugging Face import"):
+      call()

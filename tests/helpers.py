@@ -52,6 +52,7 @@ def tiny_causal_config(arg=None, seq_len=32, num_steps=30):
   c.train.batch_size, c.train.num_steps = 8, num_steps
   c.train.eval_every = c.train.checkpoint_every = num_steps
   c.optim.lr, c.optim.warmup_steps = 3e-3, 3
+  c.decode.max_new_tokens = 8      # prompt + continuation must fit the seq_len-sized position table
   return c
 
 

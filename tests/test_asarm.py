@@ -88,6 +88,10 @@ def test_sequential_decoding_uses_one_call_per_token_and_matches_enumeration(tin
   idx = {tuple(c): i for i, c in enumerate(comps.tolist())}
   counts = np.bincount([idx[tuple(r)] for r in np.asarray(out)[:, 1:].tolist()], minlength=len(comps))
   assert 0.5 * np.abs(counts / S - p).sum() < 0.06
+  from scipy import stats
+  keep = p * S >= 5
+  obs, exp = np.append(counts[keep], counts[~keep].sum()), np.append(p[keep], p[~keep].sum()) * S
+  assert stats.chisquare(obs, exp / exp.sum() * obs.sum()).pvalue > 1e-3
 
 
 def _passes(model, params, tokens, rank, m, n, k, drafts):

@@ -77,7 +77,7 @@ def test_too_long_prompts_are_refused_before_training():
   from tests.helpers import tiny_causal_config
   c = tiny_causal_config()
   c.decode.prompts = ("y" * 30,)
-  with pytest.raises(ConfigError, match=r"needs 63 positions with decode.max_new_tokens=32, more than "
+  with pytest.raises(ConfigError, match=r"needs 39 positions with decode.max_new_tokens=8, more than "
                                         r"model.max_position_embeddings=32"):
     build_experiment(c)
 

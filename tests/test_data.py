@@ -112,3 +112,14 @@ def test_sentencepiece_trained_on_corpus_has_the_shared_special_ids(corpus, tmp_
   assert v.decode(ids) == text               # whitespace and newlines survive (code is whitespace-sensitive)
   assert len(ids) < len(text.encode()) * 0.8  # it compresses
   assert v.decode(v.encode_with_masks("x = [MASK]")) == "x = [MASK]"
+
+
+def test_first_fit_keeps_every_token_of_a_document_longer_than_64_rows():
+  """A 3,000-byte document in rows of 16 needs 188 rows; first-fit packing used to keep only the first 64."""
+  from data.pipeline import packed_dataset
+  from data.vocab import ByteVocabulary
+  vocab = ByteVocabulary()
+  doc = "".join(chr(97 + i % 26) for i in range(3000))
+  rows = list(packed_dataset([doc], vocab, seq_len=16, batch_size=1, seed=0, repeat=False, packing="first_fit"))
+  tokens = np.concatenate([r["tokens"][r["segment_ids"] > 0] for r in rows])
+  assert sorted(tokens.tolist()) == sorted([vocab.cls_id] + vocab.encode(doc) + [vocab.sep_id])

@@ -168,6 +168,7 @@ def test_convert_command_round_trips_through_a_training_run(tmp_path):
   m.hidden_size, m.num_layers, m.num_heads, m.intermediate_size = 32, 3, 2, 40
   m.global_attn_every_n_layers, m.local_attention, m.vocab_size = 2, 8, 320
   c.data.vocab, c.data.seq_len, c.data.max_doc_chars = "byte", 32, 256
+  c.decode.prompts = ("import [MASK]",)          # the default prompts are longer than 32 bytes
   c.train.batch_size, c.train.num_steps, c.train.eval_every = 8, 2, 0
   c.checkpoint.init_from = imported
   run_dir = str(tmp_path / "run")

@@ -58,3 +58,10 @@ def test_training_on_a_seqio_task(corpus_dir, tmp_path):
                           "train.num_steps": 3, "train.eval_every": 0, "mesh.data": 8})
   metrics = train(config, str(tmp_path))
   assert np.isfinite(metrics["loss"]) and metrics["num_targets"] > 0
+
+
+def test_a_missing_seqio_module_or_task_is_one_line():
+  with pytest.raises(FileNotFoundError, match=r"data.seqio_modules: cannot import 'no_such_module_xyz'"):
+    seqio_interop.task_vocabulary("lmkit_missing_task", ("no_such_module_xyz",))
+  with pytest.raises(FileNotFoundError, match=r"seqio task 'lmkit_missing_task' .* is not registered"):
+    seqio_interop.task_vocabulary("lmkit_missing_task")

@@ -70,7 +70,8 @@ def main(argv):
   exp, step, params = load_trained(config, _WORKDIR.value)
   params = jax.device_get(params)
   vocab, N = exp.vocab, config.data.seq_len
-  tokens, valid, lines, sizes = make_holes(corpus_from_config(config.data).validation, vocab, N, _HOLES.value, _SEED.value)
+  held_out = corpus_from_config(config.data).validation
+  tokens, valid, lines, sizes = make_holes(held_out, vocab, N, _HOLES.value, _SEED.value)
   hidden = (tokens == vocab.mask_id) & valid
   rank = canonical_ranks(jnp.asarray(~hidden))
   m = jnp.asarray(N - hidden.sum(1), jnp.int32)

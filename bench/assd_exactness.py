@@ -29,7 +29,6 @@ _INIT_SCALE = flags.DEFINE_float("init_scale", 0.6, "Std of the random weights (
 
 def build(vocab: int, seed: int, init_scale: float):
   import jax
-  import jax.numpy as jnp
 
   from models.asarm import AnySubsetObjective, AsArm, AsArmConfig
   from models.family import init_variables, token_batch_spec
@@ -94,7 +93,8 @@ def exactness(vocab, length, prompt, k, samples, seed, temperature=1.0, init_sca
 
   assd_tv, assd_p, nfe, rounds = draw(assd_sample, k=k)
   par_tv, par_p, _, _ = draw(parallel_sample)
-  return {"vocab": vocab, "length": length, "prompt": prompt, "pad": pad, "vocab_limit": vocab_limit, "k": k, "samples": samples, "seed": seed,
+  return {"vocab": vocab, "length": length, "prompt": prompt, "pad": pad, "vocab_limit": vocab_limit, "k": k,
+          "samples": samples, "seed": seed,
           "target_mass": total, "assd_tv": assd_tv, "assd_p": assd_p, "parallel_tv": par_tv, "parallel_p": par_p,
           "nfe_per_token": float(nfe.mean()) / (N - M), "max_nfe": int(nfe.max()),
           "tokens_per_round": float((N - M) / rounds.mean())}

@@ -1,6 +1,5 @@
 """AS-ARM on packed rows: a document's conditionals do not depend on the other documents of its row (segment
 masks and per-document positions, as the pipeline packs them), and the objective uses the pipeline's layout."""
-import jax
 import jax.numpy as jnp
 import numpy as np
 

@@ -152,7 +152,7 @@ def test_convert_command_round_trips_through_a_training_run(tmp_path):
   import sys
 
   from configs import modernbert_mlm
-  from tests.helpers import ROOT, require, subprocess_env
+  from tests.helpers import ROOT, subprocess_env
   from train.loop import export_hf, train
   hf = _hf(CONFIGS[0][0], 0, vocab_size=320)   # the byte vocabulary (260) rounded up to 64, as our runs do
   src = str(tmp_path / "hf")

@@ -26,7 +26,8 @@ def _config():
 def test_infinite_gradient_at_step_k_is_never_checkpointed(tmp_path):
   wd = str(tmp_path)
   # the loss is finite (it is not listed): only the gradient is poisoned
-  with pytest.raises(NonFiniteError, match=rf"non-finite grad_norm (inf|nan), update_norm nan, param_norm nan at step {K}:"):
+  with pytest.raises(NonFiniteError,
+                     match=rf"non-finite grad_norm (inf|nan), update_norm nan, param_norm nan at step {K}:"):
     train(_config(), wd)
   ckpt = ckpt_lib.Checkpointer(os.path.join(wd, "checkpoints"), read_only=True)
   assert ckpt.all_steps() == list(range(1, K))            # steps 1 .. k-1 saved, step k never
@@ -41,7 +42,8 @@ def test_infinite_gradient_at_step_k_is_never_checkpointed(tmp_path):
 
 
 def test_launch_reports_it_as_one_line(tmp_path):
-  r = run_launch(str(tmp_path), "--config.train.checkpoint_every=2", config=f"tests/test_family_interface.py:poison={K}")
+  r = run_launch(str(tmp_path), "--config.train.checkpoint_every=2",
+                 config=f"tests/test_family_interface.py:poison={K}")
   assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
   [line] = [line for line in r.stderr.splitlines() if line.startswith("error:")]
   assert f"at step {K}: stopped without saving it" in line

@@ -230,8 +230,8 @@ def _initial_state(exp: Experiment, ckpt: ckpt_lib.Checkpointer, data_iter, repo
   if step is not None:
     meta = ckpt.meta(step)
     if _imported(meta):
-      raise ConfigError(f"{ckpt.directory}/{step} is a Hugging Face import (weights only), not a training run; "
-                        f"train in a fresh --workdir with --config.checkpoint.init_from={os.path.dirname(ckpt.directory)}")
+      raise ConfigError(f"{ckpt.directory}/{step} is a Hugging Face import (weights only), not a training run; train "
+                        f"in a fresh --workdir with --config.checkpoint.init_from={os.path.dirname(ckpt.directory)}")
     ckpt_lib.check_compatible(meta, exp.family.compat, f"{ckpt.directory}/{step}")
     _check_resume(exp, meta, f"{ckpt.directory}/{step}", reporter_note)
     reporter_note(f"resuming from {ckpt.directory} step {step}")

@@ -51,4 +51,5 @@ def causal_lm(config, vocab) -> Family:
                           sampler=sampler, seed=seed, mesh=mesh)
 
   return Family("causal_lm", module, NextTokenObjective(), hp, token_batch_spec(seq), documents(config, vocab),
-                hp.flops_per_token, seq, decode=decode, prompts=tuple(d.prompts), compat={"model_vocab_size": hp.vocab_size})
+                hp.flops_per_token, seq, decode=decode, prompts=tuple(d.prompts),
+                compat={"model_vocab_size": hp.vocab_size})

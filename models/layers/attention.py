@@ -36,8 +36,9 @@ def dot_product_attention(q_BTHD: jax.Array, k_BSHD: jax.Array, v_BSHD: jax.Arra
 
   "einsum" (default) is written out with the scale folded into q and a finite mask value; on CPU the gradient of
   the attention core is 1.37x (global) to 1.47x (window 64) faster than `jax.nn.dot_product_attention`'s XLA
-  path at ModernBERT-base shapes, with gradients equal to 5e-7 (bench/attention_impl.py, BENCHMARKS.md). "xla" and "cudnn" call `jax.nn.dot_product_attention` (use "cudnn"
-  for fused flash attention on NVIDIA GPUs). Fully masked query rows (padding) get finite values, never NaN.
+  path at ModernBERT-base shapes, with gradients equal to 5e-7 (bench/attention_impl.py, BENCHMARKS.md). "xla"
+  and "cudnn" call `jax.nn.dot_product_attention` (use "cudnn", with 16-bit inputs, for fused flash attention on
+  NVIDIA GPUs). Fully masked query rows (padding) get finite values, never NaN.
   """
   if implementation in ("xla", "cudnn"):
     return jax.nn.dot_product_attention(q_BTHD, k_BSHD, v_BSHD, mask=mask_B1TS, scale=scale,

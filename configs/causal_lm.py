@@ -4,8 +4,9 @@ Command (2-core CPU, a few minutes):
   python launch.py --config=configs/causal_lm.py --workdir=/tmp/causal_lm
   python launch.py --config=configs/causal_lm.py --workdir=/tmp/causal_lm --mode=decode --text='import os
 def '
-Expected result (500 steps): validation next-token loss well below the unigram entropy (about 3 nats; see
-RESULTS.md when measured); greedy continuations of config.decode.prompts in Python syntax.
+Expected result (500 steps, about 5 minutes): validation next-token loss about 4.0 nats (measured 4.017, accuracy
+0.287) against 6.10 for a unigram model of the training tokens; greedy continuations of config.decode.prompts
+are still degenerate at this size (runs of "_"): RESULTS.md.
 `:modern` switches to the pre-norm RoPE variant (bias-free LayerNorm, GeGLU).
 """
 from configs.base import get_base_config

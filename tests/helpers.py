@@ -57,8 +57,9 @@ def tiny_causal_config(arg=None, seq_len=32, num_steps=30):
 
 
 def launch_cmd(workdir, *args, config="configs/test_tiny.py"):
-  return [sys.executable, os.path.join(ROOT, "launch.py"), f"--config={os.path.join(ROOT, config)}",
-          f"--workdir={workdir}", *args]
+  """launch.py with `config` (None: no --config flag, i.e. the README's default job)."""
+  flag = [f"--config={os.path.join(ROOT, config)}"] if config else []
+  return [sys.executable, os.path.join(ROOT, "launch.py"), *flag, f"--workdir={workdir}", *args]
 
 
 def subprocess_env(num_devices: int = 1) -> dict:

@@ -1,19 +1,15 @@
 """Bad input is one line naming the problem and the fix, before anything expensive runs, through launch.py, with
 the README's default job (no --config) and with an explicit --config."""
 import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.helpers import ROOT, subprocess_env, tiny_config
+from tests.helpers import run_launch, tiny_config
 
 
 def _launch(workdir, *args, explicit=True):
-  cmd = [sys.executable, os.path.join(ROOT, "launch.py"), f"--workdir={workdir}", *args]
-  if explicit and not any(a.startswith("--config=") for a in args):
-    cmd.insert(2, f"--config={os.path.join(ROOT, 'configs/test_tiny.py')}")
-  return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=subprocess_env(), timeout=120)
+  config = "configs/test_tiny.py" if explicit and not any(a.startswith("--config=") for a in args) else None
+  return run_launch(workdir, *args, config=config, timeout=120)
 
 
 def _one_line(r) -> str:

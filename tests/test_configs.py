@@ -14,7 +14,8 @@ CONFIGS = [("modernbert_mlm", None), ("modernbert_mlm", "base"), ("modernbert_ml
            ("modernbert_mlm", "tabibert"), ("test_tiny", None), ("causal_lm", None), ("causal_lm", "modern"),
            ("modernbert_finetune", None), ("electra", None), ("electra", "small"), ("electra", "base"),
            ("electra", "large"), ("electra", "tiny,modernbert"), ("electra", "mlm"), ("electra_finetune", None),
-           ("electra_finetune", "tiny,mlm"), ("asarm", None), ("asarm", "tiny")]
+           ("electra_finetune", "tiny,mlm"), ("asarm", None), ("asarm", "tiny"),
+           ("mdlm", None), ("mdlm", "tiny")]
 # transformers' parameter counts (tied matrices once): ElectraForPreTraining and ElectraForMaskedLM at the
 # generator size of the joint model; the joint model holds both minus one copy of the shared embeddings.
 ELECTRA_PUBLISHED = {"small": (13_549_057, 4_620_026), "base": (109_483_009, 33_740_602),

@@ -1,0 +1,37 @@
+"""Masked diffusion LM (models/mdlm/): the MDLM NELBO on packed documents, decoded by decode/diffusion.py."""
+import dataclasses
+
+from configs.families import model_vocab_size, register
+from configs.families.common import documents
+from decode.diffusion import RULES
+from decode.diffusion_fill import SAMPLERS, DiffusionDecodeConfig, prompt_rows
+from models.family import Family, token_batch_spec
+from models.hparams import model_keys
+from models.mdlm import LOSS_WEIGHTINGS, MaskedDiffusionLM, MdlmObjective
+from models.modernbert import ModernBertConfig
+
+DECODE_KEYS = {"decode.prompts": None, "decode.sampler": SAMPLERS, "decode.rule": RULES, **{
+    f"decode.{f.name}": None for f in dataclasses.fields(DiffusionDecodeConfig) if f.name not in ("sampler", "rule")}}
+
+
+@register("mdlm", {**model_keys(ModernBertConfig), "objective.loss_weighting": LOSS_WEIGHTINGS,
+                   "objective.min_t": None, "objective.antithetic": None, **DECODE_KEYS})
+def mdlm(config, vocab) -> Family:
+  hp = ModernBertConfig.from_config(config.model, model_vocab_size(config, vocab))
+  o, d = config.objective, config.decode
+  objective = MdlmObjective(mask_id=vocab.mask_id, special_ids=vocab.special_ids, loss_weighting=o.loss_weighting,
+                            min_t=o.min_t, antithetic=o.antithetic)
+  module = MaskedDiffusionLM(hp, mask_id=vocab.mask_id, vocab_limit=vocab.size)
+  decode_cfg = DiffusionDecodeConfig(**{f.name: d[f.name] for f in dataclasses.fields(DiffusionDecodeConfig)})
+  seq, seed = config.data.seq_len, config.seed
+  prompt_rows(vocab, d.prompts, seq, decode_cfg.max_new_tokens)   # refuse too-long prompts before training
+
+  def decode(params, prompts, mesh=None):
+    del mesh
+    from decode.diffusion_fill import diffusion_texts
+    texts, _ = diffusion_texts(module.apply, params, vocab, list(prompts), seq, decode_cfg, seed)
+    return texts
+
+  return Family("mdlm", module, objective, hp, token_batch_spec(seq), documents(config, vocab),
+                hp.flops_per_token, seq, decode=decode, prompts=tuple(d.prompts),
+                compat={"model_vocab_size": hp.vocab_size})

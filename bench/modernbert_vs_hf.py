@@ -5,9 +5,15 @@
 Same config (ModernBERT-base shape, vocab 50,368, float32), same weights (HF's random init, converted with
 models.hf.load_modernbert). Measures, in one run:
   - forward tokens/s (inference: torch.inference_mode vs a jitted apply),
-  - training-step tokens/s (masked-LM loss at 30% masking, backward and AdamW update on both sides),
-  - peak memory of one forward at --long tokens (batch 1): each side in its own subprocess, peak RSS (VmHWM)
-    minus the RSS before the forward; ours uses attention_impl="chunked" (banded local, chunked global layers).
+  - training-step tokens/s: ours is the trainer's own ahead-of-time compiled step (train.loop.Experiment for
+    configs/modernbert_mlm.py:base: masking at objective.mask_rate 0.3 inside the step, loss, gradient, global-norm
+    clipping at optim.clip_norm, AdamW with the config's betas, eps, weight-decay mask and schedule), started from
+    the converted weights; HF does the same work as a user writes it (30% masked labels, loss, backward,
+    clip_grad_norm_, torch AdamW with the same hyperparameters),
+  - peak memory of one forward at --long tokens (batch 1), with the vocabulary head (the MLM logits) and without
+    it (the encoder's last hidden state: at 50k vocabulary the [T, V] float32 logits dominate both sides): each
+    side in its own subprocess, peak RSS (VmHWM) minus the RSS before the forward; ours uses
+    attention_impl="chunked" (banded local, chunked global layers).
 Timings are medians of --repeats after one warm-up; our compile time is excluded and reported separately. Each
 side runs in its own subprocess, one after the other (both training states at once exceed 24 GiB).
 Needs requirements-test.txt (torch, transformers).
@@ -27,6 +33,7 @@ _SEQ = flags.DEFINE_integer("seq", 512, "Sequence length for throughput.")
 _LONG = flags.DEFINE_integer("long", 8192, "Sequence length for the peak-memory forward (batch 1).")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed repeats.")
 _MEMORY_CHILD = flags.DEFINE_string("memory_child", "", "internal: 'ours' or 'hf' (run one memory measurement).")
+_MEMORY_HEAD = flags.DEFINE_boolean("memory_head", True, "internal: measure the forward with the vocabulary head.")
 
 
 def _rss_kib(field: str) -> int:
@@ -46,7 +53,7 @@ def _hf_model(path=None):
   return transformers.ModernBertForMaskedLM(cfg).eval()
 
 
-def memory_child(which: str, path: str, T: int) -> dict:
+def memory_child(which: str, path: str, T: int, head: bool) -> dict:
   import numpy as np
   ids = np.random.default_rng(0).integers(5, 50000, (1, T))
   if which == "hf":
@@ -55,7 +62,10 @@ def memory_child(which: str, path: str, T: int) -> dict:
     x = torch.tensor(ids)
     before = _rss_kib("VmRSS")
     with torch.inference_mode():
-      model(input_ids=x).logits.sum().item()
+      if head:
+        model(input_ids=x).logits.sum().item()
+      else:
+        model.model(input_ids=x).last_hidden_state.sum().item()
   else:
     import dataclasses
 
@@ -64,10 +74,14 @@ def memory_child(which: str, path: str, T: int) -> dict:
 
     from models.hf import load_modernbert
     from models.modernbert import ModernBertForMaskedLM
+    from models.modernbert.model import ModernBertEncoder
     model, params = load_modernbert(path)
-    model = ModernBertForMaskedLM(dataclasses.replace(model.cfg, attention_impl="chunked"))
+    cfg = dataclasses.replace(model.cfg, attention_impl="chunked")
     params = jax.device_put(params)
-    f = jax.jit(lambda p, x: model.apply({"params": p}, x))
+    if head:
+      f = jax.jit(lambda p, x: ModernBertForMaskedLM(cfg).apply({"params": p}, x))
+    else:
+      f = jax.jit(lambda p, x: ModernBertEncoder(cfg).apply({"params": p["model"]}, x))
     compiled = f.lower(params, jnp.asarray(ids)).compile()
     before = _rss_kib("VmRSS")
     jax.block_until_ready(compiled(params, jnp.asarray(ids)))
@@ -96,21 +110,23 @@ def throughput_child(which: str, path: str, B: int, S: int, repeats: int) -> dic
 
     out["forward"] = B * S / timed(fwd)
     hf.train()
-    opt = torch.optim.AdamW(hf.parameters(), lr=1e-4)
+    o = _trainer_config().optim
+    opt = torch.optim.AdamW(hf.parameters(), lr=o.lr, betas=(o.b1, o.b2), eps=o.eps, weight_decay=o.weight_decay)
 
     def train():
       opt.zero_grad(set_to_none=True)
       hf(input_ids=x_t, labels=y_t).loss.backward()
+      torch.nn.utils.clip_grad_norm_(hf.parameters(), o.clip_norm)
       opt.step()
 
     out["train"] = B * S / timed(train)
     return out
+  import flax.linen as nn
   import jax
   import jax.numpy as jnp
-  import optax
 
   from models.hf import load_modernbert
-  from models.losses import cross_entropy_with_accuracy
+  from train.loop import build_experiment
   model, params = load_modernbert(path)
   params = jax.device_put(params)
   x = jnp.asarray(ids)
@@ -119,30 +135,42 @@ def throughput_child(which: str, path: str, B: int, S: int, repeats: int) -> dic
   jax.block_until_ready(f(params, x))
   out["compile_forward_s"] = time.perf_counter() - t
   out["forward"] = B * S / timed(lambda: jax.block_until_ready(f(params, x)))
-  tx = optax.adamw(1e-4)
-  w = jnp.asarray(selected, jnp.float32) / selected.sum()
+  # The trainer's own step: the Experiment users run, its ahead-of-time compiled step, from the converted weights.
+  c = _trainer_config()
+  c.unlock()
+  c.train.batch_size, c.data.seq_len = B, S
+  exp = build_experiment(c, devices=jax.devices()[:1])
+  batch = {"tokens": ids.astype(np.int32), "segment_ids": np.ones((B, S), np.int32),
+           "positions": np.broadcast_to(np.arange(S, dtype=np.int32), (B, S)).copy()}
+  with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
+    state = exp.init_state()
+    if jax.tree.structure(state.params) != jax.tree.structure(params):
+      raise SystemExit("the converted HF parameters do not match configs/modernbert_mlm.py:base")
+    state = state.replace(params=jax.device_put(params, exp.state_sharding.params))
+    t = time.perf_counter()
+    step = exp.compiled_train_step()
+    out["compile_train_s"] = time.perf_counter() - t
+    b = exp.to_device(batch)
+    holder = [state]
 
-  @jax.jit
-  def step(p, o, x):
-    def loss_fn(p):
-      nll, _ = cross_entropy_with_accuracy(model.apply({"params": p}, x), x)
-      return jnp.sum(nll * w)
-    loss, g = jax.value_and_grad(loss_fn)(p)
-    u, o = tx.update(g, o, p)
-    return optax.apply_updates(p, u), o, loss
+    def train():
+      holder[0], m = step(holder[0], b)
+      jax.block_until_ready(m["loss"])
 
-  state = [params, tx.init(params)]
-  t = time.perf_counter()
-  step.lower(*state, x).compile()
-  out["compile_train_s"] = time.perf_counter() - t
-
-  def train():
-    p, o, loss = step(state[0], state[1], x)
-    jax.block_until_ready(loss)
-    state[0], state[1] = p, o
-
-  out["train"] = B * S / timed(train)
+    out["train"] = B * S / timed(train)
   return out
+
+
+def _trainer_config():
+  """configs/modernbert_mlm.py:base with the HF checkpoint's vocabulary size (byte data: the shapes matter)."""
+  from configs import modernbert_mlm
+  c = modernbert_mlm.get_config("base")
+  c.unlock()
+  c.mesh.data = 1
+  c.data.vocab = "byte"
+  c.model.vocab_size = 50368
+  c.lock()
+  return c
 
 
 def _child(arg: str, extra: list[str]) -> dict:
@@ -163,7 +191,7 @@ def main(argv):
   import tempfile
   if _MEMORY_CHILD.value:
     which, path = _MEMORY_CHILD.value.split(":", 1)
-    print(json.dumps(memory_child(which, path, _LONG.value)))
+    print(json.dumps(memory_child(which, path, _LONG.value, _MEMORY_HEAD.value)))
     return
   if _THROUGHPUT_CHILD.value:
     which, path = _THROUGHPUT_CHILD.value.split(":", 1)
@@ -179,7 +207,9 @@ def main(argv):
   del hf
   extra = [f"--batch={B}", f"--seq={S}", f"--repeats={_REPEATS.value}", f"--long={_LONG.value}"]
   thr = {w: _child(f"--throughput_child={w}:{path}", extra) for w in ("ours", "hf")}
-  mem = {w: _child(f"--memory_child={w}:{path}", extra).get("peak_increase_mib", float("nan")) for w in ("ours", "hf")}
+  mem = {(w, h): _child(f"--memory_child={w}:{path}", [*extra, f"--memory_head={h}"]).get("peak_increase_mib",
+                                                                                      float("nan"))
+         for h in (True, False) for w in ("ours", "hf")}
   import jax
   print(f"ModernBERT-base shape (149.7M), float32, batch {B} x {S}; torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), jax {jax.__version__}, {os.cpu_count()} cores; HF model build "
@@ -188,9 +218,10 @@ def main(argv):
   print("| measurement | ours | HF PyTorch | ratio (ours / HF) |\n|---|---|---|---|")
   for key, name in (("forward", "forward"), ("train", "train step")):
     o, h = thr["ours"].get(key, float("nan")), thr["hf"].get(key, float("nan"))
-    print(f"| {name} tokens/s | {o:,.0f} | {h:,.0f} | {o / h:.2f} |")
-  print(f"| peak memory increase, {_LONG.value}-token forward (MiB) | {mem['ours']:,.0f} | {mem['hf']:,.0f} | "
-        f"{mem['ours'] / mem['hf']:.2f} |")
+    print(f"| {name} tokens/s (batch {B} x {S}) | {o:,.0f} | {h:,.0f} | {o / h:.2f} |")
+  for h, name in ((True, "with the vocabulary head"), (False, "encoder only")):
+    o, r = mem[("ours", h)], mem[("hf", h)]
+    print(f"| peak memory increase, {_LONG.value}-token forward, {name} (MiB) | {o:,.0f} | {r:,.0f} | {o / r:.2f} |")
 
 
 if __name__ == "__main__":

@@ -84,13 +84,14 @@ def main(argv):
   import jax.numpy as jnp
   from train.flops import measure_matmul_peak
   load = os.getloadavg()[0]
-  peak32 = measure_matmul_peak(n=2048, dtype=jnp.float32, repeats=7)
-  peak16 = measure_matmul_peak(n=2048, dtype=jnp.bfloat16, repeats=7)
+  peak32 = measure_matmul_peak(dtype=jnp.float32)
+  peak16 = measure_matmul_peak(dtype=jnp.bfloat16)
   rows = [measure(name, _STEPS.value, peak32) for name in _CONFIGS.value]
-  peak32_after = measure_matmul_peak(n=2048, dtype=jnp.float32, repeats=7)
+  peak32_after = measure_matmul_peak(dtype=jnp.float32)
   print(f"\nmachine: {_cpu_model()}, {os.cpu_count()} cores, jax {jax.__version__} ({jax.devices()[0].platform}); "
         f"load average before: {load:.2f}")
-  print(f"measured matmul peak (n=2048): float32 {peak32 / 1e9:.0f} GFLOP/s before, {peak32_after / 1e9:.0f} after; "
+  print(f"measured matmul peak (train.flops.measure_matmul_peak, as the trainer's MFU): float32 "
+        f"{peak32 / 1e9:.0f} GFLOP/s before, {peak32_after / 1e9:.0f} after; "
         f"bf16 in / f32 accumulate {peak16 / 1e9:.0f} GFLOP/s\n")
   print("| config | params | batch x seq | compile (s) | step (s) | tokens/s | model GFLOP/s | MFU (f32 peak) | "
         "input pipeline tokens/s | pipeline / trainer |")

@@ -15,7 +15,12 @@ PEAK_BF16_FLOPS = {
 }
 
 
-def measure_matmul_peak(n: int = 1024, dtype=jnp.float32, repeats: int = 7,
+# One way of measuring the CPU peak, shared by the trainer's MFU and every benchmark (a smaller matrix reads lower
+# and would inflate MFU): the median of PEAK_REPEATS jitted PEAK_N x PEAK_N matmuls.
+PEAK_N, PEAK_REPEATS = 2048, 5
+
+
+def measure_matmul_peak(n: int = PEAK_N, dtype=jnp.float32, repeats: int = PEAK_REPEATS,
                         device: jax.Device | None = None) -> float:
   """Median FLOP/s of a jitted n x n matmul on one device (on CPU: all cores of the process)."""
   device = device or jax.devices()[0]
@@ -41,5 +46,5 @@ def total_peak_flops(devices: Sequence[jax.Device], per_device: float = 0.0) -> 
     if kind.startswith(name):
       return peak * len(devices)
   if devices[0].platform == "cpu":  # simulated CPU devices share the same cores: the machine's peak counts once
-    return measure_matmul_peak(n=1024, repeats=5, device=devices[0])
+    return measure_matmul_peak(device=devices[0])
   return 0.0

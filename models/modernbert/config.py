@@ -71,10 +71,26 @@ class ModernBertConfig:
     d, i = self.hidden_size, self.intermediate_size
     return self.num_layers * (4 * d * d + 3 * d * i) + d * d + d * self.vocab_size
 
-  def flops_per_token(self, seq_len: int, train: bool = True, windowed: bool = False) -> float:
-    """6·N + 12·L·S·d for a training step: dense attention FLOPs, as the reference executes them (MFU is reported
-    on these). windowed=True counts min(S, 2w + 1) keys in the sliding-window layers instead."""
-    keys = sum(seq_len if self.is_global(i) or not windowed else min(seq_len, 2 * self.half_window + 1)
-               for i in range(self.num_layers))
+  def attention_keys(self, layer: int, seq_len: int, count: str = "executed") -> float:
+    """Keys per query of one layer's attention. "dense": every key (S); "window": the keys a sliding-window layer
+    reads (min(S, 2w + 1)); "executed": what our kernel computes (banded layers: blocks of C = w rows against 3C
+    keys, T padded to a multiple of C; dense kernels: S)."""
+    if self.is_global(layer) or count == "dense":
+      return seq_len
+    if count == "window":
+      return min(seq_len, 2 * self.half_window + 1)
+    if count != "executed":
+      raise ValueError(f"count={count!r}: use 'dense', 'window' or 'executed'")
+    if self.attention_impl not in ("auto", "chunked"):
+      return seq_len
+    c = max(self.half_window, 1)
+    return 3 * c * (-(-seq_len // c) * c) / seq_len
+
+  def flops_per_token(self, seq_len: int, train: bool = True, count: str = "executed") -> float:
+    """Matmul FLOPs per token, 6·N + 12·S_keys·d summed over layers for a training step. count="executed" (the
+    trainer's MFU) counts the attention FLOPs our kernels run (banded sliding-window layers: 3w keys per query);
+    "dense" counts S keys in every layer, as a dense reference executes them; "window" the 2w + 1 keys a
+    sliding-window layer needs (attention_keys)."""
+    keys = sum(self.attention_keys(i, seq_len, count) for i in range(self.num_layers))
     fwd = 2 * self.matmul_params() + 4 * keys * self.hidden_size
     return 3 * fwd if train else fwd

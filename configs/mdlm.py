@@ -55,6 +55,8 @@ def get_config(arg: str | None = None):
   d.top_k = 0
   d.top_p = 1.0
   d.max_new_tokens = 16
+  d.trajectories = 0                # > 0: --mode=decode also writes that many trajectories (configs/adjust.py)
+  d.trajectory_file = ""
   if arg == "tiny":
     m.hidden_size, m.num_layers, m.num_heads, m.intermediate_size = 32, 2, 2, 64
     m.local_attention = 16

@@ -11,6 +11,7 @@ checkpointable (grain's get_state/set_state protocol), evaluation iterators rest
 import dataclasses
 import functools
 import json
+import os
 from typing import Any, Callable, Iterator, Sequence
 
 import jax
@@ -162,3 +163,58 @@ def framed_rows(vocab: Vocabulary, texts: Sequence[str], seq_len: int, *, masks:
       raise ValueError(f"text {t[:40]!r}... is {len(r)} tokens with [CLS]/[SEP], more than data.seq_len={seq_len}; "
                        "shorten it or raise data.seq_len")
   return rows
+
+
+@functools.cache
+def _trajectory_arrays(path: str, seq_len: int) -> dict[str, np.ndarray]:
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"trajectory file {path!r} not found: write it with the base MDLM's --mode=decode "
+                            "--config.decode.trajectories=N --config.decode.trajectory_file=PATH")
+  with np.load(path) as f:
+    missing = {"tokens", "order", "segment_ids"} - set(f.files)
+    if missing:
+      raise ValueError(f"{path} is not a trajectory file: it lacks {sorted(missing)}")
+    arrays = {k: np.asarray(f[k], np.int32) for k in ("tokens", "order", "segment_ids")}
+  if arrays["tokens"].shape[1] != seq_len:
+    raise ValueError(f"trajectory file {path} holds rows of {arrays['tokens'].shape[1]} tokens but "
+                     f"data.seq_len={seq_len}; set --config.data.seq_len={arrays['tokens'].shape[1]}")
+  return arrays
+
+
+@dataclasses.dataclass(frozen=True)
+class Trajectories:
+  """Rows of a trajectory file (decode/trajectories.py writes it: tokens, order, segment_ids [N, T] int32), read
+  when the first iterator is made. Row i of a stream is row perm_e[i mod n] of its split (a fresh permutation per
+  epoch e, from the seed), so batches do not depend on the process count and resuming restores a counter
+  (SyntheticIterator). The last `validation_percent` of the rows (at least one) are the evaluation split."""
+  path: str
+  seq_len: int
+  validation_percent: int = 5
+  num_shards: int = 0
+
+  def _rows(self, split: str) -> range:
+    n = self._arrays()["tokens"].shape[0]
+    n_val = max(1, n * self.validation_percent // 100)
+    if n - n_val < 1:
+      raise ValueError(f"trajectory file {self.path} holds {n} rows: too few for a training and a validation split")
+    return range(n - n_val) if split == "train" else range(n - n_val, n)
+
+  def _arrays(self) -> dict[str, np.ndarray]:
+    return _trajectory_arrays(self.path, self.seq_len)
+
+  def _example(self, rows: range) -> Callable[[int, int], dict[str, np.ndarray]]:
+    arrays = self._arrays()
+    positions = np.arange(self.seq_len, dtype=np.int32)
+
+    def example(seed: int, index: int) -> dict[str, np.ndarray]:
+      epoch, j = divmod(index, len(rows))
+      r = rows[int(np.random.default_rng([seed, epoch]).permutation(len(rows))[j])]
+      return {"tokens": arrays["tokens"][r], "order": arrays["order"][r], "segment_ids": arrays["segment_ids"][r],
+              "positions": positions}
+    return example
+
+  def train_iterator(self, *, global_batch: int, seed: int) -> SyntheticIterator:
+    return SyntheticIterator(self._example(self._rows("train")), seed, global_batch, self.num_shards)
+
+  def eval_iterator(self, *, global_batch: int, seed: int) -> SyntheticIterator:
+    return SyntheticIterator(self._example(self._rows("eval")), seed, global_batch, self.num_shards)

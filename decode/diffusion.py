@@ -139,12 +139,13 @@ def unmask_sample(denoise_fn: Callable[[jax.Array], jax.Array], x_BL: jax.Array,
                   k: int = 1, rule: str = "entropy", threshold: float | None = None, block_len: int | None = None,
                   sampler: SamplerConfig | None = SamplerConfig(), banned_ids: tuple[int, ...] = (),
                   vocab_limit: int | None = None, noise_dtype=jnp.float32,
-                  tie_tol: float = 0.0) -> tuple[jax.Array, jax.Array]:
+                  tie_tol: float = 0.0, return_order: bool = False) -> tuple[jax.Array, ...]:
   """Reveals `k` masked positions per model call (or by `threshold`) until none is left.
 
   k=1 with rule="entropy" is the exact reference sampler P_seq of the spec (one token per call, lowest entropy
   first); k=K is the parallel baseline P_par (K positions from one set of logits, each drawn from its marginal).
-  Returns (tokens [B, L], model calls per row [B]).
+  Returns (tokens [B, L], model calls per row [B]) and, with return_order, the call index [B, L] at which each
+  position was revealed (-1: given), which is the whole trajectory s_0 .. s_T (ADJUST's training data).
   """
   _check(rule, k, threshold, block_len)
   bans = dict(mask_id=mask_id, banned_ids=tuple(banned_ids), vocab_limit=vocab_limit)
@@ -153,17 +154,18 @@ def unmask_sample(denoise_fn: Callable[[jax.Array], jax.Array], x_BL: jax.Array,
     return jnp.any(state[0] == mask_id)
 
   def body(state):
-    x, calls, i = state
+    x, calls, order, i = state
     r_pos, r_tok = jax.random.split(jax.random.fold_in(rng, i))
     logits = _processed(denoise_fn(x), sampler, bans)
     masked = x == mask_id
     chosen = choose_positions(logits, masked, r_pos, k=k, rule=rule, threshold=threshold, block_len=block_len,
                               tie_tol=tie_tol)
     tokens = draw_tokens(r_tok, logits, noise_dtype, greedy=sampler is None)
-    return jnp.where(chosen, tokens, x), calls + masked.any(-1), i + 1
+    return jnp.where(chosen, tokens, x), calls + masked.any(-1), jnp.where(chosen, calls[:, None], order), i + 1
 
-  x, calls, _ = jax.lax.while_loop(cond, body, (x_BL, jnp.zeros(x_BL.shape[0], jnp.int32), jnp.int32(0)))
-  return x, calls
+  init = (x_BL, jnp.zeros(x_BL.shape[0], jnp.int32), jnp.full(x_BL.shape, -1, jnp.int32), jnp.int32(0))
+  x, calls, order, _ = jax.lax.while_loop(cond, body, init)
+  return (x, calls, order) if return_order else (x, calls)
 
 
 def ancestral_times(num_steps: int) -> np.ndarray:

@@ -14,8 +14,12 @@ A family is a frozen `Family` value built from the config (and the vocabulary) b
                          family draws its samples with the current parameters inside `Objective.loss`)
   Family.flops_per_token training FLOPs per token at `tokens_per_example` tokens per example (for MFU)
   Family.decode          (params, prompts, mesh) -> texts: what `--mode=decode` and the end-of-training samples show
+                         (one per prompt, then optional notes such as a file written)
   Family.prompts         the prompts decoded when none are given
   Family.compat          values stored in every checkpoint that a restore must match (e.g. the embedding rows)
+  Family.frozen          path -> bool: parameters the optimiser never moves (a zero update after AdamW, so no
+                         weight decay either; the objective also stops their gradient), e.g. a frozen base model
+                         under a trained adapter
 
 Initialisation runs the objective's own forward pass on zeros of the batch spec (`init_variables`), so a module
 needs no init-only call signature: whatever the loss calls (methods included) is what gets initialised.
@@ -137,6 +141,7 @@ class Family:
   decode: DecodeFn | None = None
   prompts: tuple[str, ...] = ()        # what `decode` shows when no text is given (config.decode.prompts)
   compat: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  frozen: Callable[[tuple[str, ...]], bool] | None = None
 
   def __post_init__(self):
     if not isinstance(self.objective, Objective) or not isinstance(self.evaluation, Objective):

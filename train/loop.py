@@ -48,7 +48,10 @@ class Experiment:
   batch_shardings: dict[str, jax.sharding.NamedSharding]   # per batch key, from the family's logical axes
 
   def train_iterator(self):
-    return self.family.data.train_iterator(global_batch=self.config.train.batch_size, seed=self.config.seed)
+    try:
+      return self.family.data.train_iterator(global_batch=self.config.train.batch_size, seed=self.config.seed)
+    except (ValueError, FileNotFoundError) as e:   # a data file the source opens lazily: one line
+      raise ConfigError(str(e)) from None
 
   def eval_iterator(self):
     """The same first `eval.num_batches` validation batches at every evaluation."""
@@ -154,7 +157,7 @@ def build_experiment(config: Any, devices=None) -> Experiment:
   except (ValueError, FileNotFoundError) as e:
     raise ConfigError(str(e)) from None
   rules = tuple(tuple(r) for r in config.logical_axis_rules)
-  tx, schedule = build_optimizer(config.optim, config.train.num_steps)
+  tx, schedule = build_optimizer(config.optim, config.train.num_steps, family.frozen)
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
     abstract, shardings = state_shardings(family, tx, mesh, rules)
     batch_shardings = {k: logical_sharding(mesh, rules, "batch", *f.axes) for k, f in family.batch_spec.items()}
@@ -419,4 +422,6 @@ def run(config: Any, workdir: str, mode: str = "train", text: str = "",
       raise ConfigError(str(e)) from None
     for p, o in zip(prompts, outputs):
       print(f"--- input:\n{p}\n--- output:\n{o}", flush=True)
+    for note in outputs[len(prompts):]:   # a hook may report side products (files written) after the outputs
+      print(note, flush=True)
     return outputs

@@ -1,7 +1,8 @@
 """Optimiser: AdamW with warmup then cosine/linear decay, global-norm clipping, no decay on norms and biases."""
-from typing import Any
+from typing import Any, Callable
 
 import flax
+import jax.numpy as jnp
 import optax
 
 SCHEDULES = ("cosine", "linear", "constant")
@@ -33,11 +34,27 @@ def decay_mask(params: Any) -> Any:
   return flax.traverse_util.path_aware_map(lambda path, _: path[-1] in DECAYED, params)
 
 
-def build_optimizer(optim_cfg: Any, num_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+def build_optimizer(optim_cfg: Any, num_steps: int, frozen: Callable[[tuple[str, ...]], bool] | None = None
+                    ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """Clipping + AdamW; with `frozen` (a family's Family.frozen), the parameters it selects get a zero final update
+  (after AdamW, so weight decay never moves them either). Their moments stay zero, their gradient being stopped by
+  the objective; the optimiser state keeps the parameters' structure, so its shardings follow them."""
   schedule = learning_rate_schedule(optim_cfg, num_steps)
   parts = []
   if optim_cfg.clip_norm > 0:
     parts.append(optax.clip_by_global_norm(optim_cfg.clip_norm))
   parts.append(optax.adamw(schedule, b1=optim_cfg.b1, b2=optim_cfg.b2, eps=optim_cfg.eps,
                            weight_decay=optim_cfg.weight_decay, mask=decay_mask))
-  return optax.chain(*parts), schedule
+  tx = optax.chain(*parts)
+  if frozen is not None:
+    tx = optax.chain(tx, zero_frozen(frozen))
+  return tx, schedule
+
+
+def zero_frozen(frozen: Callable[[tuple[str, ...]], bool]) -> optax.GradientTransformation:
+  """Sets the updates of the parameters whose path `frozen` selects to zero (stateless)."""
+  def update(updates, state, params=None):
+    del params
+    return flax.traverse_util.path_aware_map(
+        lambda path, u: jnp.zeros_like(u) if frozen(tuple(path)) else u, updates), state
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)

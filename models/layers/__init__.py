@@ -7,7 +7,7 @@ from models.layers.attention import SelfAttention, attention_mask
 from models.layers.embeddings import Embed
 from models.layers.linear import Linear
 from models.layers.mlp import GegluMlp, Mlp
-from models.layers.norms import LayerNorm
+from models.layers.norms import LayerNorm, RMSNorm
 from models.layers.rope import apply_rope
 
-__all__ = ["SelfAttention", "attention_mask", "Embed", "Linear", "GegluMlp", "Mlp", "LayerNorm", "apply_rope"]
+__all__ = ["SelfAttention", "attention_mask", "Embed", "Linear", "GegluMlp", "Mlp", "LayerNorm", "RMSNorm", "apply_rope"]

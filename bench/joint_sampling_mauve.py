@@ -10,7 +10,8 @@ train_mdlm: 2 layers, d = --hidden) trained --base-steps with the NELBO on fresh
 the sequential sampler twice (independent seeds: the noise floor), parallel with K tokens per call and ADJUST with
 one base call + K - 1 ADJUST calls. MAUVE (mauve-text, `compute_mauve(p_features=..., q_features=...)`, its
 defaults; no download) on features from our own base: the mean-pooled last hidden state of the base at the fully
-unmasked sample. Also: NLL per token of the samples under the true chain, distinct-2/3 (unique n-grams / all),
+unmasked sample. Also: NLL per token of the samples under the true chain (smoothed by 1e-3 / V per transition)
+and the fraction of impossible bigrams, distinct-2/3 (unique n-grams / all),
 base and ADJUST calls per token, tokens/s (batched, jitted, compile excluded).
 Also the time of one base call and one ADJUST call on the same batch.
 Needs requirements-test.txt (mauve-text, faiss-cpu, scikit-learn).
@@ -23,7 +24,7 @@ import time
 import numpy as np
 from absl import app, flags
 
-from bench.joint_sampling_exact import train_adjust, train_mdlm
+from bench.joint_sampling_models import train_adjust, train_mdlm
 
 _VOCAB = flags.DEFINE_integer("vocab", 64, "Vocabulary size.")
 _LENGTH = flags.DEFINE_integer("length", 32, "Sequence length.")
@@ -64,11 +65,13 @@ def chain_sampler(T, L):
   return sample
 
 
-def true_nll(T, x):
-  with np.errstate(divide="ignore"):
-    logT = np.log(T)
-  lp = -np.log(T.shape[0]) + logT[x[:, :-1], x[:, 1:]].sum(1)
-  return float(-lp.mean() / x.shape[1])
+def true_nll(T, x, eps=1e-3):
+  """NLL per token under the chain smoothed with eps / V on every transition (an impossible bigram costs about
+  log(V / eps) = 11 nats instead of infinity), and the fraction of impossible bigrams."""
+  V = T.shape[0]
+  logT = np.log((1 - eps) * T + eps / V)
+  lp = -np.log(V) + logT[x[:, :-1], x[:, 1:]].sum(1)
+  return float(-lp.mean() / x.shape[1]), float((T[x[:, :-1], x[:, 1:]] == 0).mean())
 
 
 def distinct(x, n):
@@ -116,7 +119,8 @@ def main(argv):
     x = np.asarray(out)
     features[name] = np.asarray(feats(out))
     results[name] = {"tokens_per_s": n * L / dt, "base_calls_per_token": float(np.mean(base_calls)) / L,
-                     "adjust_calls_per_token": float(np.mean(adjust_calls)) / L, "true_nll": true_nll(T, x),
+                     "adjust_calls_per_token": float(np.mean(adjust_calls)) / L, **dict(zip(("true_nll", "impossible"),
+                                                                                    true_nll(T, x))),
                      "distinct_2": distinct(x, 2), "distinct_3": distinct(x, 3)}
   # One base call against one ADJUST call on the same batch (jitted, medians of 20).
   from bench.timing import median_seconds
@@ -141,10 +145,11 @@ def main(argv):
         f"{platform.machine()}, {os.cpu_count()} cores; {time.time() - t0:.0f}s in all")
   print(f"one base call on {n} x {L}: {1e3 * base_s:.2f} ms; one ADJUST call: {1e3 * adjust_s:.2f} ms "
         f"({adjust_s / base_s:.2f} of a base call)")
-  print("\n| sampler | MAUVE vs sequential | true NLL / token | distinct-2 | distinct-3 | base calls / token "
-        "| ADJUST calls / token | tokens/s |\n|---|---|---|---|---|---|---|---|")
+  print("\n| sampler | MAUVE vs sequential | true NLL / token | impossible bigrams | distinct-2 | distinct-3 "
+        "| base calls / token | ADJUST calls / token | tokens/s |\n|---|---|---|---|---|---|---|---|---|")
   for name, r in results.items():
-    print(f"| {name} | {r['mauve']:.3f} | {r['true_nll']:.3f} | {r['distinct_2']:.3f} | {r['distinct_3']:.3f} | "
+    print(f"| {name} | {r['mauve']:.3f} | {r['true_nll']:.3f} | {100 * r['impossible']:.2f}% | "
+          f"{r['distinct_2']:.3f} | {r['distinct_3']:.3f} | "
           f"{r['base_calls_per_token']:.3f} | {r['adjust_calls_per_token']:.3f} | {r['tokens_per_s']:,.0f} |")
 
 

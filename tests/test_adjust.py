@@ -107,32 +107,29 @@ def test_trajectory_writer_reveals_the_lowest_entropy_position_each_call(adjuste
       assert int(np.flatnonzero(out["order"][r] == j)[0]) == int(np.argmin(score))
 
 
-def test_trains_on_a_frozen_mdlm_in_the_generic_trainer(tmp_path):
-  from configs import adjust, mdlm
-  from tests.helpers import run_launch
+def test_trains_on_a_frozen_mdlm_in_the_generic_trainer(tiny_mdlm_run, tmp_path, capsys):
+  from configs import adjust
   from train.checkpoint import Checkpointer
-  from train.loop import load_trained, train
-  base_dir, adj_dir = str(tmp_path / "mdlm"), str(tmp_path / "adjust")
-  train(mdlm.get_config("tiny"), base_dir)
-  traj = os.path.join(base_dir, "trajectories.npz")
-  r = run_launch(base_dir, "--mode=decode", "--config.decode.trajectories=40", f"--config.decode.trajectory_file={traj}",
-                 config="configs/mdlm.py:tiny")
-  assert r.returncode == 0 and f"wrote 40 trajectories of 32 tokens to {traj}" in r.stdout, r.stderr[-2000:]
+  from train.loop import load_trained, run, train
+  base_config, base_dir, _ = tiny_mdlm_run
+  traj = str(tmp_path / "trajectories.npz")
+  run(base_config, base_dir, mode="decode",                  # --mode=decode of the base writes the trajectories
+      overrides={"decode.trajectories": 40, "decode.trajectory_file": traj})
+  assert f"wrote 40 trajectories of 32 tokens to {traj}" in capsys.readouterr().out
   c = adjust.get_config("tiny")
   c.unlock()
   c.checkpoint.init_from, c.objective.trajectory_file = base_dir, traj
   c.lock()
+  adj_dir = str(tmp_path / "adjust")
   final = train(c, adj_dir)
   assert np.isfinite(final["loss"]) and final["naive_kl"] > 0
-  _, _, base_params = load_trained(mdlm.get_config("tiny"), base_dir)
+  _, _, base_params = load_trained(base_config, base_dir)
   exp, step, params = load_trained(c, adj_dir)
-  flat_base = jax.tree_util.tree_leaves_with_path(base_params)
-  for path, leaf in flat_base:                         # every base weight bit-identical after 6 AdamW steps
+  for path, leaf in jax.tree_util.tree_leaves_with_path(base_params):   # every base weight bit-identical
     got = params
     for k in path:
       got = got[k.key]
     np.testing.assert_array_equal(np.asarray(got), np.asarray(leaf))
-  ck = Checkpointer(os.path.join(adj_dir, "checkpoints"), read_only=True)
-  assert ck.latest_step() == 6
+  assert Checkpointer(os.path.join(adj_dir, "checkpoints"), read_only=True).latest_step() == 6
   (text,) = exp.family.decode(params, ["import [MASK][MASK][MASK]"])
   assert text.startswith("import ") and "[MASK]" not in text

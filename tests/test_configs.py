@@ -15,7 +15,7 @@ CONFIGS = [("modernbert_mlm", None), ("modernbert_mlm", "base"), ("modernbert_ml
            ("modernbert_finetune", None), ("electra", None), ("electra", "small"), ("electra", "base"),
            ("electra", "large"), ("electra", "tiny,modernbert"), ("electra", "mlm"), ("electra_finetune", None),
            ("electra_finetune", "tiny,mlm"), ("asarm", None), ("asarm", "tiny"),
-           ("mdlm", None), ("mdlm", "tiny")]
+           ("mdlm", None), ("mdlm", "tiny"), ("adjust", None), ("adjust", "tiny")]
 # transformers' parameter counts (tied matrices once): ElectraForPreTraining and ElectraForMaskedLM at the
 # generator size of the joint model; the joint model holds both minus one copy of the shared embeddings.
 ELECTRA_PUBLISHED = {"small": (13_549_057, 4_620_026), "base": (109_483_009, 33_740_602),

@@ -120,19 +120,14 @@ def test_samplers_on_a_real_network_match_enumeration(net):
                                                 cache=True)), anc, seq)
 
 
-def test_trains_in_the_generic_trainer_and_decodes(tmp_path):
-  from configs import mdlm
+def test_trains_in_the_generic_trainer_and_decodes(tiny_mdlm_run):
   from tests.helpers import train_losses
-  from train.loop import load_trained, train
-  c = mdlm.get_config("tiny")
-  c.unlock()
-  c.train.num_steps, c.train.eval_every, c.train.checkpoint_every, c.optim.lr = 40, 40, 40, 3e-3
-  c.lock()
-  final = train(c, str(tmp_path))
-  losses = train_losses(str(tmp_path))
+  from train.loop import load_trained
+  c, workdir, final = tiny_mdlm_run
+  losses = train_losses(workdir)
   assert losses[2] > math.log(256) - 0.5                  # NELBO starts near log V (uniform over bytes)
   assert final["loss"] < losses[2] - 1.0                   # and falls within 40 steps
-  exp, step, params = load_trained(c, str(tmp_path))
+  exp, step, params = load_trained(c, workdir)
   (text,) = exp.family.decode(params, ["def [MASK][MASK]():"])
   assert step == 40 and text.startswith("def ") and text.endswith("():") and "[MASK]" not in text
   (cont,) = exp.family.decode(params, ["import"])

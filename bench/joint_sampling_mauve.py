@@ -7,10 +7,10 @@ Language: a first-order Markov chain over V tokens, `--successors` allowed succe
 weights), uniform start; exact log-likelihood per token is known. Base: a tiny MDLM (bench/joint_sampling_exact.py
 train_mdlm: 2 layers, d = --hidden) trained --base-steps with the NELBO on fresh chain samples; ADJUST trained on
 --trajectories of the base's own sequential trajectories for --adjust-steps. From all-mask rows, --samples each of:
-the sequential sampler twice (independent seeds: the noise floor), parallel with K tokens per call and ADJUST with
+the sequential sampler twice (independent seeds: the noise floor) and once with float64 Gumbel noise, parallel with K tokens per call and ADJUST with
 one base call + K - 1 ADJUST calls. MAUVE (mauve-text, `compute_mauve(p_features=..., q_features=...)`, its
-defaults; no download) on features from our own base: the mean-pooled last hidden state of the base at the fully
-unmasked sample. Also: NLL per token of the samples under the true chain (smoothed by 1e-3 / V per transition)
+defaults; no download) against the first sequential set, on two feature sets: our own base's hidden states
+(every other position masked, mean-pooled) and l2-normalised bag-of-bigrams counts (spec §7.2). Also: NLL per token of the samples under the true chain (smoothed by 1e-3 / V per transition)
 and the fraction of impossible bigrams, distinct-2/3 (unique n-grams / all),
 base and ADJUST calls per token, tokens/s (batched, jitted, compile excluded).
 Also the time of one base call and one ADJUST call on the same batch.
@@ -74,6 +74,14 @@ def true_nll(T, x, eps=1e-3):
   return float(-lp.mean() / x.shape[1]), float((T[x[:, :-1], x[:, 1:]] == 0).mean())
 
 
+def bigram_features(x, V):
+  """l2-normalised bag-of-bigrams counts [N, V * V] (spec §7.2's second feature set)."""
+  f = np.zeros((len(x), V * V), np.float32)
+  for i, r in enumerate(x):
+    np.add.at(f[i], r[:-1] * V + r[1:], 1.0)
+  return f / np.linalg.norm(f, axis=1, keepdims=True)
+
+
 def distinct(x, n):
   grams = [tuple(r[i:i + n]) for r in x.tolist() for i in range(len(r) - n + 1)]
   return len(set(grams)) / len(grams)
@@ -98,10 +106,15 @@ def main(argv):
   base = lambda x: model.apply(v, x, method="base_step")                        # noqa: E731
   denoise = lambda x: base(x)[0]                                                # noqa: E731
   step = lambda x, h, logits: model.apply(v, x, h, method="adjust_step")       # noqa: E731
-  feats = jax.jit(lambda x: model.apply(v, x, method="hidden").mean(1))
+  # Model features: the base's hidden states with every other position masked (under SUBS an unmasked position is
+  # copied, so hidden states of a fully revealed row were never trained), mean-pooled over the row.
+  half = (jnp.arange(L) % 2 == 0)[None]
+  feats = jax.jit(lambda x: model.apply(v, jnp.where(half, V, x), method="hidden").mean(1))
   x0 = jnp.full((n, L), V, jnp.int32)
   samplers = {"sequential": lambda x, r: unmask_sample(denoise, x, r, mask_id=V, vocab_limit=V)[:2] + (0,),
               "sequential (2nd seeds)": lambda x, r: unmask_sample(denoise, x, r, mask_id=V, vocab_limit=V)[:2] + (0,)}
+  samplers["sequential, float64 noise"] = lambda x, r: unmask_sample(denoise, x, r, mask_id=V, vocab_limit=V,
+                                                                    noise_dtype=jnp.float64)[:2] + (0,)
   for k in map(int, _KS.value):
     if k > 1:
       samplers[f"parallel K={k}"] = (lambda k: lambda x, r: unmask_sample(denoise, x, r, mask_id=V, vocab_limit=V,
@@ -111,13 +124,14 @@ def main(argv):
   results, features = {}, {}
   for i, (name, fn) in enumerate(samplers.items()):
     run = jax.jit(fn)
-    rng = jax.random.PRNGKey(seed * 1000 + (1 if name.startswith("sequential (2nd") else 0) + 10 * i)
-    jax.block_until_ready(run(x0, jax.random.PRNGKey(123)))         # compile
-    t = time.perf_counter()
-    out, base_calls, adjust_calls = jax.block_until_ready(run(x0, rng))
-    dt = time.perf_counter() - t
+    rng = jax.random.PRNGKey(seed * 1000 + 10 * i)
+    with jax.enable_x64("float64" in name):   # 64-bit uniforms for the noise (parameters stay float32)
+      jax.block_until_ready(run(x0, jax.random.PRNGKey(123)))       # compile
+      t = time.perf_counter()
+      out, base_calls, adjust_calls = jax.block_until_ready(run(x0, rng))
+      dt = time.perf_counter() - t
     x = np.asarray(out)
-    features[name] = np.asarray(feats(out))
+    features[name] = {"model": np.asarray(feats(jnp.asarray(x, jnp.int32))), "bigram": bigram_features(x, V)}
     results[name] = {"tokens_per_s": n * L / dt, "base_calls_per_token": float(np.mean(base_calls)) / L,
                      "adjust_calls_per_token": float(np.mean(adjust_calls)) / L, **dict(zip(("true_nll", "impossible"),
                                                                                     true_nll(T, x))),
@@ -132,10 +146,9 @@ def main(argv):
   adjust_s = median_seconds(lambda: jax.block_until_ready(adj_j(x0, h0)), 20, warmup=2)
   ref = features["sequential"]
   for name in samplers:
-    if name != "sequential":
-      out = mauve.compute_mauve(p_features=ref, q_features=features[name], device_id=-1, verbose=False)
-      results[name]["mauve"] = float(out.mauve)
-  results["sequential"]["mauve"] = 1.0
+    for kind in ("model", "bigram"):
+      results[name][f"mauve_{kind}"] = 1.0 if name == "sequential" else float(mauve.compute_mauve(
+          p_features=ref[kind], q_features=features[name][kind], device_id=-1, verbose=False).mauve)
   for name, r in results.items():
     print(json.dumps({"sampler": name, **r}))
   print(f"\nMarkov chain V = {V}, {_SUCCESSORS.value} successors, L = {L}; true entropy rate {stationary_entropy:.3f} "
@@ -145,10 +158,12 @@ def main(argv):
         f"{platform.machine()}, {os.cpu_count()} cores; {time.time() - t0:.0f}s in all")
   print(f"one base call on {n} x {L}: {1e3 * base_s:.2f} ms; one ADJUST call: {1e3 * adjust_s:.2f} ms "
         f"({adjust_s / base_s:.2f} of a base call)")
-  print("\n| sampler | MAUVE vs sequential | true NLL / token | impossible bigrams | distinct-2 | distinct-3 "
-        "| base calls / token | ADJUST calls / token | tokens/s |\n|---|---|---|---|---|---|---|---|---|")
+  print("\n| sampler | MAUVE, model features | MAUVE, bigram features | true NLL / token | impossible bigrams "
+        "| distinct-2 | distinct-3 | base calls / token | ADJUST calls / token | tokens/s |\n"
+        "|---|---|---|---|---|---|---|---|---|---|")
   for name, r in results.items():
-    print(f"| {name} | {r['mauve']:.3f} | {r['true_nll']:.3f} | {100 * r['impossible']:.2f}% | "
+    print(f"| {name} | {r['mauve_model']:.3f} | {r['mauve_bigram']:.3f} | {r['true_nll']:.3f} | "
+          f"{100 * r['impossible']:.2f}% | "
           f"{r['distinct_2']:.3f} | {r['distinct_3']:.3f} | "
           f"{r['base_calls_per_token']:.3f} | {r['adjust_calls_per_token']:.3f} | {r['tokens_per_s']:,.0f} |")
 

@@ -79,7 +79,7 @@ def test_base_gets_zero_gradient(adjusted):
   tokens = jnp.asarray([[0, 1, 2, 3]] * 4)
   batch = {"tokens": tokens, "order": jnp.asarray([[2, 0, 3, 1]] * 4), "segment_ids": jnp.ones_like(tokens),
            "positions": jnp.broadcast_to(jnp.arange(4), (4, 4))}
-  obj = AdjustObjective(mask_id=MASK, max_depth=3)
+  obj = AdjustObjective(mask_id=MASK, max_depth=1)           # one unroll keeps the compile small
   b = obj.prepare(batch, jax.random.PRNGKey(1))
   grads = jax.grad(lambda p: obj.loss(model.apply, p, b, jax.random.PRNGKey(2))[0])(params)
   base_norm = sum(float(jnp.abs(g).sum()) for k, v in grads.items() if k != "adjust" for g in jax.tree.leaves(v))

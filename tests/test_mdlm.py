@@ -38,6 +38,24 @@ def test_subs_parameterisation(net):
   assert np.all(p > 1e-3) and p.max() < 0.99                               # free, non-trivial at masked slots
 
 
+def test_packed_documents_equal_separate_runs(net):
+  model, params, _ = net
+  a, b = np.array([1, MASK, 3, 0, MASK]), np.array([MASK, 2, 2, MASK, 4, 1])
+  packed = np.full((1, 14), 0, np.int32)
+  packed[0, :5], packed[0, 5:11] = a, b
+  seg = np.zeros((1, 14), np.int32)
+  seg[0, :5], seg[0, 5:11] = 1, 2
+  pos = np.zeros((1, 14), np.int32)
+  pos[0, :5], pos[0, 5:11] = np.arange(5), np.arange(6)
+  out = np.asarray(model.apply({"params": params}, packed, seg, pos))
+  for doc, sl in ((a, slice(0, 5)), (b, slice(5, 11))):
+    ref = np.asarray(model.apply({"params": params}, doc[None].astype(np.int32)))[0]
+    masked = doc == MASK
+    np.testing.assert_allclose(out[0, sl][masked], ref[masked], atol=1e-5, rtol=0)
+  leaky = np.asarray(model.apply({"params": params}, packed, (seg > 0).astype(np.int32), pos))
+  assert np.max(np.abs(leaky[0, 5, :LIMIT] - out[0, 5, :LIMIT])) > 1e-3   # the oracle can fail: no segments, leakage
+
+
 def _brute_force_nelbo(apply, x):
   """NELBO per token of x: sum over masked subsets S of Beta(|S|, L - |S| + 1) sum_{l in S} CE_l(x_S masked), / L
   (the integral over t of t^|S| (1-t)^(L-|S|) / t: alpha_t = 1 - t, weight 1/t)."""

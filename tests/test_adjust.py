@@ -58,7 +58,7 @@ def test_states_from_order():
 def adjusted():
   model = AdjustedMdlm(CFG, mask_id=MASK, vocab_limit=LIMIT, adjust_cfg=AdjustConfig(num_heads=2,
                                                                                       intermediate_size=16))
-  params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 4), jnp.int32))["params"]
+  params = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 4), jnp.int32))["params"]
   return model, params
 
 
@@ -81,7 +81,7 @@ def test_base_gets_zero_gradient(adjusted):
            "positions": jnp.broadcast_to(jnp.arange(4), (4, 4))}
   obj = AdjustObjective(mask_id=MASK, max_depth=1)           # one unroll keeps the compile small
   b = obj.prepare(batch, jax.random.PRNGKey(1))
-  grads = jax.grad(lambda p: obj.loss(model.apply, p, b, jax.random.PRNGKey(2))[0])(params)
+  grads = jax.jit(jax.grad(lambda p: obj.loss(model.apply, p, b, jax.random.PRNGKey(2))[0]))(params)
   base_norm = sum(float(jnp.abs(g).sum()) for k, v in grads.items() if k != "adjust" for g in jax.tree.leaves(v))
   adjust_norm = sum(float(jnp.abs(g).sum()) for g in jax.tree.leaves(grads["adjust"]))
   assert base_norm == 0.0 and adjust_norm > 0.0

@@ -21,7 +21,7 @@ CFG = ModernBertConfig(vocab_size=8, hidden_size=16, num_layers=2, num_heads=2, 
 @pytest.fixture(scope="module")
 def net():
   model = MaskedDiffusionLM(CFG, mask_id=MASK, vocab_limit=LIMIT)
-  params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 3), jnp.int32))["params"]
+  params = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 3), jnp.int32))["params"]
   apply = jax.jit(lambda x: model.apply({"params": params}, x))
   return model, params, apply
 

@@ -4,6 +4,7 @@ vocabulary resolution they share.
   Documents     language-model documents (the embedded corpus, a text directory or a seqio Task), packed rows
   LabelledTask  a labelled classification task, one example per padded row plus `labels`
   Synthetic     a generator of examples, deterministic in (seed, example index) and resumable
+  language_source  a synthetic language (data/synthetic.py) as a Synthetic source of one sequence per row
 A rollout family (GRPO) uses a Synthetic source of prompts and draws its samples inside the objective's loss with
 the current parameters. Every source yields host-side batches of this process's rows; train iterators are
 checkpointable (grain's get_state/set_state protocol), evaluation iterators restart identically for a seed.
@@ -19,7 +20,8 @@ import numpy as np
 
 from data.corpus import Corpus, load_corpus
 from data.pipeline import make_iterator, shard_layout
-from data.vocab import ByteVocabulary, SentencePieceVocabulary, Vocabulary, cached_sentencepiece
+from data.vocab import (ByteVocabulary, CharVocabulary, SentencePieceVocabulary, SymbolVocabulary, Vocabulary,
+                        cached_sentencepiece)
 
 
 @functools.lru_cache(maxsize=4)
@@ -37,8 +39,19 @@ def corpus_from_config(data_cfg: Any) -> Corpus:
 
 
 def vocab_from_config(data_cfg: Any) -> Vocabulary:
-  """`data.vocab`: "byte", "spm" (trained on the corpus, cached), a SentencePiece .model file, or "seqio:<task>"."""
+  """`data.vocab`: "byte", "char" (the corpus's most frequent characters, data.vocab_size ids), "symbols"
+  (data.vocab_size abstract symbols, for data.corpus=synthetic:<name>), "spm" (trained on the corpus, cached), a
+  SentencePiece .model file, or "seqio:<task>"."""
   kind = data_cfg.vocab
+  synthetic = data_cfg.corpus.startswith("synthetic:")
+  if synthetic != (kind == "symbols"):
+    raise ValueError(f"data.corpus={data_cfg.corpus!r} with data.vocab={kind!r}: synthetic languages and only they "
+                     "use data.vocab='symbols' (data.vocab_size symbols); set both or neither")
+  if kind == "symbols":
+    return SymbolVocabulary(data_cfg.vocab_size)
+  if kind == "char":
+    return _char_vocabulary(data_cfg.corpus, data_cfg.max_doc_chars, data_cfg.validation_percent,
+                            tuple(data_cfg.seqio_modules), data_cfg.vocab_size)
   if kind.startswith("seqio:"):
     from data import seqio_interop
     return seqio_interop.task_vocabulary(kind[len("seqio:"):], tuple(data_cfg.seqio_modules))
@@ -49,7 +62,13 @@ def vocab_from_config(data_cfg: Any) -> Vocabulary:
     return cached_sentencepiece(corpus.train, data_cfg.vocab_size, corpus.fingerprint, cache=data_cfg.cache_dir)
   if kind.endswith(".model"):
     return SentencePieceVocabulary(kind)
-  raise ValueError(f"data.vocab={kind!r}: use 'byte', 'spm', a path to a SentencePiece .model file or 'seqio:<task>'")
+  raise ValueError(f"data.vocab={kind!r}: use 'byte', 'char', 'symbols', 'spm', a path to a SentencePiece .model "
+                   "file or 'seqio:<task>'")
+
+
+@functools.lru_cache(maxsize=4)
+def _char_vocabulary(source, max_doc_chars, validation_percent, seqio_modules, size) -> CharVocabulary:
+  return CharVocabulary.from_texts(_corpus(source, max_doc_chars, validation_percent, seqio_modules).train, size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,12 +153,23 @@ class Synthetic:
   example: Callable[[int, int], dict[str, np.ndarray]]
   num_shards: int = 0
   eval_seed_offset: int = 1_000_003
+  eval_example: Callable[[int, int], dict[str, np.ndarray]] | None = None   # default: `example`
 
   def train_iterator(self, *, global_batch: int, seed: int) -> SyntheticIterator:
     return SyntheticIterator(self.example, seed, global_batch, self.num_shards)
 
   def eval_iterator(self, *, global_batch: int, seed: int) -> SyntheticIterator:
-    return SyntheticIterator(self.example, seed + self.eval_seed_offset, global_batch, self.num_shards)
+    return SyntheticIterator(self.eval_example or self.example, seed + self.eval_seed_offset, global_batch,
+                             self.num_shards)
+
+
+def language_source(data_cfg: Any) -> Synthetic:
+  """`data.corpus=synthetic:<name>[:options]` over data.vocab_size symbols, rows of data.seq_len symbols; the
+  evaluation split samples with a different seed (and, for `symbolic`, held-out symbols)."""
+  from data import synthetic
+  language = synthetic.parse(data_cfg.corpus, data_cfg.vocab_size)
+  return Synthetic(synthetic.language_rows(language, data_cfg.seq_len, "train"), data_cfg.num_shards,
+                   eval_example=synthetic.language_rows(language, data_cfg.seq_len, "eval"))
 
 
 def pad_rows(rows: Sequence[Sequence[int]], width: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,5 @@
-"""Vocabularies: bytes, and SentencePiece trained on the corpus and cached.
+"""Vocabularies: bytes, characters, abstract symbols (synthetic languages), and SentencePiece trained on the
+corpus and cached.
 
 All vocabularies share one layout of special ids, which the models and objectives rely on:
   0 = [PAD], 1 = [CLS] (BOS), 2 = [SEP] (EOS), 3 = [MASK]; SentencePiece adds 4 = <unk>.
@@ -71,6 +72,87 @@ class ByteVocabulary(Vocabulary):
       elif i == MASK:
         out.append(buf.decode("utf-8", errors="replace")); buf = bytearray(); out.append(MASK_TEXT)
     out.append(buf.decode("utf-8", errors="replace"))
+    return "".join(out)
+
+
+class SymbolVocabulary(Vocabulary):
+  """`num_symbols` abstract symbols after the 4 special ids (synthetic languages, data/synthetic.py): symbol k is id
+  4 + k and prints as a letter (a-z, then A-Z) up to 52 symbols, as "<k>" beyond."""
+  _LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+  def __init__(self, num_symbols: int):
+    if num_symbols < 1:
+      raise ValueError(f"data.vocab_size={num_symbols}: a symbol vocabulary needs at least one symbol")
+    self.num_symbols = num_symbols
+
+  @property
+  def size(self) -> int:
+    return 4 + self.num_symbols
+
+  @property
+  def first_normal_id(self) -> int:
+    return 4
+
+  def _name(self, k: int) -> str:
+    return self._LETTERS[k] if self.num_symbols <= len(self._LETTERS) else f"<{k}>"
+
+  def encode(self, text: str) -> list[int]:
+    """Letters (<= 52 symbols) or "<k>" tokens; whitespace is ignored."""
+    if self.num_symbols <= len(self._LETTERS):
+      ids = [4 + self._LETTERS.index(c) for c in text if not c.isspace()]
+    else:
+      ids = [4 + int(piece) for piece in text.replace("<", " ").replace(">", " ").split()]
+    bad = [i - 4 for i in ids if not 0 <= i - 4 < self.num_symbols]
+    if bad:
+      raise ValueError(f"text {text[:40]!r} has symbols {bad[:3]} outside this vocabulary of {self.num_symbols}")
+    return ids
+
+  def decode(self, ids: Sequence[int]) -> str:
+    return "".join(MASK_TEXT if int(i) == MASK else self._name(int(i) - 4) for i in ids if int(i) >= 4 or
+                   int(i) == MASK)
+
+
+class CharVocabulary(Vocabulary):
+  """Characters: the special ids, 4 = unknown, then `chars` in order (e.g. the most frequent characters of the
+  training split, `from_texts`); a character outside the list encodes as unknown."""
+
+  def __init__(self, chars: str):
+    if len(set(chars)) != len(chars):
+      raise ValueError("CharVocabulary: characters must be distinct")
+    self.chars = chars
+    self._index = {c: 5 + i for i, c in enumerate(chars)}
+
+  @classmethod
+  def from_texts(cls, texts: Iterable[str], size: int) -> "CharVocabulary":
+    """The `size - 5` most frequent characters of `texts` (ties by code point), so that `size` ids in all."""
+    if size < 6:
+      raise ValueError(f"data.vocab_size={size}: a character vocabulary needs at least 6 ids (5 special + 1)")
+    counts: dict[str, int] = {}
+    for t in texts:
+      for c in t:
+        counts[c] = counts.get(c, 0) + 1
+    return cls("".join(sorted(counts, key=lambda c: (-counts[c], c))[:size - 5]))
+
+  @property
+  def size(self) -> int:
+    return 5 + len(self.chars)
+
+  @property
+  def first_normal_id(self) -> int:
+    return 5
+
+  def encode(self, text: str) -> list[int]:
+    return [self._index.get(c, 4) for c in text]
+
+  def decode(self, ids: Sequence[int]) -> str:
+    out = []
+    for i in map(int, ids):
+      if i == MASK:
+        out.append(MASK_TEXT)
+      elif i == 4:
+        out.append("\ufffd")
+      elif i >= 5:
+        out.append(self.chars[i - 5])
     return "".join(out)
 
 

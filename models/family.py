@@ -17,6 +17,9 @@ A family is a frozen `Family` value built from the config (and the vocabulary) b
                          (one per prompt, then optional notes such as a file written)
   Family.prompts         the prompts decoded when none are given
   Family.compat          values stored in every checkpoint that a restore must match (e.g. the embedding rows)
+  Family.analyses        params -> JSON-able dict: the family's evaluations beyond the mean metrics (curves,
+                         probes; e.g. per-position NLL), run by `--mode=eval` after the metrics and written to
+                         workdir/analysis.jsonl; None when the config asks for none
   Family.frozen          path -> bool: parameters the optimiser never moves (a zero update after AdamW, so no
                          weight decay either; the objective also stops their gradient), e.g. a frozen base model
                          under a trained adapter
@@ -142,6 +145,7 @@ class Family:
   prompts: tuple[str, ...] = ()        # what `decode` shows when no text is given (config.decode.prompts)
   compat: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   frozen: Callable[[tuple[str, ...]], bool] | None = None
+  analyses: Callable[[Any], dict] | None = None
 
   def __post_init__(self):
     if not isinstance(self.objective, Objective) or not isinstance(self.evaluation, Objective):

@@ -412,6 +412,13 @@ def run(config: Any, workdir: str, mode: str = "train", text: str = "",
       if jax.process_index() == 0:
         with open(os.path.join(workdir, "eval_results.jsonl"), "a") as f:
           f.write(json.dumps({"step": step, **metrics}) + "\n")
+      if exp.family.analyses is not None:   # the family's own evaluations (eval.analyses)
+        results = {"step": step, **exp.family.analyses(params)}
+        print(json.dumps(results), flush=True)
+        if jax.process_index() == 0:
+          with open(os.path.join(workdir, "analysis.jsonl"), "a") as f:
+            f.write(json.dumps(results) + "\n")
+        return {**metrics, "analyses": results}
       return metrics
     if exp.family.decode is None:
       raise ConfigError(f"model.name={exp.family.name!r} has no decode mode")

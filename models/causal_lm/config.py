@@ -4,6 +4,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from models.causal_lm.lexical import EMBEDDINGS
 from models.hparams import check_attention, check_positive, from_model_config
 
 
@@ -11,7 +12,10 @@ from models.hparams import check_attention, check_positive, from_model_config
 class CausalLmConfig:
   """style="gpt2": learned absolute positions, LayerNorm with bias, biased projections, MLP with `activation`
   (GPT-2: "gelu_new", the tanh form), tied output embedding; defaults are GPT-2 small's shape.
-  style="modern": RoPE (rope_theta), bias-free LayerNorm and projections, GeGLU MLP, tied output embedding."""
+  style="modern": RoPE (rope_theta), bias-free LayerNorm and projections, GeGLU MLP, tied output embedding.
+  embedding: "learned" (the standard LM), "lexinvariant" or "semi" (models/causal_lm/lexical.py, with
+  semi_fraction, lex_embed_std, lex_out_scale, lex_sample); pos_init_std: the learned position table's init
+  (gpt2 style); num_special: ids below it are special (the vocabulary's first normal id; set by the builder)."""
   vocab_size: int
   hidden_size: int = 768
   num_layers: int = 12
@@ -26,12 +30,29 @@ class CausalLmConfig:
   dtype: str = "float32"
   attention_impl: str = "einsum"
   remat: bool = False
+  embedding: str = "learned"
+  semi_fraction: float = 0.0
+  lex_embed_std: str = "one"
+  lex_out_scale: bool = True
+  lex_sample: str = "present_types"
+  pos_init_std: float = 0.01
+  num_special: int = 4
 
   def __post_init__(self):
     check_positive(self, "num_layers", "hidden_size", "num_heads", "intermediate_size", "max_position_embeddings")
     check_attention(self.attention_impl, self.dtype)
     if self.style not in ("gpt2", "modern"):
       raise ValueError(f"model.style={self.style!r}: use 'gpt2' or 'modern'")
+    if self.embedding not in EMBEDDINGS:
+      raise ValueError(f"model.embedding={self.embedding!r}: use one of {list(EMBEDDINGS)}")
+    if not 0.0 <= self.semi_fraction <= 1.0:
+      raise ValueError(f"model.semi_fraction={self.semi_fraction} must lie in [0, 1]")
+    if self.semi_fraction and self.embedding != "semi":
+      raise ValueError(f"model.semi_fraction={self.semi_fraction} is read only with model.embedding='semi' (now "
+                       f"{self.embedding!r}); set one or the other")
+    if (self.max_position_embeddings + 1) * self.vocab_size >= 2 ** 31 and self.embedding != "learned":
+      raise ValueError("model.embedding: (document, token) type codes overflow int32 at this vocabulary and "
+                       "max_position_embeddings; lower model.max_position_embeddings")
     if self.hidden_size % self.num_heads:
       raise ValueError(f"model.hidden_size={self.hidden_size} is not divisible by model.num_heads={self.num_heads}")
 
@@ -44,8 +65,8 @@ class CausalLmConfig:
     return jnp.dtype(self.dtype)
 
   @classmethod
-  def from_config(cls, model_cfg, vocab_size: int) -> "CausalLmConfig":
-    return from_model_config(cls, model_cfg, vocab_size)
+  def from_config(cls, model_cfg, vocab_size: int, num_special: int = 4) -> "CausalLmConfig":
+    return dataclasses.replace(from_model_config(cls, model_cfg, vocab_size), num_special=num_special)
 
   def matmul_params(self) -> int:
     d, i = self.hidden_size, self.intermediate_size
@@ -53,6 +74,8 @@ class CausalLmConfig:
     return self.num_layers * (4 * d * d + mlp) + d * self.vocab_size
 
   def flops_per_token(self, seq_len: int, train: bool = True) -> float:
-    """6·N + 12·L·S·d per trained token (attention counted dense, as executed)."""
+    """6·N + 12·L·S·d per trained token (attention counted dense, as executed). The lexinvariant readout does
+    the same h·Eᵀ work over the vocabulary (full_vocab) or a T-wide one over the row's types (present_types, which
+    the count does not add), so the same formula is used for every embedding mode."""
     fwd = 2 * self.matmul_params() + 4 * self.num_layers * seq_len * self.hidden_size
     return 3 * fwd if train else fwd

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 
 from models.layers.kv_cache import KVCache
 from models.causal_lm.config import CausalLmConfig
+from models.causal_lm.lexical import LexicalEmbedding
 from models.layers import Embed, GegluMlp, LayerNorm, Mlp, SelfAttention
 from models.layers.inputs import default_inputs
 
@@ -43,21 +44,34 @@ class CausalLm(nn.Module):
 
   Training / full forward: segment ids (0 = padding) isolate packed documents, positions restart per document.
   Decoding: the new tokens occupy cache rows lengths..lengths+T-1 of each row; positions are those row indices.
+  model.embedding="lexinvariant"/"semi" (models/causal_lm/lexical.py) read `embed_keys` [B, 2] uint32 (one raw
+  PRNG key per row, from the objective's prepare) or an explicit `vectors_BVD`; they have no cached decoding.
+  `return_hidden` adds the final (post-norm) hidden states [B, T, D] to the output.
   """
   cfg: CausalLmConfig
 
   @nn.compact
-  def __call__(self, tokens_BT, segment_ids_BT=None, positions_BT=None, cache: KVCache | None = None):
+  def __call__(self, tokens_BT, segment_ids_BT=None, positions_BT=None, cache: KVCache | None = None,
+               embed_keys=None, vectors_BVD=None, return_hidden: bool = False):
     cfg, dt = self.cfg, self.cfg.compute_dtype
     B, T = tokens_BT.shape
     if cache is not None:
+      if cfg.embedding != "learned":
+        raise ValueError(f"model.embedding={cfg.embedding!r} has no cached decoding (the per-sequence draw is not "
+                         "carried in the KV cache); score full sequences instead")
       positions_BT = cache.lengths[:, None] + jnp.arange(T)[None, :]
     else:
       segment_ids_BT, positions_BT = default_inputs(tokens_BT, segment_ids_BT, positions_BT)
-    wte = Embed(cfg.vocab_size, cfg.hidden_size, dtype=dt, init_std=cfg.initializer_range, name="wte")
-    x_BTD = wte(tokens_BT)
+    if cfg.embedding == "learned":   # the parameter layout of Hugging Face GPT-2 (transformer/wte)
+      wte = Embed(cfg.vocab_size, cfg.hidden_size, dtype=dt, init_std=cfg.initializer_range, name="wte")
+      x_BTD, lex_ctx = wte(tokens_BT), None
+    else:
+      wte = LexicalEmbedding(cfg.vocab_size, cfg.hidden_size, cfg.embedding, cfg.num_special, cfg.semi_fraction,
+                             cfg.lex_embed_std, cfg.lex_out_scale, cfg.lex_sample, cfg.initializer_range, dt,
+                             name="wte")
+      x_BTD, lex_ctx = wte.embed(tokens_BT, segment_ids_BT, embed_keys, vectors_BVD)
     if cfg.style == "gpt2":
-      wpe = Embed(cfg.max_position_embeddings, cfg.hidden_size, dtype=dt, init_std=0.01, name="wpe")
+      wpe = Embed(cfg.max_position_embeddings, cfg.hidden_size, dtype=dt, init_std=cfg.pos_init_std, name="wpe")
       x_BTD = x_BTD + wpe(positions_BT)
     x_BTD = nn.with_logical_constraint(x_BTD, ("batch", "length", "embed"))
     block_cls = nn.remat(CausalBlock) if cfg.remat else CausalBlock
@@ -69,9 +83,10 @@ class CausalLm(nn.Module):
         new_k.append(layer_kv[0])
         new_v.append(layer_kv[1])
     x_BTD = LayerNorm(cfg.norm_eps, use_bias=cfg.style == "gpt2", dtype=dt, name="ln_f")(x_BTD)
-    logits_BTV = nn.with_logical_constraint(wte.attend(x_BTD), ("batch", "length", "vocab"))
+    logits = wte.attend(x_BTD) if lex_ctx is None else wte.attend(x_BTD, lex_ctx)
+    logits_BTV = nn.with_logical_constraint(logits, ("batch", "length", "vocab"))
     if cache is None:
-      return logits_BTV
+      return (logits_BTV, x_BTD) if return_hidden else logits_BTV
     return logits_BTV, KVCache(jnp.stack(new_k), jnp.stack(new_v), cache.lengths + T)
 
   def init_cache(self, batch: int, max_len: int) -> KVCache:

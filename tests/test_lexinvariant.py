@@ -1,0 +1,217 @@
+"""Lexinvariant and semi-lexinvariant embeddings of the causal LM (lexinvariant spec §8: L1-L3, the semi checks, the
+L4 smoke variant, resume), on tiny models built from configs/lexinvariant.py."""
+import dataclasses
+import functools
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from models.causal_lm import CausalLm, CausalLmConfig, NextTokenObjective
+from models.family import init_variables, token_batch_spec
+
+V, T = 12, 16          # 4 special ids + 8 symbols
+NORMAL = np.arange(4, V)
+
+
+def _cfg(**kw):
+  base = dict(vocab_size=V, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
+              max_position_embeddings=T, embedding="lexinvariant", pos_init_std=0.02)
+  return CausalLmConfig(**{**base, **kw})
+
+
+def _params(cfg, seed=0):
+  init = jax.jit(lambda k: init_variables(CausalLm(cfg), NextTokenObjective(embed_keys=cfg.embedding != "learned"),
+                                          token_batch_spec(T), k))
+  v = init(jax.random.PRNGKey(seed))
+  return jax.tree.map(lambda b: getattr(b, "value", b), v["params"], is_leaf=lambda x: hasattr(x, "value"))
+
+
+def _keys(n, seed=0):
+  return jax.vmap(lambda r: jax.random.fold_in(jax.random.PRNGKey(seed), r))(jnp.arange(n))
+
+
+def _perm(seed=1):
+  """A permutation of the normal ids (special ids fixed), as an id -> id table."""
+  table = np.arange(V)
+  table[4:] = 4 + np.random.default_rng(seed).permutation(V - 4)
+  return table
+
+
+@pytest.fixture(scope="module")
+def lex():
+  cfg = _cfg()
+  return cfg, CausalLm(cfg), _params(cfg)
+
+
+@pytest.fixture(scope="module")
+def tokens():
+  return jnp.asarray(np.random.default_rng(0).integers(4, V, (3, T)), jnp.int32)
+
+
+@pytest.mark.parametrize("sample", ["full_vocab", "present_types"])
+def test_L1_exact_equivariance_with_permuted_embedding_rows(lex, tokens, sample):
+  cfg, _, params = lex
+  model = CausalLm(dataclasses.replace(cfg, lex_sample=sample))
+  E = jax.random.normal(jax.random.PRNGKey(5), (3, V, cfg.hidden_size))
+  pi = _perm()
+  E_pi = jnp.zeros_like(E).at[:, pi].set(E)          # row pi(v) of the permuted matrix is row v of E
+  apply = jax.jit(lambda tok, e: model.apply({"params": params}, tok, vectors_BVD=e))
+  out, out_pi = apply(tokens, E), apply(jnp.asarray(pi)[tokens], E_pi)
+  np.testing.assert_allclose(out_pi[..., pi], out, atol=1e-6)   # p(pi(x) | E o pi^-1) = p(x | E), permuted
+  assert float(jnp.abs(out_pi - out).max()) > 0.1              # the check is not vacuous
+
+
+def test_L1_negative_control_standard_lm_is_not_equivariant(tokens):
+  cfg = _cfg(embedding="learned", initializer_range=0.5)
+  model, params = CausalLm(cfg), _params(cfg)
+  pi = _perm()
+  apply = jax.jit(lambda tok: model.apply({"params": params}, tok))
+  out, out_pi = apply(tokens), apply(jnp.asarray(pi)[tokens])
+  assert float(jnp.abs(out_pi[..., pi] - out).max()) > 0.5
+
+
+def _nll_per_draw(model, params, x, draws, seed):
+  """Mean next-token NLL of sequence x under each of `draws` embedding draws: [draws]."""
+  tok = jnp.broadcast_to(jnp.asarray(x), (draws, T))
+  logits = model.apply({"params": params}, tok, embed_keys=_keys(draws, seed))
+  logp = jax.nn.log_softmax(logits[:, :-1])
+  return -jnp.take_along_axis(logp, tok[:, 1:, None], axis=-1)[..., 0].mean(axis=1)
+
+
+def test_L2_distributional_invariance_over_256_draws(lex, tokens):
+  cfg, model, params = lex
+  params = dict(params, h_0=jax.tree.map(lambda p: p * 20.0, params["h_0"]))   # a sharper, less uniform model
+  x = np.asarray(tokens[0])
+  pi = _perm()
+  nll_per_draw = jax.jit(lambda seq, s: _nll_per_draw(model, params, seq, 256, s))   # one compilation
+  a, b = np.asarray(nll_per_draw(x, 0)), np.asarray(nll_per_draw(pi[x], 1))
+  se = np.sqrt(a.var(ddof=1) / 256 + b.var(ddof=1) / 256)
+  assert se > 1e-3                                              # the draws matter
+  assert abs(a.mean() - b.mean()) < 3 * se
+  # A standard LM with the same body is not invariant: far outside that error.
+  std_cfg = _cfg(embedding="learned", initializer_range=0.5)
+  std, std_params = CausalLm(std_cfg), _params(std_cfg)
+  std_logits = jax.jit(lambda s: std.apply({"params": std_params}, s[None])[0, :-1])
+  nll = lambda s: float(-jnp.take_along_axis(jax.nn.log_softmax(std_logits(s)), s[1:, None], -1).mean())  # noqa: E731
+  assert abs(nll(jnp.asarray(x)) - nll(jnp.asarray(pi[x]))) > 10 * se
+
+
+def _embeddings(model, params, tok, seg, keys):
+  """The token vectors the model draws (before positions are added)."""
+  from models.causal_lm.lexical import LexicalEmbedding
+  cfg = model.cfg
+  lex = LexicalEmbedding(cfg.vocab_size, cfg.hidden_size, cfg.embedding, cfg.num_special, cfg.semi_fraction,
+                         cfg.lex_embed_std, cfg.lex_out_scale, cfg.lex_sample)
+  return _jit_embed(lex, params["wte"], tok, seg, keys)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _jit_embed(lex, params, tok, seg, keys):
+  return lex.apply({"params": params}, tok, seg, keys, method="embed")[0]
+
+
+def test_L3_fresh_per_row_step_and_document_shared_within_a_document(lex):
+  cfg, model, params = lex
+  objective = NextTokenObjective(embed_keys=True)
+  row = np.array([4, 5, 4, 6, 5, 4, 7, 8, 4, 5, 4, 6, 5, 4, 7, 8], np.int32)
+  tok = jnp.asarray(np.stack([row, row]))
+  one_doc = jnp.ones_like(tok)
+  batch = {"tokens": tok, "segment_ids": one_doc, "positions": jnp.broadcast_to(jnp.arange(T), tok.shape)}
+  keys0 = objective.prepare(batch, jax.random.PRNGKey(0))["embed_keys"]
+  keys1 = objective.prepare(batch, jax.random.PRNGKey(1))["embed_keys"]   # the next step's key
+  e0, e1 = _embeddings(model, params, tok, one_doc, keys0), _embeddings(model, params, tok, one_doc, keys1)
+  assert not np.allclose(e0[0], e0[1])                    # fresh across rows of a batch
+  assert not np.allclose(e0[0], e1[0])                    # fresh across steps
+  for v in (4, 5):                                        # every occurrence of a type shares one vector
+    at = np.flatnonzero(row == v)
+    np.testing.assert_array_equal(e0[0, at], jnp.broadcast_to(e0[0, at[0]], e0[0, at].shape))
+  # Packed: the same 8 tokens twice as two documents of one row get two independent draws.
+  packed = jnp.asarray(np.repeat([[1, 2]], 8, axis=1).reshape(1, T))
+  e = _embeddings(model, params, tok[:1], packed, keys0[:1])
+  assert not np.allclose(e[0, :8], e[0, 8:])
+  first = np.flatnonzero(row[:8] == 4)
+  np.testing.assert_array_equal(e[0, first], jnp.broadcast_to(e[0, first[0]], e[0, first].shape))
+  # The keys are a pure function of (step key, global row): resume and accumulation replay them.
+  np.testing.assert_array_equal(objective.prepare(batch, jax.random.PRNGKey(0))["embed_keys"], keys0)
+
+
+def test_present_types_match_full_vocab_and_score_absent_types_alike(lex):
+  cfg, model, params = lex
+  tok = jnp.asarray([[4, 5, 6, 4, 5, 6, 7, 4, 5, 6, 4, 5, 6, 7, 4, 5]], jnp.int32)   # types 8..11 absent
+  keys = _keys(1, 3)
+  full_model = CausalLm(dataclasses.replace(cfg, lex_sample="full_vocab"))
+  full, present = jax.jit(lambda t, k: (full_model.apply({"params": params}, t, embed_keys=k),
+                                        model.apply({"params": params}, t, embed_keys=k)))(tok, keys)
+  np.testing.assert_allclose(present[..., :8], full[..., :8], atol=1e-5)   # specials and the present types
+  absent = np.asarray(present[..., 8:])
+  np.testing.assert_array_equal(absent, np.broadcast_to(absent[..., :1], absent.shape))
+  assert not np.allclose(full[..., 8:], present[..., 8:])                  # full_vocab draws each absent type
+
+
+def test_semi_fraction_zero_is_the_standard_lm_bit_for_bit_and_one_replaces_every_type(tokens):
+  learned = _cfg(embedding="learned")
+  params = _params(learned)
+  tok = tokens[:1]     # one row: its present types are the batch's
+  batch = {"tokens": tok, "segment_ids": jnp.ones_like(tok), "positions": jnp.arange(T)[None]}
+  std_obj, semi_obj = NextTokenObjective(), NextTokenObjective(embed_keys=True)
+  semi0, semi1 = _cfg(embedding="semi", semi_fraction=0.0), _cfg(embedding="semi", semi_fraction=1.0)
+  assert jax.tree.structure(_params(semi0)) == jax.tree.structure(params)   # the same parameters
+
+  def loss(cfg, obj, p):
+    b = obj.prepare(batch, jax.random.PRNGKey(7))
+    return obj.loss(CausalLm(cfg).apply, p, b, jax.random.PRNGKey(8))[0]
+
+  @jax.jit
+  def everything(p):
+    return (loss(learned, std_obj, p), loss(semi0, semi_obj, p), loss(_cfg(embedding="semi", semi_fraction=0.5),
+                                                                      semi_obj, p),
+            jax.grad(lambda q: loss(semi1, semi_obj, q))(p))
+  std, zero, half, g = everything(params)
+  assert np.array_equal(np.asarray(zero), np.asarray(std))
+  assert float(half) != float(std)
+  # semi_fraction = 1: every present normal type is a fresh vector, so its learned row gets no gradient; the
+  # absent types keep their learned readout rows (and get one).
+  rows = np.asarray(g["wte"]["embedding"])
+  present = np.unique(np.asarray(tok))
+  absent = np.setdiff1d(NORMAL, present)
+  assert np.abs(rows[present]).max() == 0.0 and len(absent) and np.abs(rows[absent]).min() > 0
+
+
+def test_config_refuses_semi_fraction_without_semi_and_full_vocab_with_packed_text():
+  from configs import lexinvariant
+  from configs.families import build
+  from data.sources import vocab_from_config
+  with pytest.raises(ValueError, match="model.semi_fraction=0.5 is read only with model.embedding='semi'"):
+    _cfg(semi_fraction=0.5)
+  c = lexinvariant.get_config("char")
+  c.unlock()
+  c.model.lex_sample = "full_vocab"
+  with pytest.raises(ValueError, match="model.lex_sample='present_types'"):
+    build(c, vocab_from_config(c.data))
+  c = lexinvariant.get_config()
+  c.unlock()
+  c.data.vocab = "byte"
+  with pytest.raises(ValueError, match="data.vocab='symbols'"):
+    vocab_from_config(c.data)
+
+
+@pytest.mark.parametrize("embedding", ["lexinvariant", pytest.param("semi", marks=pytest.mark.slow)])
+def test_lexinvariant_run_resumes_exactly(embedding, tmp_path):
+  """L3 across resume: restarting 4 straight steps from their step-2 checkpoint ends bit for bit where they
+  ended (the draws of steps 3-4 are replayed)."""
+  from configs import lexinvariant
+  from train.loop import load_trained, train
+  c = lexinvariant.get_config("tiny" if embedding == "lexinvariant" else "tiny,semi")
+  c.unlock()
+  c.train.num_steps, c.train.checkpoint_every, c.train.eval_every, c.eval.num_batches = 4, 2, 4, 1
+  c.checkpoint.async_save = False
+  train(c, str(tmp_path / "straight"))
+  shutil.copytree(tmp_path / "straight", tmp_path / "resumed")
+  shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "4")
+  train(c, str(tmp_path / "resumed"))
+  a = load_trained(c, str(tmp_path / "straight"))[2]
+  b = load_trained(c, str(tmp_path / "resumed"))[2]
+  jax.tree.map(np.testing.assert_array_equal, a, b)

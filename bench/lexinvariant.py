@@ -3,6 +3,7 @@ and evaluated on plain and ciphered held-out sequences (lexinvariant spec §6b, 
 
   python -m bench.lexinvariant --language markov --steps 3000 --seed 0 [--probe] [--throughput]
   python -m bench.lexinvariant --language symbolic --steps 3000      # L7: copy / lookup with held-out symbols
+  python -m bench.lexinvariant --throughput_only                     # train-step time, standard vs lexinvariant
 
 Both runs use configs/lexinvariant.py (`:standard` for the baseline) with --steps and --seed; the data stream is
 the same for both (same seed). Evaluation: 512 held-out sequences, 4 embedding draws from a fixed key; the cipher
@@ -26,6 +27,8 @@ _SEED = flags.DEFINE_integer("seed", 0, "Run seed (initialisation, data order, e
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/lexinvariant_bench", "Where the two runs and the outputs go.")
 _PROBE = flags.DEFINE_bool("probe", False, "Also train the deciphering probes (L6).")
 _THROUGHPUT = flags.DEFINE_bool("throughput", False, "Also time both train steps (BENCHMARKS.md).")
+_THROUGHPUT_ONLY = flags.DEFINE_bool("throughput_only", False, "Only time both train steps (no training runs).")
+_TIMED = flags.DEFINE_integer("timed_steps", 30, "Timed steps of each model for the throughput figures.")
 
 
 def _config(standard: bool):
@@ -42,7 +45,7 @@ def _config(standard: bool):
   return c
 
 
-def _throughput(configs, steps: int = 20) -> dict:
+def _throughput(configs, steps: int) -> dict:
   """Median step time of each config's compiled train step, the two timed alternately (one step each in turn)."""
   import flax.linen as nn
   import jax
@@ -95,10 +98,20 @@ def main(argv):
   from models.causal_lm.analysis import relative_gap
   from train.loop import load_trained, train
   os.makedirs(_WORKDIR.value, exist_ok=True)
+  if _THROUGHPUT_ONLY.value:
+    import platform
+    tp = _throughput({"standard": _config(True), "lexinvariant": _config(False)}, _TIMED.value)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__} "
+          f"({jax.devices()[0].platform}); load average before {os.getloadavg()[0]:.2f}")
+    for name, r in tp.items():
+      print(f"{name}: step {r['step_s'] * 1e3:.2f} ms, {r['tokens_per_s']:,.0f} tokens/s")
+    print(f"step-time ratio lexinvariant / standard: {tp['lexinvariant']['step_s'] / tp['standard']['step_s']:.3f}")
+    return
   results, configs, seconds = {}, {}, {}
   for name, standard in (("standard", True), ("lexinvariant", False)):
     c = configs[name] = _config(standard)
-    wd = os.path.join(_WORKDIR.value, f"{name}_{_LANGUAGE.value}_s{_SEED.value}_n{_STEPS.value}")
+    tag = "" if standard else f"_{c.model.lex_sample}"
+    wd = os.path.join(_WORKDIR.value, f"{name}{tag}_{_LANGUAGE.value}_s{_SEED.value}_n{_STEPS.value}")
     t = time.perf_counter()
     metrics = train(c, wd)
     seconds[name] = time.perf_counter() - t
@@ -111,7 +124,7 @@ def main(argv):
   if "positions" in std:
     out["relative_gap"] = relative_gap(lex["positions"]["bins"], std["positions"]["bins"])
   if _THROUGHPUT.value:
-    out["throughput"] = _throughput(configs)
+    out["throughput"] = _throughput(configs, _TIMED.value)
   with open(os.path.join(_WORKDIR.value, "results.json"), "w") as f:
     json.dump(out, f, indent=1)
   _plot(results, os.path.join(_WORKDIR.value, "curves.png"), _LANGUAGE.value)

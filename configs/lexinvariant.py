@@ -44,7 +44,7 @@ def get_config(arg: str | None = None):
   m.semi_fraction = 0.25 if m.embedding == "semi" else 0.0
   m.lex_embed_std = "one"            # N(0, 1) entries: row norm about sqrt(d), above the positions' (spec §3)
   m.lex_out_scale = True             # logits = s · LN(h)·Eᵀ / sqrt(d), s learned
-  m.lex_sample = "present_types"
+  m.lex_sample = "full_vocab"         # the spec's literal E [B, V, D] per sequence (one per row); char: present
   m.pos_init_std = 0.02
   c.data.corpus = "synthetic:markov:successors=2,seed=0"
   c.data.vocab = "symbols"
@@ -86,6 +86,7 @@ def get_config(arg: str | None = None):
     c.data.corpus = "stdlib"
     c.data.vocab = "char"
     c.data.vocab_size = 130
+    m.lex_sample = "present_types"    # packed documents: per-document draws of the types present
     c.data.max_doc_chars = 2048
     c.eval.analyses = ("positions", "cipher")
   if "tiny" in args:

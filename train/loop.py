@@ -311,7 +311,7 @@ def train(config: Any, workdir: str, *, stop_at_step: int | None = None) -> dict
         if last or (c.train.eval_every and done % c.train.eval_every == 0):
           final_eval = evaluate(exp, state.params, eval_step)
           reporter.eval(done, final_eval)
-        if fam.decode and (last or (c.train.sample_every and done % c.train.sample_every == 0)):
+        if fam.decode and fam.prompts and (last or (c.train.sample_every and done % c.train.sample_every == 0)):
           reporter.text(done, "samples", "\n---\n".join(fam.decode(state.params, list(fam.prompts), exp.mesh)))
         if stop_at_step is not None and done >= stop_at_step:
           break

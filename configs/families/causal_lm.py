@@ -89,12 +89,14 @@ def _analyses(config, vocab, hp, module, data):
       half = len(plain) // 2
       h = analysis.hidden_states(module.apply, params, ciphered, embed_keys=lex, key=key)
       labels = plain - vocab.first_normal_id
+      normal = (labels >= 0) & (batch["segment_ids"] > 0)
       k = vocab.size - vocab.first_normal_id
-      out["probe"] = {"majority_rate": float(np.bincount(labels[half:].ravel(), minlength=k).max() /
-                                             labels[half:].size)}
+      test = labels[half:][normal[half:]]
+      out["probe"] = {"majority_rate": float(np.bincount(test, minlength=k).max() / max(test.size, 1))}
       for kind in ("linear", "mlp"):
-        acc = analysis.probe_accuracy(h[:half], labels[:half], h[half:], labels[half:], k, kind=kind)
-        out["probe"][kind] = analysis.bin_means(acc, np.ones_like(acc))
+        acc, count = analysis.probe_accuracy(h[:half], labels[:half], h[half:], labels[half:], k, kind=kind,
+                                             train_mask_NT=normal[:half], test_mask_NT=normal[half:])
+        out["probe"][kind] = analysis.bin_means(np.nan_to_num(acc), count)
     if "symbolic" in names:
       from data.synthetic import symbolic_rows
       out["symbolic"] = {}

@@ -101,14 +101,16 @@ def hidden_states(apply_fn: Callable, params: Any, tokens_NT: np.ndarray, *, emb
 
 def probe_accuracy(h_train_NTD: np.ndarray, y_train_NT: np.ndarray, h_test_NTD: np.ndarray, y_test_NT: np.ndarray,
                    num_classes: int, *, kind: str = "linear", hidden: int = 256, steps: int = 500, lr: float = 1e-2,
-                   seed: int = 0) -> np.ndarray:
-  """Per-position test accuracy [T] of a probe trained on all positions of the training rows (full-batch Adam,
-  `steps` steps; kind "linear" or "mlp": one ReLU layer of `hidden` units)."""
+                   seed: int = 0, train_mask_NT: np.ndarray | None = None,
+                   test_mask_NT: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """(per-position test accuracy [T], test count [T]) of a probe trained on the (masked-in) positions of the
+  training rows (full-batch Adam, `steps` steps; kind "linear" or "mlp": one ReLU layer of `hidden` units)."""
   if kind not in ("linear", "mlp"):
     raise ValueError(f"probe kind={kind!r}: use 'linear' or 'mlp'")
   D = h_train_NTD.shape[-1]
-  x = jnp.asarray(h_train_NTD.reshape(-1, D), jnp.float32)
-  y = jnp.asarray(y_train_NT.reshape(-1), jnp.int32)
+  keep = np.ones(y_train_NT.shape, bool) if train_mask_NT is None else np.asarray(train_mask_NT, bool)
+  x = jnp.asarray(h_train_NTD[keep], jnp.float32)
+  y = jnp.asarray(np.asarray(y_train_NT)[keep], jnp.int32)
   mu, sd = x.mean(0), x.std(0) + 1e-6
   k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
   if kind == "linear":
@@ -139,7 +141,9 @@ def probe_accuracy(h_train_NTD: np.ndarray, y_train_NT: np.ndarray, h_test_NTD: 
 
   params = fit(params)
   pred = np.asarray(jnp.argmax(logits(params, jnp.asarray(h_test_NTD, jnp.float32)), -1))
-  return (pred == np.asarray(y_test_NT)).mean(axis=0)
+  mask = np.ones(np.shape(y_test_NT), bool) if test_mask_NT is None else np.asarray(test_mask_NT, bool)
+  hits, count = ((pred == np.asarray(y_test_NT)) & mask).sum(0), mask.sum(0)
+  return np.where(count > 0, hits / np.maximum(count, 1), np.nan), count
 
 
 def episode_exact_match(apply_fn: Callable, params: Any, tokens_NT: np.ndarray, answer_NT: np.ndarray,

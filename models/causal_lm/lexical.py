@@ -27,9 +27,12 @@ Sampling (`lex_sample`).
                  with its own vector; every type absent from the document is scored with one more fresh vector per
                  document (the "unseen" vector, drawn for token id V, which no token has), so all absent types
                  share one logit. That is itself exactly permutation-equivariant and each absent logit has the law
-                 of a fresh type's, but absent types are not independent of each other as in full_vocab (the
-                 normaliser's variance differs); present-type logits equal full_vocab's (same vectors).
-  full_vocab     the spec's literal E [B, V, D] per row (vector of v = the draw of (key_b, 1, v)): memory B·V·D.
+                 of a fresh type's, but absent types are not independent of each other as in full_vocab: by
+                 Jensen the normaliser is a little smaller, so scores are slightly optimistic against full_vocab
+                 (0.010-0.015 nats per token on the spec's 3k-step Markov model, RESULTS.md); present-type logits
+                 equal full_vocab's (same vectors). The default for packed text (configs/lexinvariant.py:char).
+  full_vocab     the spec's literal E [B, V, D] per row (vector of v = the draw of (key_b, 1, v)): memory B·V·D;
+                 the synthetic-language configs use it.
                  It assumes one document per row; the family refuses it with packed corpora (it would share E
                  between a row's documents).
 

@@ -99,10 +99,11 @@ def main(argv):
   from train.loop import load_trained, train
   os.makedirs(_WORKDIR.value, exist_ok=True)
   if _THROUGHPUT_ONLY.value:
-    import platform
+    from bench.train_throughput import _cpu_model
+    load = os.getloadavg()[0]
     tp = _throughput({"standard": _config(True), "lexinvariant": _config(False)}, _TIMED.value)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__} "
-          f"({jax.devices()[0].platform}); load average before {os.getloadavg()[0]:.2f}")
+    print(f"machine: {_cpu_model()}, {os.cpu_count()} cores, jax {jax.__version__} ({jax.devices()[0].platform}); "
+          f"load average before {load:.2f}")
     for name, r in tp.items():
       print(f"{name}: step {r['step_s'] * 1e3:.2f} ms, {r['tokens_per_s']:,.0f} tokens/s")
     print(f"step-time ratio lexinvariant / standard: {tp['lexinvariant']['step_s'] / tp['standard']['step_s']:.3f}")

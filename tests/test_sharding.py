@@ -28,10 +28,12 @@ def run_steps(mesh_shape, n_steps=5, **overrides):
 
 @pytest.fixture(scope="module")
 def runs():
-  return {m: run_steps(m) for m in MESHES}
+  return {m: run_steps(m) for m in MESHES[:1] + MESHES[2:]}
 
 
-@pytest.mark.parametrize("mesh_shape", MESHES[1:])
+# (8, 1, 1) is the default mesh of every other trainer test (mesh.data=-1 over the 8 simulated devices); the
+# fsdp and tensor meshes are the ones only this test covers.
+@pytest.mark.parametrize("mesh_shape", MESHES[2:])
 def test_sharded_loss_equals_single_device(runs, mesh_shape):
   ref, _, _ = runs[(1, 1, 1)]
   losses, _, _ = runs[mesh_shape]

@@ -21,7 +21,8 @@ import time
 
 from absl import app, flags
 
-_LANGUAGE = flags.DEFINE_enum("language", "markov", ["markov", "zipf", "unigram", "symbolic"], "Synthetic language.")
+_LANGUAGE = flags.DEFINE_enum("language", "markov", ["markov", "zipf", "unigram", "symbolic", "char"],
+                               "Synthetic language, or char: character-level text of the embedded corpus.")
 _STEPS = flags.DEFINE_integer("steps", 3000, "Training steps of each model.")
 _SEED = flags.DEFINE_integer("seed", 0, "Run seed (initialisation, data order, embedding draws).")
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/lexinvariant_bench", "Where the two runs and the outputs go.")
@@ -99,10 +100,10 @@ def main(argv):
   from train.loop import load_trained, train
   os.makedirs(_WORKDIR.value, exist_ok=True)
   if _THROUGHPUT_ONLY.value:
-    from bench.train_throughput import _cpu_model
+    from bench.timing import cpu_model
     load = os.getloadavg()[0]
     tp = _throughput({"standard": _config(True), "lexinvariant": _config(False)}, _TIMED.value)
-    print(f"machine: {_cpu_model()}, {os.cpu_count()} cores, jax {jax.__version__} ({jax.devices()[0].platform}); "
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, jax {jax.__version__} ({jax.devices()[0].platform}); "
           f"load average before {load:.2f}")
     for name, r in tp.items():
       print(f"{name}: step {r['step_s'] * 1e3:.2f} ms, {r['tokens_per_s']:,.0f} tokens/s")

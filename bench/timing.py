@@ -1,4 +1,5 @@
 """Wall-clock helper shared by the benchmarks."""
+import platform
 import statistics
 import time
 from typing import Callable
@@ -14,3 +15,14 @@ def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 0) -> f
     fn()
     times.append(time.perf_counter() - t)
   return statistics.median(times)
+
+
+def cpu_model() -> str:
+  """The CPU's model name (/proc/cpuinfo), for the machine line of a benchmark."""
+  try:
+    for line in open("/proc/cpuinfo"):
+      if line.startswith("model name"):
+        return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor()

@@ -29,6 +29,7 @@ _WORKDIR = flags.DEFINE_string("workdir", "/tmp/lexinvariant_bench", "Where the 
 _PROBE = flags.DEFINE_bool("probe", False, "Also train the deciphering probes (L6).")
 _THROUGHPUT = flags.DEFINE_bool("throughput", False, "Also time both train steps (BENCHMARKS.md).")
 _THROUGHPUT_ONLY = flags.DEFINE_bool("throughput_only", False, "Only time both train steps (no training runs).")
+_VOCAB = flags.DEFINE_integer("vocab_size", 0, "Symbols of the synthetic language (0: the config's).")
 _TIMED = flags.DEFINE_integer("timed_steps", 30, "Timed steps of each model for the throughput figures.")
 
 
@@ -39,6 +40,8 @@ def _config(standard: bool):
   c = lexinvariant.get_config(",".join(args))
   c.unlock()
   c.seed = _SEED.value
+  if _VOCAB.value:
+    c.data.vocab_size = _VOCAB.value
   c.train.num_steps = _STEPS.value
   c.train.eval_every = c.train.checkpoint_every = _STEPS.value
   if _PROBE.value:
@@ -113,7 +116,8 @@ def main(argv):
   for name, standard in (("standard", True), ("lexinvariant", False)):
     c = configs[name] = _config(standard)
     tag = "" if standard else f"_{c.model.lex_sample}"
-    wd = os.path.join(_WORKDIR.value, f"{name}{tag}_{_LANGUAGE.value}_s{_SEED.value}_n{_STEPS.value}")
+    wd = os.path.join(_WORKDIR.value, f"{name}{tag}_{_LANGUAGE.value}_v{c.data.vocab_size}_s{_SEED.value}_"
+                      f"n{_STEPS.value}")
     t = time.perf_counter()
     metrics = train(c, wd)
     seconds[name] = time.perf_counter() - t

@@ -4,6 +4,7 @@ and evaluated on plain and ciphered held-out sequences (lexinvariant spec §6b, 
   python -m bench.lexinvariant --language markov --steps 3000 --seed 0 [--probe] [--throughput]
   python -m bench.lexinvariant --language symbolic --steps 3000      # L7: copy / lookup with held-out symbols
   python -m bench.lexinvariant --throughput_only                     # train-step time, standard vs lexinvariant
+  python -m bench.lexinvariant --language symbolic --vocab_size 16  # fewer symbols (0 = the config's)
 
 Both runs use configs/lexinvariant.py (`:standard` for the baseline) with --steps and --seed; the data stream is
 the same for both (same seed). Evaluation: 512 held-out sequences, 4 embedding draws from a fixed key; the cipher

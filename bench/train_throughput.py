@@ -10,24 +10,15 @@ data: throughput depends on the shapes, not on the tokenizer.
 Prints a Markdown table for BENCHMARKS.md.
 """
 import os
-import platform
 import statistics
 import time
 
 from absl import app, flags
 
+from bench.timing import cpu_model
+
 _CONFIGS = flags.DEFINE_list("configs", ["default", "base"], "Which shapes to measure: default, base.")
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps per config.")
-
-
-def _cpu_model() -> str:
-  try:
-    for line in open("/proc/cpuinfo"):
-      if line.startswith("model name"):
-        return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor()
 
 
 def _config(name):
@@ -88,7 +79,7 @@ def main(argv):
   peak16 = measure_matmul_peak(dtype=jnp.bfloat16)
   rows = [measure(name, _STEPS.value, peak32) for name in _CONFIGS.value]
   peak32_after = measure_matmul_peak(dtype=jnp.float32)
-  print(f"\nmachine: {_cpu_model()}, {os.cpu_count()} cores, jax {jax.__version__} ({jax.devices()[0].platform}); "
+  print(f"\nmachine: {cpu_model()}, {os.cpu_count()} cores, jax {jax.__version__} ({jax.devices()[0].platform}); "
         f"load average before: {load:.2f}")
   print(f"measured matmul peak (train.flops.measure_matmul_peak, as the trainer's MFU): float32 "
         f"{peak32 / 1e9:.0f} GFLOP/s before, {peak32_after / 1e9:.0f} after; "

@@ -16,7 +16,7 @@ unigram smoke language, 300 steps), `symbolic` (copy / key-value episodes over 3
 evaluation, eval.analyses adds "symbolic"), `char` (character-level text of the embedded corpus: data.vocab=char,
 130 ids, like the paper's vocabulary), `tiny` (d=32, 64 tokens, a few steps: tests).
 """
-from configs.base import get_base_config
+from configs import causal_lm
 
 ARGS = ("standard", "semi", "zipf", "unigram", "symbolic", "char", "tiny")
 
@@ -26,20 +26,11 @@ def get_config(arg: str | None = None):
   bad = [a for a in args if a not in ARGS]
   if bad:
     raise ValueError(f"configs/lexinvariant.py: unknown argument(s) {bad}; use a comma-separated subset of {ARGS}")
-  c = get_base_config()
+  c = causal_lm.get_config()         # the causal LM's GPT-2-style block (pre-LN, learned positions, GELU-tanh)
+  c.unlock()
   m = c.model
-  m.name = "causal_lm"
-  m.style = "gpt2"
-  m.hidden_size = 64
-  m.num_layers = 2
-  m.num_heads = 4
-  m.intermediate_size = 256
+  m.hidden_size, m.num_layers, m.num_heads, m.intermediate_size = 64, 2, 4, 256
   m.max_position_embeddings = 128
-  m.norm_eps = 1e-5
-  m.activation = "gelu_new"
-  m.rope_theta = 10_000.0
-  m.initializer_range = 0.02
-  m.attention_impl = "auto"
   m.vocab_multiple = 1
   m.embedding = "learned" if "standard" in args else "semi" if "semi" in args else "lexinvariant"
   m.semi_fraction = 0.25 if m.embedding == "semi" else 0.0
@@ -68,10 +59,6 @@ def get_config(arg: str | None = None):
   c.eval.num_keys = 4                # embedding draws averaged per sequence
   c.eval.num_sequences = 512
   c.decode.prompts = ()              # no cached decoding for random embeddings; --mode=eval shows the curves
-  c.decode.max_new_tokens = 16
-  c.decode.temperature = 0.0
-  c.decode.top_k = 0
-  c.decode.top_p = 1.0
   if "zipf" in args:
     c.data.corpus = "synthetic:zipf"
     c.train.num_steps = 1500

@@ -153,8 +153,8 @@ class LexicalEmbedding(nn.Module):
       ctx["E_BVD"] = vectors_BVD
       rand_BTD = jnp.take_along_axis(vectors_BVD, tokens_BT[..., None], axis=1)
       if self.mode == "semi":
-        coin_BT = type_coins(keys_B2, jnp.ones_like(tokens_BT), tokens_BT)
         ctx["coin_BV"] = type_coins(keys_B2, jnp.ones((B, V), jnp.int32), jnp.broadcast_to(jnp.arange(V), (B, V)))
+        coin_BT = jnp.take_along_axis(ctx["coin_BV"], tokens_BT, axis=1)
     else:
       seg_BU, tok_BU, valid_BU, index_BT = local_types(tokens_BT, segment_ids_BT, V, S)
       E_BUD = std * type_vectors(keys_B2, seg_BU, tok_BU, self.features)

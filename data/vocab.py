@@ -5,6 +5,7 @@ All vocabularies share one layout of special ids, which the models and objective
   0 = [PAD], 1 = [CLS] (BOS), 2 = [SEP] (EOS), 3 = [MASK]; SentencePiece adds 4 = <unk>.
 """
 import abc
+import collections
 import hashlib
 import os
 import pathlib
@@ -127,10 +128,9 @@ class CharVocabulary(Vocabulary):
     """The `size - 5` most frequent characters of `texts` (ties by code point), so that `size` ids in all."""
     if size < 6:
       raise ValueError(f"data.vocab_size={size}: a character vocabulary needs at least 6 ids (5 special + 1)")
-    counts: dict[str, int] = {}
+    counts: collections.Counter = collections.Counter()
     for t in texts:
-      for c in t:
-        counts[c] = counts.get(c, 0) + 1
+      counts.update(t)
     return cls("".join(sorted(counts, key=lambda c: (-counts[c], c))[:size - 5]))
 
   @property

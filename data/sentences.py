@@ -5,7 +5,7 @@ A `FiniteLanguage` lists every sentence (token ids ending with EOS) with its pro
 An `OracleLM` is the NumPy next-token function AriEL codes around: `probs(prefixes_BT) -> [B, V]`, where each
 prefix starts with BOS. Two languages:
 
-  house_questions  the fixture grammar (data/synthetic.py GRAMMAR): 8,624 sentences of 5-10 words + EOS; sentence
+  house_questions  the fixture grammar (data/grammar.py): 8,624 sentences of 5-10 words + EOS; sentence
                    probabilities either uniform over the productions (`weights="rules"`, each alternative of a rule
                    equally likely, the spec's oracle) or uniform over the sentences (`weights="sentences"`)
   prefix_tree      the spec's random prefix-tree LM: V = 1 + words ids, EOS = id 0; at each prefix p ~ Dirichlet(0.5)
@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from data import synthetic
+from data.grammar import GRAMMAR, grammar_words
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,7 +106,7 @@ def _expansions(symbol: str, rule_weight: bool) -> list[tuple[tuple[str, ...], f
   """Every terminal string a grammar symbol derives, with its probability under uniform productions."""
   if symbol.startswith("'"):
     return [((symbol[1:-1],), 1.0)]
-  alts = synthetic.GRAMMAR[symbol]
+  alts = GRAMMAR[symbol]
   out = []
   for alt in alts:
     parts = [((), 1.0 / len(alts) if rule_weight else 1.0)]
@@ -117,13 +117,13 @@ def _expansions(symbol: str, rule_weight: bool) -> list[tuple[tuple[str, ...], f
 
 
 @functools.cache
-def house_questions(weights: str = "rules", first_id: int = synthetic.FIRST_ID, bos: int = 1,
+def house_questions(weights: str = "rules", first_id: int = 4, bos: int = 1,
                     eos: int = 2) -> FiniteLanguage:
-  """The fixture grammar's 8,624 sentences over ids `first_id + word index` (data/synthetic.py grammar_words),
+  """The fixture grammar's 8,624 sentences over ids `first_id + word index` (data/grammar.py grammar_words),
   default the symbol vocabulary's layout (PAD 0, BOS = CLS 1, EOS = SEP 2, MASK 3, 38 words from 4: 42 ids)."""
   if weights not in ("rules", "sentences"):
     raise ValueError(f"house_questions weights={weights!r}: use 'rules' or 'sentences'")
-  index = {w: first_id + i for i, w in enumerate(synthetic.grammar_words())}
+  index = {w: first_id + i for i, w in enumerate(grammar_words())}
   exp = _expansions("S", True)
   sentences = tuple(tuple(index[w] for w in words) + (eos,) for words, _ in exp)
   p = np.array([q for _, q in exp]) if weights == "rules" else np.ones(len(exp))

@@ -10,13 +10,20 @@ from (sampling seed, sequence index), usable as `data.corpus=synthetic:<name>[:k
             from them (loss floor log k)
   pcfg      sentences of the AriEL fixture grammar (ariel.md §5.1, 38 words, uniform over productions), one after
             another; needs data.vocab_size=38
+  house_questions
+            ONE sentence of the fixture grammar per row, framed `[CLS] words [SEP]` (BOS, EOS) and padded (segment
+            id 0), from the training split: 80% of the 8,624 sentences (data/sentences.py split, `held_out`=0.2,
+            `seed`=0); the evaluation split is the held-out 20%, so validation loss measures generalisation.
+            `weights=sentences` (default: every training sentence equally likely, a dataset read in random order)
+            or `weights=rules` (uniform over productions, the spec's oracle, restricted to the split); AriEL's
+            language (decode/ariel.py, bench/ariel.py); needs data.vocab_size=38 and data.seq_len >= 12
   symbolic  in-context symbol manipulation: episodes `s | s .` (copy) and `k1 v1 ... kn vn | ki vi .` (key-value
             lookup) over fresh random symbols; symbols 0-1 are the separators `|` `.`, the training split uses
             symbols [2, V/2) and the evaluation split the held-out [V/2, V), so a model that memorised symbol
             identities meets unseen ones at evaluation (the lexinvariant spec's L7)
 
 Each sequence fills a whole row (one document per row: segment ids 1, positions 0..T-1); there is no BOS, so the
-first symbol is never a target. Legend: V symbols, T length.
+first symbol is never a target (house_questions, framed, is the exception). Legend: V symbols, T length.
 """
 import dataclasses
 import functools
@@ -24,8 +31,11 @@ from typing import Callable
 
 import numpy as np
 
-LANGUAGES = ("markov", "zipf", "unigram", "pcfg", "symbolic")
+from data.grammar import GRAMMAR, grammar_words
+
+LANGUAGES = ("markov", "zipf", "unigram", "pcfg", "house_questions", "symbolic")
 FIRST_ID = 4      # data/vocab.py: ids 0-3 are PAD, CLS, SEP, MASK
+CLS_ID, SEP_ID = 1, 2
 SEPARATOR, END = 0, 1   # the symbolic language's `|` and `.`
 
 
@@ -39,6 +49,7 @@ class Language:
   majority_rate: float | None = None     # the largest marginal probability of a symbol
   transitions: np.ndarray | None = None  # markov: [V, V]
   stationary: np.ndarray | None = None   # markov: [V]
+  framed: bool = False                   # one sentence per row as [CLS] symbols [SEP] + padding
 
   def sample(self, rng: np.random.Generator, length: int, split: str = "train") -> np.ndarray:
     return self.sampler(rng, length, split)
@@ -91,33 +102,6 @@ def unigram(num_symbols: int, k: int = 4) -> Language:
   return Language("unigram", num_symbols, sample, float(np.log(k)), None)
 
 
-# ariel.md §5.1, verbatim: nonterminal -> alternatives (each a tuple of symbols; quoted words are terminals).
-GRAMMAR = {
-    "S": [("Q", "'?'")],
-    "Q": [("'is'", "'it'", "NP"), ("'is'", "'it'", "NP", "PP"), ("'is'", "'the'", "N", "ADJ"),
-          ("'can'", "'you'", "V", "'the'", "N")],
-    "NP": [("'the'", "N"), ("'the'", "ADJ", "N"), ("'the'", "ADJ", "ADJ", "N"), ("'a'", "N"), ("'a'", "ADJ", "N")],
-    "PP": [("'in'", "'the'", "ROOM"), ("'on'", "'the'", "FURN"), ("'near'", "'the'", "FURN")],
-    "ADJ": [(f"'{w}'",) for w in ("red", "blue", "green", "small", "big", "wooden", "metal", "round")],
-    "N": [(f"'{w}'",) for w in ("chair", "table", "lamp", "cup", "book", "plant", "box", "ball")],
-    "ROOM": [(f"'{w}'",) for w in ("kitchen", "bedroom", "bathroom", "garage")],
-    "FURN": [(f"'{w}'",) for w in ("sofa", "desk", "shelf", "bed")],
-    "V": [(f"'{w}'",) for w in ("see", "move", "open", "lift")],
-}
-
-
-@functools.cache
-def grammar_words() -> tuple[str, ...]:
-  """The 38 terminals in order of first appearance in GRAMMAR."""
-  words: list[str] = []
-  for alts in GRAMMAR.values():
-    for alt in alts:
-      for s in alt:
-        if s.startswith("'") and s[1:-1] not in words:
-          words.append(s[1:-1])
-  return tuple(words)
-
-
 def _derive(r: np.random.Generator, symbol: str, out: list[str]) -> None:
   if symbol.startswith("'"):
     out.append(symbol[1:-1])
@@ -142,6 +126,27 @@ def pcfg(num_symbols: int) -> Language:
       out.extend(index[w] for w in sentence)
     return np.asarray(out[:length], np.int64)
   return Language("pcfg", num_symbols, sample)
+
+
+def house_questions(num_symbols: int, weights: str = "sentences", held_out: float = 0.2, seed: int = 0) -> Language:
+  from data import sentences
+  words = grammar_words()
+  if num_symbols != len(words):
+    raise ValueError(f"synthetic:house_questions has {len(words)} words; set --config.data.vocab_size={len(words)}")
+  if not 0 < held_out < 1:
+    raise ValueError(f"synthetic:house_questions held_out={held_out} must lie in (0, 1)")
+  lang = sentences.house_questions("rules" if weights == "rules" else "sentences")
+  if weights not in ("rules", "sentences"):
+    raise ValueError(f"synthetic:house_questions weights={weights!r}: use 'sentences' or 'rules'")
+  parts = dict(zip(("train", "eval"), sentences.split(lang, held_out, seed)))
+  words_of = [np.asarray(s[:-1]) - FIRST_ID for s in lang.sentences]   # without EOS
+  law = {k: lang.probs[v] / lang.probs[v].sum() for k, v in parts.items()}
+
+  def sample(r, length, split):
+    del length
+    idx = parts["train" if split == "train" else "eval"]
+    return words_of[idx[r.choice(len(idx), p=law["train" if split == "train" else "eval"])]]
+  return Language("house_questions", num_symbols, sample, framed=True)
 
 
 def symbol_range(num_symbols: int, split: str) -> tuple[int, int]:
@@ -178,7 +183,8 @@ def symbolic(num_symbols: int, max_items: int = 5) -> Language:
 
 
 _BUILDERS = {"markov": (markov, {"successors": int, "seed": int}), "zipf": (zipf, {}),
-             "unigram": (unigram, {"k": int}), "pcfg": (pcfg, {}), "symbolic": (symbolic, {"max_items": int})}
+             "unigram": (unigram, {"k": int}), "pcfg": (pcfg, {}), "symbolic": (symbolic, {"max_items": int}),
+             "house_questions": (house_questions, {"weights": str, "held_out": float, "seed": int})}
 
 
 def parse(corpus: str, num_symbols: int) -> Language:
@@ -206,8 +212,17 @@ def language_rows(language: Language, seq_len: int, split: str = "train") -> Cal
 
   def example(seed: int, index: int) -> dict[str, np.ndarray]:
     r = np.random.default_rng([seed, index, 7])
-    tokens = (language.sample(r, seq_len, split) + FIRST_ID).astype(np.int32)
-    return {"tokens": tokens, "segment_ids": ones, "positions": positions}
+    symbols = language.sample(r, seq_len, split) + FIRST_ID
+    if not language.framed:
+      return {"tokens": symbols.astype(np.int32), "segment_ids": ones, "positions": positions}
+    n = len(symbols) + 2
+    if n > seq_len:
+      raise ValueError(f"synthetic:{language.name} has sentences of {n} tokens with [CLS]/[SEP]; raise "
+                       f"data.seq_len={seq_len} to at least {n}")
+    tokens = np.zeros(seq_len, np.int32)
+    tokens[:n] = [CLS_ID, *symbols, SEP_ID]
+    return {"tokens": tokens, "segment_ids": (positions < n).astype(np.int32),
+            "positions": np.where(positions < n, positions, 0).astype(np.int32)}
   return example
 
 

@@ -17,7 +17,7 @@ CONFIGS = [("modernbert_mlm", None), ("modernbert_mlm", "base"), ("modernbert_ml
            ("electra_finetune", "tiny,mlm"), ("asarm", None), ("asarm", "tiny"),
            ("mdlm", None), ("mdlm", "tiny"), ("adjust", None), ("adjust", "tiny"), ("lexinvariant", None),
            ("lexinvariant", "standard"), ("lexinvariant", "semi,symbolic"), ("lexinvariant", "char"),
-           ("lexinvariant", "zipf,tiny")]
+           ("lexinvariant", "zipf,tiny"), ("ariel", None), ("ariel", "vae"), ("ariel", "ae,rules")]
 # transformers' parameter counts (tied matrices once): ElectraForPreTraining and ElectraForMaskedLM at the
 # generator size of the joint model; the joint model holds both minus one copy of the shared embeddings.
 ELECTRA_PUBLISHED = {"small": (13_549_057, 4_620_026), "base": (109_483_009, 33_740_602),
@@ -46,6 +46,9 @@ def test_config_builds_and_eval_shapes(name, arg):
   elif config.model.name == "asarm":     # every position visible, one query per position reading all others
     logits = jax.eval_shape(lambda v: family.module.apply(v, tokens, positions, jnp.full((2,), seq), positions,
                                                           jnp.full((2, seq), seq)), shapes)
+  elif config.model.name == "sentence_vae":   # teacher-forced logits from (tokens, segment ids, noise)
+    noise = jnp.zeros((2, family.hparams.latent_dim))
+    logits = jax.eval_shape(lambda v: family.module.apply(v, tokens, jnp.ones_like(tokens), noise)[0], shapes)
   elif getattr(family.hparams, "embedding", "learned") != "learned":   # per-row embedding keys
     keys = jnp.zeros((2, 2), jnp.uint32)
     logits = jax.eval_shape(lambda v: family.module.apply(v, tokens, embed_keys=keys), shapes)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from data import synthetic
+from data import grammar, synthetic
 from data.cipher import encipher
 from data.sources import language_source
 from data.vocab import CharVocabulary, SymbolVocabulary
@@ -17,7 +17,7 @@ def _expand(symbol):
   if symbol.startswith("'"):
     return [[symbol[1:-1]]]
   out = []
-  for alt in synthetic.GRAMMAR[symbol]:
+  for alt in grammar.GRAMMAR[symbol]:
     for parts in itertools.product(*[_expand(s) for s in alt]):
       out.append([w for p in parts for w in p])
   return out
@@ -26,10 +26,10 @@ def _expand(symbol):
 def test_fixture_grammar_has_the_specs_8624_sentences_over_38_words():
   sentences = _expand("S")
   assert len(sentences) == 8624 and len({" ".join(s) for s in sentences}) == 8624   # ariel.md §5.1
-  assert len(synthetic.grammar_words()) == 38
+  assert len(grammar.grammar_words()) == 38
   assert {len(s) for s in sentences} == set(range(5, 11))
   lang = synthetic.parse("synthetic:pcfg", 38)
-  words = synthetic.grammar_words()
+  words = grammar.grammar_words()
   text = " ".join(words[i] for i in lang.sample(np.random.default_rng(0), 400))
   valid = {" ".join(s) for s in sentences}
   for sentence in text.split("?")[1:-1]:         # whole sentences between the first and the last '?'

@@ -8,7 +8,10 @@ Trains configs/ariel.py (causal LM), :ae and :vae for --steps each on the 80% tr
       unique, and novel (valid, unique and held out: never trained on), as fractions of N;
   A9  the same for N latent points of the AE (uniform in the bounding box of its training latents) and the VAE
       (N(0, I)), greedy-decoded;
-  and AriEL's sentences per second for encoding and decoding at batch 1 and 256 (float64 coder).
+  and AriEL's sentences per second for encoding and decoding at batch 1 and 256 (float64 coder), beside two
+  references measured in the same run: scoring the same sentences with one uncached forward pass (the LM work
+  encoding cannot avoid) and the reference code's design (one sentence at a time, the whole prefix re-run through
+  the LM at every position, the interval update in NumPy float64).
 Writes WORKDIR/results.json; the last line is `ariel_valid_unique=... ae_valid_unique=... vae_valid_unique=...`.
 """
 import json
@@ -45,6 +48,18 @@ def sample_metrics(decoded, language, held_out) -> dict:
   held = {language.sentences[i] for i in held_out}
   return {"valid": len(valid) / n, "unique": len(set(sents)) / n, "valid_unique": len(distinct_valid) / n,
           "novel": len(distinct_valid & held) / n}
+
+
+def reference_encode(probs_fn, sentence, d):
+  """The Keras prototype's loop, one sentence: the LM re-reads the prefix at every position (no cache)."""
+  import numpy as np
+  lo, hi = np.zeros(d), np.ones(d)
+  for t, tok in enumerate(sentence):
+    p = probs_fn(sentence[:t]).astype(np.float64)
+    c = np.cumsum(p) / p.sum()
+    j, r = t % d, hi[t % d] - lo[t % d]
+    lo[j], hi[j] = lo[j] + r * (c[tok - 1] if tok else 0.0), lo[j] + r * c[tok]
+  return (lo + hi) / 2
 
 
 def _rate(fn, batches) -> float:
@@ -122,6 +137,21 @@ def main(argv):
     points = [r.random((batch, d)) for _ in range(k)]
     speed[f"encode_b{batch}"] = _rate(lambda x: ariel.encode(lm, params, x, d), rows)
     speed[f"decode_b{batch}"] = _rate(lambda x: ariel.decode(lm, params, x, MAXLEN), points)
+    score = jax.jit(lambda p, x: jax.nn.log_softmax(module.apply({"params": p}, x), -1))
+    framed_rows = [np.concatenate([np.full((batch, 1), language.bos), x], 1)[:, :-1] for x in rows]
+    speed[f"score_b{batch}"] = _rate(lambda x: np.asarray(score(params, x)), framed_rows)
+  fixed = jax.jit(lambda p, x: jax.nn.softmax(module.apply({"params": p}, x), -1))
+
+  def probs_fn(prefix):   # prefix padded to a fixed width (one compilation), the last real position read
+    x = np.full((1, MAXLEN), language.eos, np.int32)
+    x[0, 0], x[0, 1:len(prefix) + 1] = language.bos, prefix
+    return np.asarray(fixed(params, x))[0, len(prefix)]
+  some = [language.sentences[i] for i in r.choice(len(tokens), 64)]
+  z_ref = np.stack([reference_encode(probs_fn, s, d) for s in some[:4]])
+  z_ours, _ = ariel.encode(lm, params, tokens[[language.index[s] for s in some[:4]]], d)
+  out["lm"]["reference_max_abs_point_diff"] = float(np.abs(z_ref - z_ours).max())
+  speed["reference_encode_b1"] = _rate(lambda ss: [reference_encode(probs_fn, s, d) for s in ss],
+                                       [some[i:i + 8] for i in range(0, 64, 8)])
   out["lm"]["sentences_per_s"] = {k: round(v, 1) for k, v in speed.items()}
   from bench.timing import cpu_model
   out["machine"] = f"{cpu_model()}, {os.cpu_count()} cores, jax {jax.__version__}"
@@ -129,7 +159,9 @@ def main(argv):
     json.dump(out, f, indent=1, default=float)
   for name in ("lm", "ae", "vae"):
     o = out[name]
-    print(f"{name}: {o['parameters']:,} params, train {o['train_s']} s, eval loss {o['final_eval']['loss']:.4f} | "
+    loss = o["final_eval"].get("loss")   # absent when the run was already complete (resumed at its last step)
+    print(f"{name}: {o['parameters']:,} params, train {o['train_s']} s, eval loss "
+          f"{'-' if loss is None else f'{loss:.4f}'} | "
           f"reconstruction train {o['reconstruction_train']:.4f} held-out {o['reconstruction_held_out']:.4f} | "
           f"samples {json.dumps({k: round(v, 4) for k, v in o['samples'].items()})}")
   print(f"AriEL sentences/s: {json.dumps(out['lm']['sentences_per_s'])} ({out['machine']})")

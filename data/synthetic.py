@@ -26,7 +26,6 @@ Each sequence fills a whole row (one document per row: segment ids 1, positions 
 first symbol is never a target (house_questions, framed, is the exception). Legend: V symbols, T length.
 """
 import dataclasses
-import functools
 from typing import Callable
 
 import numpy as np

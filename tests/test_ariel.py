@@ -76,7 +76,7 @@ def _tv(counts, p):
   return 0.5 * np.abs(counts / counts.sum() - p).sum()
 
 
-@pytest.mark.parametrize("d", D_VALUES)
+@pytest.mark.parametrize("d", (1, 3))
 def test_A3_uniform_points_decode_to_lm_samples(tree, d):
   """20k uniform points: all in the language; TV to P(s) within 1.2x that of 20k exact samples; chi-square on the
   50 most likely sentences. Negative control: non-uniform points (z^2) fail the chi-square."""

@@ -38,18 +38,6 @@ def _config(arg, steps, seed):
   return c
 
 
-def sample_metrics(decoded, language, held_out) -> dict:
-  """Fractions of N: valid, unique, valid and unique, novel (valid, unique, held out)."""
-  from decode.ariel import sentences
-  n = len(decoded)
-  sents = sentences(decoded, language.eos)
-  valid = [s for s in sents if s is not None and s in language.index]
-  distinct_valid = set(valid)
-  held = {language.sentences[i] for i in held_out}
-  return {"valid": len(valid) / n, "unique": len(set(sents)) / n, "valid_unique": len(distinct_valid) / n,
-          "novel": len(distinct_valid & held) / n}
-
-
 def reference_encode(probs_fn, sentence, d):
   """The Keras prototype's loop, one sentence: the LM re-reads the prefix at every position (no cache)."""
   import numpy as np
@@ -111,7 +99,8 @@ def main(argv):
   for split, idx in (("train", train_idx), ("held_out", held_idx)):
     z, _ = ariel.encode(lm, params, tokens[idx], d)
     out["lm"][f"reconstruction_{split}"] = float((ariel.decode(lm, params, z, MAXLEN) == tokens[idx]).all(1).mean())
-  out["lm"]["samples"] = sample_metrics(ariel.decode(lm, params, r.random((_N.value, d)), MAXLEN), language, held_idx)
+  samples = ariel.sentences(ariel.decode(lm, params, r.random((_N.value, d)), MAXLEN), language.eos)
+  out["lm"]["samples"] = language.sample_metrics(samples, held_idx)
 
   for name in ("ae", "vae"):
     module, params = models[name]
@@ -127,7 +116,7 @@ def main(argv):
       z = lo + (hi - lo) * r.random((_N.value, mu.shape[1]))
     else:
       z = r.standard_normal((_N.value, mu.shape[1]))
-    out[name]["samples"] = sample_metrics(greedy(z), language, held_idx)
+    out[name]["samples"] = language.sample_metrics(ariel.sentences(greedy(z), language.eos), held_idx)
 
   module, params = models["lm"]
   speed = {}

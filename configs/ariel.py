@@ -3,11 +3,14 @@ autoencoder / VAE baselines it is compared with (d = 16), each trained on the 80
 sentences (data.corpus=synthetic:house_questions, one framed sentence per row; validation = the held-out 20%).
 
 Commands (2-core CPU):
-  python launch.py --config=configs/ariel.py --workdir=/tmp/ariel_lm          # the causal LM, 102k parameters
-  python launch.py --config=configs/ariel.py:ae --workdir=/tmp/ariel_ae       # GRU autoencoder, 85k parameters
-  python launch.py --config=configs/ariel.py:vae --workdir=/tmp/ariel_vae     # GRU VAE, 87k parameters
+  python launch.py --config=configs/ariel.py --workdir=/tmp/ariel_lm          # the causal LM, 104k parameters
+  python launch.py --config=configs/ariel.py:ae --workdir=/tmp/ariel_ae       # GRU autoencoder, 88k parameters
+  python launch.py --config=configs/ariel.py:vae --workdir=/tmp/ariel_vae     # GRU VAE, 89k parameters
+  python launch.py --config=configs/ariel.py --workdir=/tmp/ariel_lm --mode=eval   # + AriEL's A7 / A8 figures
   python -m bench.ariel                     # trains all three and runs tests A7-A9 (RESULTS.md)
-Expected result (1,500 steps each, about a minute each): see RESULTS.md "AriEL".
+Expected result (1,500 steps each, 25-45 s each on 2 cores): held-out next-token loss 0.874 nats (LM), 0.003
+(AE reconstruction), 0.863 with KL 0.17 nats per sentence (VAE, whose posterior collapses); bench.ariel ends with
+`ariel_valid_unique=0.8900 ae_valid_unique=0.3940 vae_valid_unique=0.3230` (seed 0; RESULTS.md "AriEL").
 
 Arguments (comma-separated): `ae` / `vae` (the baselines; default: the LM), `rules` (sentences weighted by the
 grammar's uniform productions instead of uniformly), `tiny` (a few steps: tests).
@@ -42,6 +45,9 @@ def get_config(arg: str | None = None):
     m.max_position_embeddings = 16
     m.vocab_multiple = 1
     c.decode.prompts = ()             # sentences come from AriEL's decoder (bench/ariel.py), not prompts
+    c.eval.analyses = ("ariel",)      # --mode=eval: AriEL reconstruction and uniform samples (A7, A8)
+    c.eval.num_keys = 1
+    c.eval.num_sequences = 2000
   weights = "rules" if "rules" in args else "sentences"
   c.data.corpus = f"synthetic:house_questions:weights={weights}"
   c.data.vocab = "symbols"
@@ -65,6 +71,8 @@ def get_config(arg: str | None = None):
     c.optim.warmup_steps = 2
     c.eval.batch_size = 16
     c.eval.num_batches = 1
+    if m.name == "causal_lm":
+      c.eval.num_sequences = 64
     if m.name == "sentence_vae":
       c.objective.kl_warmup_steps = 10
   c.lock()

@@ -90,6 +90,17 @@ class FiniteLanguage:
       p[self.eos] = 1.0
     return p
 
+  def sample_metrics(self, samples: Sequence[Sequence[int] | None], held_out: Sequence[int] = ()) -> dict:
+    """Fractions of the N samples (sentences ending with EOS, None for one that never ended): valid (in the
+    language), unique (distinct, invalid ones included), valid_unique (distinct valid), novel (distinct valid
+    sentences among `held_out`, the indices of sentences never trained on)."""
+    n = max(len(samples), 1)
+    sents = [None if s is None else tuple(int(x) for x in s) for s in samples]
+    valid = [s for s in sents if s is not None and s in self.index]
+    held = {self.sentences[i] for i in held_out}
+    return {"valid": len(valid) / n, "unique": len(set(sents)) / n, "valid_unique": len(set(valid)) / n,
+            "novel": len(set(valid) & held) / n}
+
   def oracle(self) -> OracleLM:
     return OracleLM(self.vocab_size, self.bos, self.eos, self.next_probs)
 

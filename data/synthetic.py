@@ -49,6 +49,7 @@ class Language:
   transitions: np.ndarray | None = None  # markov: [V, V]
   stationary: np.ndarray | None = None   # markov: [V]
   framed: bool = False                   # one sentence per row as [CLS] symbols [SEP] + padding
+  finite: tuple | None = None            # house_questions: (data.sentences.FiniteLanguage, train idx, held-out idx)
 
   def sample(self, rng: np.random.Generator, length: int, split: str = "train") -> np.ndarray:
     return self.sampler(rng, length, split)
@@ -145,7 +146,8 @@ def house_questions(num_symbols: int, weights: str = "sentences", held_out: floa
     del length
     idx = parts["train" if split == "train" else "eval"]
     return words_of[idx[r.choice(len(idx), p=law["train" if split == "train" else "eval"])]]
-  return Language("house_questions", num_symbols, sample, framed=True)
+  return Language("house_questions", num_symbols, sample, framed=True,
+                  finite=(lang, parts["train"], parts["eval"]))
 
 
 def symbol_range(num_symbols: int, split: str) -> tuple[int, int]:

@@ -10,7 +10,8 @@ from models.hparams import model_keys
 
 DECODE_KEYS = {"decode.prompts": None, "decode.max_new_tokens": None, "decode.temperature": None,
                "decode.top_k": None, "decode.top_p": None}
-ANALYSES = ("positions", "cipher", "probe", "symbolic")
+ANALYSES = ("positions", "cipher", "probe", "symbolic", "ariel")
+ARIEL_DIM = 16   # ariel.md: lat_dim = 16 in all experiments
 EVAL_KEYS = {"eval.analyses": None, "eval.num_keys": None, "eval.num_sequences": None}
 MODEL_CHOICES = {"model.embedding": EMBEDDINGS, "model.lex_embed_std": LEX_EMBED_STDS,
                  "model.lex_sample": LEX_SAMPLES}
@@ -51,6 +52,11 @@ def _analyses(config, vocab, hp, module, data):
   if "symbolic" in names and not config.data.corpus.startswith("synthetic:symbolic"):
     raise ValueError("eval.analyses 'symbolic' scores the in-context symbol task: set data.corpus="
                      "synthetic:symbolic")
+  if "ariel" in names and not config.data.corpus.startswith("synthetic:house_questions"):
+    raise ValueError("eval.analyses 'ariel' codes sentences of a finite language: set data.corpus="
+                     "synthetic:house_questions")
+  if "ariel" in names and hp.embedding != "learned":
+    raise ValueError("eval.analyses 'ariel' steps the LM through its KV cache: it needs model.embedding='learned'")
   if not names:
     return None
   num_keys, n = int(config.eval.num_keys), int(config.eval.num_sequences)
@@ -106,6 +112,19 @@ def _analyses(config, vocab, hp, module, data):
         for task in ("copy", "lookup"):
           out["symbolic"][f"{task}_{split}_symbols"] = analysis.episode_exact_match(
               module.apply, params, r["tokens"], r[task], r["episode"], embed_keys=lex, num_keys=num_keys, key=key)
+    if "ariel" in names:   # AriEL around this LM (decode/ariel.py): spec tests A7 and A8
+      from data.synthetic import parse
+      from decode import ariel
+      language, _, held = parse(config.data.corpus, config.data.vocab_size).finite
+      lm = ariel.causal_lm(module, bos=vocab.cls_id, eos=vocab.sep_id)
+      maxlen = config.data.seq_len - 1
+      sents = language.padded(maxlen)[held[:n]]
+      z, _ = ariel.encode(lm, params, sents, ARIEL_DIM)
+      points = np.random.default_rng(config.seed + 6).random((n, ARIEL_DIM))
+      samples = ariel.sentences(ariel.decode(lm, params, points, maxlen), language.eos)
+      out["ariel"] = {"d": ARIEL_DIM, "reconstruction_held_out": float(
+          (ariel.decode(lm, params, z, maxlen) == sents).all(axis=1).mean()),
+          "samples": language.sample_metrics(samples, held)}
     return out
   return run
 

@@ -8,8 +8,8 @@ from models.hparams import check_positive
 class SentenceVaeConfig:
   """variational=False: an autoencoder (z = the encoder's mean, no noise, no KL); True: a VAE (z = mu + sigma·eps,
   KL to N(0, I) weighted by the objective's warm-up). The decoder GRU starts from tanh(W z) and reads z beside
-  every input token. Defaults (embed 32, GRU 96, latent 16): about 90k parameters, like configs/ariel.py's
-  causal LM (102k)."""
+  every input token. Defaults (embed 32, GRU 96, latent 16): 87,706 (AE) / 89,258 (VAE) parameters
+  at 42 ids, like configs/ariel.py's causal LM (103,808)."""
   vocab_size: int
   embed_dim: int = 32
   hidden_size: int = 96

@@ -54,10 +54,17 @@ def test_classification_heads_match_hugging_face(kind, pooling, tmp_path):
   np.testing.assert_allclose(ours, ref, atol=1e-4, rtol=0)
 
 
-def test_classifier_initialised_from_a_masked_lm_run_trains(tmp_path):
+@pytest.fixture(scope="module")
+def mlm_dir(tmp_path_factory):
+  """A 3-step masked-LM run (tests/helpers.py tiny_config), the source of both weights-only initialisations."""
   from train.loop import train
-  mlm_dir = str(tmp_path / "mlm")
-  train(tiny_config(**{"train.num_steps": 3, "train.eval_every": 0}), mlm_dir)
+  path = str(tmp_path_factory.mktemp("mlm"))
+  train(tiny_config(**{"train.num_steps": 3, "train.eval_every": 0}), path)
+  return path
+
+
+def test_classifier_initialised_from_a_masked_lm_run_trains(mlm_dir, tmp_path):
+  from train.loop import train
   ft = tiny_config(**{"model.name": "modernbert_classifier", "data.task": "stdlib_packages",
                       "data.num_classes": 4, "data.max_doc_chars": 512, "train.num_steps": 40,
                       "train.eval_every": 40, "train.checkpoint_every": 40, "optim.lr": 3e-3,
@@ -71,13 +78,11 @@ def test_classifier_initialised_from_a_masked_lm_run_trains(tmp_path):
   assert metrics["loss"] < 0.9 * best_constant, (metrics, best_constant)
 
 
-def test_weights_only_init_across_families_loads_shared_parameters(tmp_path):
+def test_weights_only_init_across_families_loads_shared_parameters(mlm_dir):
   import os
 
   from train import checkpoint as ckpt_lib
-  from train.loop import build_experiment, train
-  mlm_dir = str(tmp_path / "mlm")
-  train(tiny_config(**{"train.num_steps": 3, "train.eval_every": 0}), mlm_dir)
+  from train.loop import build_experiment
   ft = tiny_config(**{"model.name": "modernbert_classifier", "data.task": "stdlib_packages", "data.num_classes": 4,
                       "data.max_doc_chars": 512})
   ft.unlock()

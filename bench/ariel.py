@@ -12,7 +12,8 @@ Trains configs/ariel.py (causal LM), :ae and :vae for --steps each on the 80% tr
   references measured in the same run: scoring the same sentences with one uncached forward pass (the LM work
   encoding cannot avoid) and the reference code's design (one sentence at a time, the whole prefix re-run through
   the LM at every position, the interval update in NumPy float64).
-Writes WORKDIR/results.json; the last line is `ariel_valid_unique=... ae_valid_unique=... vae_valid_unique=...`.
+--word_dropout trains the AE and VAE with word dropout 0.3 (configs/ariel.py `dropout`).
+Writes WORKDIR/results[_wd]_s<seed>.json; the last line is `ariel_valid_unique=... ae_valid_unique=... vae_valid_unique=...`.
 """
 import json
 import os
@@ -23,6 +24,7 @@ from absl import app, flags
 _STEPS = flags.DEFINE_integer("steps", 1500, "training steps of each model")
 _SEED = flags.DEFINE_integer("seed", 0, "config seed (init, data order) and sampling seed")
 _N = flags.DEFINE_integer("n", 2000, "latent points sampled per model")
+_DROPOUT = flags.DEFINE_bool("word_dropout", False, "train the AE and VAE with configs/ariel.py's `dropout`")
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/ariel_bench", "where the three runs and results.json go")
 MAXLEN = 11   # at most 10 words + EOS
 
@@ -83,9 +85,11 @@ def main(argv):
   out = {"steps": _STEPS.value, "seed": _SEED.value, "n": _N.value, "train_sentences": len(train_idx),
          "held_out_sentences": len(held_idx)}
   models = {}
-  for name, arg in (("lm", ""), ("ae", "ae"), ("vae", "vae")):
+  drop = ",dropout" if _DROPOUT.value else ""
+  for name, arg in (("lm", ""), ("ae", "ae" + drop), ("vae", "vae" + drop)):
     c = _config(arg, _STEPS.value, _SEED.value)
-    wd = os.path.join(_WORKDIR.value, f"{name}_s{_SEED.value}_n{_STEPS.value}")
+    tag = "_wd" if drop and name != "lm" else ""
+    wd = os.path.join(_WORKDIR.value, f"{name}{tag}_s{_SEED.value}_n{_STEPS.value}")
     t = time.perf_counter()
     final = train(c, wd)
     exp, _, params = load_trained(c, wd)
@@ -144,7 +148,8 @@ def main(argv):
   out["lm"]["sentences_per_s"] = {k: round(v, 1) for k, v in speed.items()}
   from bench.timing import cpu_model
   out["machine"] = f"{cpu_model()}, {os.cpu_count()} cores, jax {jax.__version__}"
-  with open(os.path.join(_WORKDIR.value, "results.json"), "w") as f:
+  out["word_dropout"] = _DROPOUT.value
+  with open(os.path.join(_WORKDIR.value, f"results{'_wd' if drop else ''}_s{_SEED.value}.json"), "w") as f:
     json.dump(out, f, indent=1, default=float)
   for name in ("lm", "ae", "vae"):
     o = out[name]

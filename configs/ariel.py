@@ -12,13 +12,14 @@ Expected result (1,500 steps each, 25-45 s each on 2 cores): held-out next-token
 (AE reconstruction), 0.863 with KL 0.17 nats per sentence (VAE, whose posterior collapses); bench.ariel ends with
 `ariel_valid_unique=0.8900 ae_valid_unique=0.3940 vae_valid_unique=0.3230` (seed 0; RESULTS.md "AriEL").
 
-Arguments (comma-separated): `ae` / `vae` (the baselines; default: the LM), `rules` (sentences weighted by the
+Arguments (comma-separated): `ae` / `vae` (the baselines; default: the LM), `dropout` (word dropout 0.3 in the
+baseline's decoder), `rules` (sentences weighted by the
 grammar's uniform productions instead of uniformly), `tiny` (a few steps: tests).
 """
 from configs import causal_lm
 from configs.base import get_base_config, prune_unread
 
-ARGS = ("ae", "vae", "rules", "tiny")
+ARGS = ("ae", "vae", "dropout", "rules", "tiny")
 LATENT_DIM = 16
 
 
@@ -37,6 +38,7 @@ def get_config(arg: str | None = None):
     m.embed_dim, m.hidden_size, m.latent_dim = 32, 96, LATENT_DIM
     m.variational = "vae" in args
     c.objective.kl_warmup_steps = 500 if m.variational else 0
+    c.objective.word_dropout = 0.0    # `dropout`: 0.3 (Bowman et al.'s remedy for the VAE's posterior collapse)
   else:
     c = causal_lm.get_config()        # GPT-2-style block; 2 layers, d=64
     c.unlock()
@@ -48,6 +50,10 @@ def get_config(arg: str | None = None):
     c.eval.analyses = ("ariel",)      # --mode=eval: AriEL reconstruction and uniform samples (A7, A8)
     c.eval.num_keys = 1
     c.eval.num_sequences = 2000
+  if "dropout" in args:
+    if m.name != "sentence_vae":
+      raise ValueError("configs/ariel.py: `dropout` (word dropout) applies to :ae or :vae")
+    c.objective.word_dropout = 0.3
   weights = "rules" if "rules" in args else "sentences"
   c.data.corpus = f"synthetic:house_questions:weights={weights}"
   c.data.vocab = "symbols"

@@ -39,8 +39,8 @@ def test_vae_kl_is_the_closed_form_of_a_monte_carlo_estimate():
   obj = SentenceAutoencoderObjective(variational=True, kl_warmup_steps=0, latent_dim=3)
   mu, logvar = np.array([[0.5, -1.0, 0.2]]), np.array([[0.3, -0.7, 0.0]])
 
-  def apply_fn(variables, tokens, seg, noise):
-    del variables, seg, noise
+  def apply_fn(variables, tokens, seg, noise, decoder_inputs=None):
+    del variables, seg, noise, decoder_inputs
     return jnp.zeros((1, 4, 5)), jnp.asarray(mu), jnp.asarray(logvar)
   batch = obj.prepare({"tokens": jnp.ones((1, 4), jnp.int32), "segment_ids": jnp.ones((1, 4), jnp.int32)},
                       jax.random.PRNGKey(0), step=10)
@@ -88,3 +88,15 @@ def test_greedy_latent_decoding_matches_teacher_forcing():
     stop = np.flatnonzero(out[i] == 2)
     n = stop[0] + 1 if stop.size else 11
     assert (argmax[i, :n] == out[i, :n]).all()
+
+
+def test_word_dropout_masks_decoder_words_at_its_rate_and_never_bos_or_padding():
+  from models.sentence_vae import SentenceAutoencoderObjective
+  obj = SentenceAutoencoderObjective(word_dropout=0.3, mask_id=3)
+  tokens = jnp.tile(jnp.arange(5, 17, dtype=jnp.int32), (400, 1)).at[:, 0].set(1)
+  seg = jnp.ones_like(tokens).at[:, 9:].set(0)
+  inputs = np.asarray(obj.prepare({"tokens": tokens, "segment_ids": seg}, jax.random.PRNGKey(0))["decoder_inputs"])
+  dropped = inputs == 3
+  assert not dropped[:, 0].any() and not dropped[:, 9:].any()
+  assert (inputs[~dropped] == np.asarray(tokens)[~dropped]).all()
+  assert abs(dropped[:, 1:9].mean() - 0.3) < 0.02      # 3,200 draws: 2.5 standard errors

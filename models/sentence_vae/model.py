@@ -41,12 +41,14 @@ class SentenceAutoencoder(nn.Module):
     h_BH, y_BH = self.decoder_cell(h_BH, jnp.concatenate([self.embed(tokens_B), z_BZ], axis=-1))
     return self.readout(y_BH), h_BH
 
-  def __call__(self, tokens_BT, segment_ids_BT, noise_BZ):
+  def __call__(self, tokens_BT, segment_ids_BT, noise_BZ, decoder_inputs_BT=None):
     """Teacher forcing: logits [B, T, V] of token t+1 given tokens <= t and z, with mu and log-variance.
-    z = mu + exp(logvar / 2) · noise for the VAE, mu for the autoencoder."""
+    z = mu + exp(logvar / 2) · noise for the VAE, mu for the autoencoder. `decoder_inputs_BT` (default: the
+    tokens) is what the decoder reads, e.g. with word dropout."""
     mu, logvar = self.encode(tokens_BT, segment_ids_BT)
     z = mu + jnp.exp(0.5 * logvar) * noise_BZ if self.cfg.variational else mu
-    return self.decode_teacher_forced(tokens_BT, z), mu, logvar
+    inputs = tokens_BT if decoder_inputs_BT is None else decoder_inputs_BT
+    return self.decode_teacher_forced(inputs, z), mu, logvar
 
   def decode_teacher_forced(self, tokens_BT, z_BZ):
     """Logits [B, T, V] of token t+1 given tokens <= t and z."""

@@ -3,6 +3,13 @@ import jax
 import jax.numpy as jnp
 
 
+def next_token_targets(tokens_BT: jax.Array, segment_ids_BT: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(targets [B, T]: token t+1 at t, 0 at the end; valid [B, T]: t and t+1 are real tokens of one document)."""
+  targets = jnp.concatenate([tokens_BT[:, 1:], jnp.zeros_like(tokens_BT[:, :1])], axis=1)
+  next_seg = jnp.concatenate([segment_ids_BT[:, 1:], jnp.zeros_like(segment_ids_BT[:, :1])], axis=1)
+  return targets, (segment_ids_BT > 0) & (segment_ids_BT == next_seg)
+
+
 def cross_entropy_with_accuracy(logits_BTV: jax.Array, targets_BT: jax.Array) -> tuple[jax.Array, jax.Array]:
   """Per-token cross-entropy (nats) and whether the target has the highest logit, in float32.
 

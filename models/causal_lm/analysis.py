@@ -21,17 +21,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from models.losses import next_token_targets
+
 POSITION_BINS = ((1, 4), (5, 16), (17, 32), (33, 64), (65, 127))
 
 
 def _row_keys(key: jax.Array, first_row: int, n: int) -> jax.Array:
   return jax.vmap(lambda r: jax.random.fold_in(key, r))(first_row + jnp.arange(n))
-
-
-def _targets(tokens, segs):
-  targets = jnp.concatenate([tokens[:, 1:], jnp.zeros_like(tokens[:, :1])], axis=1)
-  next_seg = jnp.concatenate([segs[:, 1:], jnp.zeros_like(segs[:, :1])], axis=1)
-  return targets, (segs > 0) & (segs == next_seg)
 
 
 def position_nll(apply_fn: Callable, params: Any, tokens_NT: np.ndarray, segment_ids_NT: np.ndarray | None = None,
@@ -50,7 +46,7 @@ def position_nll(apply_fn: Callable, params: Any, tokens_NT: np.ndarray, segment
 
   @jax.jit
   def sums(tok, seg, ps, first_row):
-    targets, valid = _targets(tok, seg)
+    targets, valid = next_token_targets(tok, seg)
     next_pos = jnp.concatenate([ps[:, 1:], jnp.zeros_like(ps[:, :1])], axis=1)
     total = jnp.zeros(T, jnp.float32)
     for k in range(draws):

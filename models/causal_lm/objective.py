@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from models.family import Objective
-from models.losses import cross_entropy_with_accuracy, weighted_loss_and_metrics
+from models.losses import cross_entropy_with_accuracy, next_token_targets, weighted_loss_and_metrics
 
 
 def _raw(key: jax.Array) -> jax.Array:
@@ -30,9 +30,7 @@ class NextTokenObjective(Objective):
       rows = jnp.arange(tokens.shape[0])
       keys = jax.vmap(lambda r: _raw(jax.random.fold_in(rng, r)))(rows)
       batch = {**batch, "embed_keys": keys.astype(jnp.uint32)}
-    targets = jnp.concatenate([tokens[:, 1:], jnp.zeros_like(tokens[:, :1])], axis=1)
-    next_seg = jnp.concatenate([seg[:, 1:], jnp.zeros_like(seg[:, :1])], axis=1)
-    valid = (seg > 0) & (seg == next_seg)
+    targets, valid = next_token_targets(tokens, seg)
     weights = valid.astype(jnp.float32) / jnp.maximum(valid.sum(), 1).astype(jnp.float32)
     return {**batch, "inputs": tokens, "targets": targets, "weights": weights}
 

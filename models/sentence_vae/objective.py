@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from models.family import Objective
-from models.losses import cross_entropy_with_accuracy, weighted_loss_and_metrics
+from models.losses import cross_entropy_with_accuracy, next_token_targets, weighted_loss_and_metrics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,9 +24,7 @@ class SentenceAutoencoderObjective(Objective):
 
   def prepare(self, batch: dict[str, jax.Array], rng: jax.Array, *, step=None) -> dict[str, jax.Array]:
     tokens, seg = batch["tokens"], batch["segment_ids"]
-    targets = jnp.concatenate([tokens[:, 1:], jnp.zeros_like(tokens[:, :1])], axis=1)
-    next_seg = jnp.concatenate([seg[:, 1:], jnp.zeros_like(seg[:, :1])], axis=1)
-    valid = (seg > 0) & (seg == next_seg)
+    targets, valid = next_token_targets(tokens, seg)
     total = jnp.maximum(valid.sum(), 1).astype(jnp.float32)
     step = jnp.asarray(0 if step is None else step, jnp.float32)
     beta = jnp.minimum(1.0, step / self.kl_warmup_steps) if self.kl_warmup_steps else jnp.float32(1.0)

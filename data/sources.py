@@ -39,10 +39,17 @@ def corpus_from_config(data_cfg: Any) -> Corpus:
 
 
 def vocab_from_config(data_cfg: Any) -> Vocabulary:
-  """`data.vocab`: "byte", "char" (the corpus's most frequent characters, data.vocab_size ids), "symbols"
+  """`data.vocab`: "byte", "char" (the corpus's most frequent characters, data.vocab_size ids), "mnns" (with
+  data.corpus=mnns: data/mnns.py's fixed layout), "symbols"
   (data.vocab_size abstract symbols, for data.corpus=synthetic:<name>), "spm" (trained on the corpus, cached), a
   SentencePiece .model file, or "seqio:<task>"."""
   kind = data_cfg.vocab
+  if data_cfg.corpus.split(":")[0] == "mnns" or kind == "mnns":
+    if data_cfg.corpus.split(":")[0] != "mnns" or kind != "mnns":
+      raise ValueError(f"data.corpus={data_cfg.corpus!r} with data.vocab={kind!r}: the MNNS task (data/mnns.py) and "
+                       "only it uses data.vocab='mnns'; set both or neither")
+    from data import mnns
+    return mnns.parse(data_cfg.corpus).vocab
   synthetic = data_cfg.corpus.startswith("synthetic:")
   if synthetic != (kind == "symbols"):
     raise ValueError(f"data.corpus={data_cfg.corpus!r} with data.vocab={kind!r}: synthetic languages and only they "

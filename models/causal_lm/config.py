@@ -15,7 +15,9 @@ class CausalLmConfig:
   style="modern": RoPE (rope_theta), bias-free LayerNorm and projections, GeGLU MLP, tied output embedding.
   embedding: "learned" (the standard LM), "lexinvariant" or "semi" (models/causal_lm/lexical.py, with
   semi_fraction, lex_embed_std, lex_out_scale, lex_sample); pos_init_std: the learned position table's init
-  (gpt2 style); num_special: ids below it are special (the vocabulary's first normal id; set by the builder)."""
+  (gpt2 style); num_special: ids below it are special (the vocabulary's first normal id; set by the builder);
+  dropout_rate: GPT-2's embedding/attention/residual dropout (Hugging Face's default is 0.1; ours 0), active only
+  where the objective calls the model with deterministic=False."""
   vocab_size: int
   hidden_size: int = 768
   num_layers: int = 12
@@ -37,6 +39,8 @@ class CausalLmConfig:
   lex_sample: str = "present_types"
   pos_init_std: float = 0.01
   num_special: int = 4
+  dropout_rate: float = 0.0
+
 
   def __post_init__(self):
     check_positive(self, "num_layers", "hidden_size", "num_heads", "intermediate_size", "max_position_embeddings")
@@ -53,6 +57,11 @@ class CausalLmConfig:
     if (self.max_position_embeddings + 1) * self.vocab_size >= 2 ** 31 and self.embedding != "learned":
       raise ValueError("model.embedding: (document, token) type codes overflow int32 at this vocabulary and "
                        "max_position_embeddings; lower model.max_position_embeddings")
+    if not 0.0 <= self.dropout_rate < 1.0:
+      raise ValueError(f"model.dropout_rate={self.dropout_rate} must lie in [0, 1)")
+    if self.dropout_rate and self.attention_impl not in ("einsum", "auto"):
+      raise ValueError(f"model.dropout_rate={self.dropout_rate} drops attention probabilities in the 'einsum' kernel "
+                       f"only; set model.attention_impl='einsum' (now {self.attention_impl!r})")
     if self.hidden_size % self.num_heads:
       raise ValueError(f"model.hidden_size={self.hidden_size} is not divisible by model.num_heads={self.num_heads}")
 

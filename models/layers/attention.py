@@ -31,7 +31,8 @@ def attention_mask(segment_ids_BT: jax.Array, *, causal: bool = False, half_wind
 
 
 def dot_product_attention(q_BTHD: jax.Array, k_BSHD: jax.Array, v_BSHD: jax.Array, mask_B1TS: jax.Array,
-                          scale: float, implementation: str = "einsum") -> jax.Array:
+                          scale: float, implementation: str = "einsum",
+                          dropout: tuple[float, jax.Array] | None = None) -> jax.Array:
   """softmax(q k^T · scale, masked) v with float32 logits and softmax; [B, T, H, Dh] in and out.
 
   "einsum" (default) is written out with the scale folded into q and a finite mask value; on CPU the gradient of
@@ -39,7 +40,11 @@ def dot_product_attention(q_BTHD: jax.Array, k_BSHD: jax.Array, v_BSHD: jax.Arra
   path at ModernBERT-base shapes, with gradients equal to 5e-7 (bench/attention_impl.py, BENCHMARKS.md). "xla"
   and "cudnn" call `jax.nn.dot_product_attention` (use "cudnn", with 16-bit inputs, for fused flash attention on
   NVIDIA GPUs). Fully masked query rows (padding) get finite values, never NaN.
+  `dropout=(rate, rng)` drops attention probabilities (inverted scaling, as GPT-2's attn_pdrop); "einsum" only.
   """
+  if dropout is not None and implementation != "einsum":
+    raise ValueError(f"attention dropout runs in the 'einsum' kernel only; set model.attention_impl='einsum' (now "
+                     f"{implementation!r}) or model.dropout_rate=0")
   if implementation in ("xla", "cudnn"):
     return jax.nn.dot_product_attention(q_BTHD, k_BSHD, v_BSHD, mask=mask_B1TS, scale=scale,
                                         implementation=implementation)
@@ -48,7 +53,12 @@ def dot_product_attention(q_BTHD: jax.Array, k_BSHD: jax.Array, v_BSHD: jax.Arra
   logits_BHTS = jnp.einsum("bthd,bshd->bhts", q_BTHD * jnp.asarray(scale, q_BTHD.dtype), k_BSHD,
                            preferred_element_type=jnp.float32)
   logits_BHTS = jnp.where(mask_B1TS, logits_BHTS, jnp.finfo(jnp.float32).min)
-  probs_BHTS = jax.nn.softmax(logits_BHTS, axis=-1).astype(v_BSHD.dtype)
+  probs_BHTS = jax.nn.softmax(logits_BHTS, axis=-1)
+  if dropout is not None:
+    rate, rng = dropout
+    keep = jax.random.bernoulli(rng, 1.0 - rate, probs_BHTS.shape)
+    probs_BHTS = jnp.where(keep, probs_BHTS / (1.0 - rate), 0.0)
+  probs_BHTS = probs_BHTS.astype(v_BSHD.dtype)
   return jnp.einsum("bhts,bshd->bthd", probs_BHTS, v_BSHD, preferred_element_type=jnp.float32).astype(v_BSHD.dtype)
 
 
@@ -158,12 +168,15 @@ class SelfAttention(nn.Module):
   dtype: Any = jnp.float32
   qkv_init: Callable = nn.initializers.truncated_normal(0.02)
   out_init: Callable = nn.initializers.truncated_normal(0.02)
+  dropout_rate: float = 0.0   # on the attention probabilities, when called with deterministic=False
 
   @nn.compact
   def __call__(self, x_BTD: jax.Array, segment_ids_BT: jax.Array | None, positions_BT: jax.Array,
-               kv_cache: tuple[jax.Array, jax.Array, jax.Array] | None = None, mask_B1TT: jax.Array | None = None):
+               kv_cache: tuple[jax.Array, jax.Array, jax.Array] | None = None, mask_B1TT: jax.Array | None = None,
+               deterministic: bool = True):
     """`mask_B1TT` (boolean, query i may read key j) replaces the segment/causal/window mask when given (models
-    with their own visibility rules, e.g. any-order models); it runs the dense kernel."""
+    with their own visibility rules, e.g. any-order models); it runs the dense kernel. `deterministic=False` with
+    dropout_rate > 0 drops attention probabilities (rng stream "dropout"; dense "einsum" kernel)."""
     D = x_BTD.shape[-1]
     qkv = Linear((3, self.num_heads, self.head_dim), ("embed", None, "heads", "kv"), use_bias=self.use_bias,
                  dtype=self.dtype, kernel_init=self.qkv_init, name="Wqkv")(x_BTD)  # [B, T, 3, H, Dh]
@@ -190,8 +203,11 @@ class SelfAttention(nn.Module):
       mask = cache_mask(start_B, x_BTD.shape[1], k_cache.shape[1], self.half_window)
       new_cache = (keys, values)
     impl = "einsum" if self.implementation in ("auto", "chunked") else self.implementation
+    dropout = None
+    if self.dropout_rate > 0 and not deterministic:
+      dropout = (self.dropout_rate, self.make_rng("dropout"))
     out_BTHD = dot_product_attention(q_BTHD, keys.astype(q_BTHD.dtype), values.astype(q_BTHD.dtype), mask,
-                                     scale, impl)
+                                     scale, impl, dropout)
     out = self._output(out_BTHD, D)
     return out if kv_cache is None else (out, new_cache)
 

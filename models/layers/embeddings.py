@@ -39,3 +39,9 @@ class Embed(nn.Module):
   def attend(self, h: jax.Array) -> jax.Array:
     """[..., embed] -> float32 logits [..., vocab]."""
     return tied_logits(h, self.embedding, self.dtype)
+
+  def mix(self, weights: jax.Array) -> jax.Array:
+    """[..., vocab] weights -> [..., embed]: the weighted sum of rows (weights @ E, float32 accumulation; a
+    one-hot row gives that token's embedding exactly)."""
+    return jnp.einsum("...v,vd->...d", weights.astype(jnp.float32), self.embedding,
+                      preferred_element_type=jnp.float32).astype(self.dtype)

@@ -1,0 +1,140 @@
+"""CoT2 (models/cot2/): a GPT-2-style causal LM on the MNNS task (data.corpus=mnns, data.vocab=mnns) trained by
+objective.method = "discrete" (SFT on the discrete trace), "csft" (continuous supervision) or "grpo" (policy
+optimisation with objective.exploration = "mts" or "dirichlet", usually from a CSFT run: checkpoint.init_from).
+
+The group split follows the run seed (`seed`), as in the official code where the run seed seeds Python's random.
+Evaluation walks the whole validation split once: eval.batch_size x eval.num_batches must cover it."""
+import dataclasses
+
+from configs.families import model_vocab_size, register
+from models.causal_lm import CausalLm, CausalLmConfig
+from models.cot2.objective import EXPLORATIONS, SUPERVISIONS, CsftObjective, DiscreteCotObjective, GrpoObjective
+from models.family import BatchField, Family
+from models.hparams import model_keys
+
+METHODS = ("discrete", "csft", "grpo")
+_LEXICAL = ("num_special", "embedding", "semi_fraction", "lex_embed_std", "lex_out_scale", "lex_sample")
+OBJECTIVE_KEYS = {"objective.method": METHODS, "objective.supervision": SUPERVISIONS, "objective.loss_steps": None,
+                  "objective.curriculum_steps": None, "objective.targets": ("uniform", "beam"),
+                  "objective.beams": None, "objective.exploration": EXPLORATIONS, "objective.k": None,
+                  "objective.normalize": (True, False), "objective.rollouts": None, "objective.clip_epsilon": None,
+                  "objective.support_floor": None, "objective.dirichlet_scale": None}
+
+
+def _loss_steps(text: str, num_digits: int) -> tuple[tuple[int, ...], bool]:
+  """objective.loss_steps: comma-separated thought steps and "h" (the final answer CE), e.g. "0,1,2,h"."""
+  parts = [p.strip() for p in str(text).split(",") if p.strip()]
+  try:
+    steps = tuple(int(p) for p in parts if p != "h")
+  except ValueError:
+    raise ValueError(f"objective.loss_steps={text!r}: use comma-separated step numbers 0..{num_digits - 2} and 'h'"
+                     ) from None
+  return steps, "h" in parts
+
+
+def _objectives(config, task):
+  o, L = config.objective, task.num_digits
+  if o.method == "discrete":
+    obj = DiscreteCotObjective(L)
+  elif o.method == "csft":
+    steps, answer = _loss_steps(o.loss_steps, L)
+    if o.curriculum_steps < 0:
+      raise ValueError(f"objective.curriculum_steps={o.curriculum_steps} must be >= 0")
+    obj = CsftObjective(L, o.supervision, steps, answer, int(o.curriculum_steps))
+  else:
+    if not 0 < o.clip_epsilon < 1 or not 0 < o.support_floor < 1 or o.dirichlet_scale <= 0:
+      raise ValueError("objective.clip_epsilon and objective.support_floor must lie in (0, 1) and "
+                       "objective.dirichlet_scale must be > 0")
+    obj = GrpoObjective(L, o.exploration, int(o.k), bool(o.normalize), int(o.rollouts), float(o.clip_epsilon),
+                        float(o.support_floor), float(o.dirichlet_scale))
+  return obj, dataclasses.replace(obj, train=False)
+
+
+def _source(config, task):
+  from data import mnns
+  o = config.objective
+  fmt = "discrete" if o.method == "discrete" else "csft"
+  if o.targets == "beam" and o.beams < 1:
+    raise ValueError(f"objective.beams={o.beams} must be >= 1 with objective.targets='beam'")
+  train_idx, val_idx = task.split(config.seed)
+  covered = config.eval.batch_size * config.eval.num_batches
+  if covered < len(val_idx):
+    raise ValueError(f"evaluation covers {covered} rows (eval.batch_size x eval.num_batches) but the MNNS validation "
+                     f"split has {len(val_idx)}; raise eval.num_batches to {-(-len(val_idx) // config.eval.batch_size)}")
+  rows = lambda idx: mnns.rows(task, fmt, idx, o.targets, int(o.beams))
+  return mnns.MnnsSource(rows(train_idx), rows(val_idx), config.data.num_shards), fmt
+
+
+def _batch_spec(fmt, task, vocab_size):
+  L = task.num_digits
+  spec = {"answer": BatchField((), "int32", ()), "valid": BatchField((), "float32", ())}
+  if fmt == "discrete":
+    spec["tokens"] = BatchField((2 * L + 3,), "int32", ("length",))
+  else:
+    spec["prompt"] = BatchField((L + 1,), "int32", ("length",))
+    spec["targets"] = BatchField((L, vocab_size), "float32", (None, "vocab"))
+  return spec
+
+
+def _decoder(module, vocab, task, method):
+  """--mode=decode: "D2 D7 D3 D2" (or with <BOS>) -> the thoughts and the answer (discrete: the greedy trace;
+  otherwise each continuous thought's three heaviest tokens, the model's own softmax fed back)."""
+  def decode(params, prompts, mesh=None):
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from data.mnns import ARROW, BOS
+    from models.cot2.objective import greedy, self_fed
+    from models.cot2.rollout import rollout
+    out = []
+    for p in prompts:
+      ids = [i for i in vocab.encode(p) if i not in (BOS, ARROW)]
+      if len(ids) != task.num_digits or not all(6 + task.lo <= i <= 6 + task.hi for i in ids):
+        raise ValueError(f"prompt {p!r}: give {task.num_digits} digit tokens D{task.lo}..D{task.hi}, e.g. "
+                         f"'{' '.join('D2' for _ in range(task.num_digits))}'")
+      prompt = [BOS] + ids + ([ARROW] if method == "discrete" else [])
+      choose = greedy if method == "discrete" else self_fed
+      step_logits, final, _ = jax.jit(lambda pr, ch=choose: rollout(module.apply, params, pr, task.num_digits - 1,
+                                                                    ch, jax.random.PRNGKey(0)))(
+          jnp.array([prompt], jnp.int32))
+      thoughts = []
+      for t in range(1, task.num_digits):   # the mixture fed at step t-1 was read from step_logits[t-1]
+        q = np.asarray(jax.nn.softmax(step_logits[t - 1, 0]))
+        if method == "discrete":
+          thoughts.append(vocab.tokens[int(q.argmax())])
+        else:
+          top = np.argsort(-q)[:3]
+          thoughts.append("[" + " ".join(f"{vocab.tokens[i]}:{q[i]:.2f}" for i in top) + "]")
+      out.append(f"{vocab.decode(prompt)} {' '.join(thoughts)} => {vocab.tokens[int(np.argmax(final[0]))]}")
+    return out
+  return decode
+
+
+KEYS = {**model_keys(CausalLmConfig, exclude=_LEXICAL), **OBJECTIVE_KEYS, "decode.prompts": None}
+
+
+@register("cot2", KEYS)
+def cot2(config, vocab) -> Family:
+  from data import mnns
+  if config.data.corpus.split(":")[0] != "mnns":
+    raise ValueError(f"model.name='cot2' trains on the MNNS task; data.corpus={config.data.corpus!r}: set "
+                     "data.corpus=mnns (or mnns:L:lo-hi) and data.vocab=mnns")
+  task = mnns.parse(config.data.corpus)
+  hp = CausalLmConfig.from_config(config.model, model_vocab_size(config, vocab), vocab.first_normal_id)
+  if hp.vocab_size != vocab.size:
+    raise ValueError(f"model vocabulary {hp.vocab_size} != the MNNS layout's {vocab.size} ids (targets and logits "
+                     "share it): set model.vocab_multiple=1 and model.vocab_size=0")
+  L = task.num_digits
+  if hp.style == "gpt2" and hp.max_position_embeddings < 2 * L + 3:
+    raise ValueError(f"model.max_position_embeddings={hp.max_position_embeddings} is shorter than the MNNS line "
+                     f"(2L+3 = {2 * L + 3}); raise it")
+  objective, evaluation = _objectives(config, task)
+  data, fmt = _source(config, task)
+  module = CausalLm(hp)
+  tokens = 2 * L + 3 if fmt == "discrete" else 2 * L
+  if config.objective.method == "grpo":
+    tokens *= int(config.objective.rollouts)
+  decoder = _decoder(module, vocab, task, config.objective.method)
+  return Family("cot2", module, objective, hp, _batch_spec(fmt, task, hp.vocab_size), data, hp.flops_per_token,
+                tokens, eval_objective=evaluation, decode=decoder, prompts=tuple(config.decode.prompts),
+                compat={"model_vocab_size": hp.vocab_size})

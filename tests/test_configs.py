@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from data.mnns import MnnsVocabulary
 from data.vocab import ByteVocabulary
 from configs.families import build
 
@@ -17,7 +18,8 @@ CONFIGS = [("modernbert_mlm", None), ("modernbert_mlm", "base"), ("modernbert_ml
            ("electra_finetune", "tiny,mlm"), ("asarm", None), ("asarm", "tiny"),
            ("mdlm", None), ("mdlm", "tiny"), ("adjust", None), ("adjust", "tiny"), ("lexinvariant", None),
            ("lexinvariant", "standard"), ("lexinvariant", "semi,symbolic"), ("lexinvariant", "char"),
-           ("lexinvariant", "zipf,tiny"), ("ariel", None), ("ariel", "vae"), ("ariel", "ae,rules")]
+           ("lexinvariant", "zipf,tiny"), ("ariel", None), ("ariel", "vae"), ("ariel", "ae,rules"),
+           ("cot2", None), ("cot2", "discrete"), ("cot2", "grpo_mts"), ("cot2", "grpo_dirichlet,tiny")]
 # transformers' parameter counts (tied matrices once): ElectraForPreTraining and ElectraForMaskedLM at the
 # generator size of the joint model; the joint model holds both minus one copy of the shared embeddings.
 ELECTRA_PUBLISHED = {"small": (13_549_057, 4_620_026), "base": (109_483_009, 33_740_602),
@@ -32,7 +34,8 @@ def test_config_builds_and_eval_shapes(name, arg):
     config.optim.lrr = 1.0
   doc = importlib.import_module(f"configs.{name}").__doc__
   assert "python launch.py" in doc and "Expected result" in doc
-  family = build(config, ByteVocabulary())
+  vocab = MnnsVocabulary() if config.data.vocab == "mnns" else ByteVocabulary()
+  family = build(config, vocab)
   seq = config.data.seq_len
   shapes = jax.eval_shape(lambda: family.init_variables(jax.random.PRNGKey(0)))
   tokens = jnp.zeros((2, seq), jnp.int32)
@@ -61,6 +64,8 @@ def test_config_builds_and_eval_shapes(name, arg):
   published = {"base": 149_655_232, "large": 395_881_664}   # transformers' ModernBertForMaskedLM counts
   if name == "modernbert_mlm" and arg in published:
     assert n == published[arg]
+  if name == "cot2" and arg != "grpo_dirichlet,tiny":   # transformers' GPT2LMHeadModel, vocab 89, d 32, 2L2H (spec §2)
+    assert n == 28_672
   if name == "electra" and arg in ELECTRA_PUBLISHED:
     count = lambda tree: sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))  # noqa: E731
     p = shapes["params"]

@@ -1,0 +1,273 @@
+"""CoT2 (../shared/specs/cot2.md §10): C1 generator, C2 targets, C3 CSFT loss, C4 continuous tokens (cached rollout
+= uncached forward), C5 multi-token sampling, C6 Dirichlet exploration, C7 GRPO sanity (ratio exactly 1, zero-mean
+advantages, equal rewards -> zero gradient, a toy bandit's sign). Oracles: brute-force MNNS solvers written here
+independently of data/mnns.py, jax.scipy's Dirichlet density, scipy's relative entropy, Monte Carlo with 3-sigma
+bounds and chi-square tests with wrong-rule controls."""
+import itertools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.special
+import scipy.stats
+
+from data import mnns
+from models.causal_lm import CausalLm, CausalLmConfig
+from models.cot2 import exploration
+from models.cot2.objective import CsftObjective, GrpoObjective, kl_to_target
+from models.cot2.rollout import full_forward, rollout
+
+TASK = mnns.Mnns()
+V = TASK.vocab.size
+
+
+def brute_answer(digits):
+  """S - 2 max{sum of a subset <= S/2}: the subset-sum form of the answer (spec §1), over all subsets."""
+  S = sum(digits)
+  best = max(sum(c) for r in range(len(digits) + 1) for c in itertools.combinations(digits, r) if 2 * sum(c) <= S)
+  return S - 2 * best
+
+
+# C1 ------------------------------------------------------------------------------------------------------------
+def test_c1_vocabulary_and_verbatim_lines():
+  v = TASK.vocab
+  assert v.size == 89 and len(TASK.digits_NL) == 6561
+  assert [v.tokens[i] for i in (0, 1, 2, 3, 4, 5, 6, 15, 16, 52, 88)] == [
+      "<PAD>", "<BOS>", "<EOS>", "->", "+", "-", "D0", "D9", "S-36", "S0", "S36"]
+  lines = {tuple(r) for r in TASK.discrete_lines().tolist()}
+  for text in ("<BOS> D1 D1 D1 D1 -> S1 S2 S1 S0 <EOS>", "<BOS> D2 D7 D3 D2 -> S2 S-5 S-2 S0 <EOS>"):
+    assert tuple(v.encode(text)) in lines
+    assert v.decode(v.encode(text)) == text
+  assert TASK.prompts().shape == (6561, 5) and mnns.ARROW not in TASK.prompts()      # CSFT / GRPO prompt
+  assert (TASK.prompts(arrow=True)[:, -1] == mnns.ARROW).all()                       # discrete evaluation prompt
+  with pytest.raises(ValueError, match="not an MNNS token"):
+    v.encode("D2 X7")
+
+
+def test_c1_answers_and_traces_against_brute_force():
+  answers = np.array([brute_answer(tuple(d)) for d in TASK.digits_NL.tolist()])
+  np.testing.assert_array_equal(TASK.answers_N, answers)
+  for digits, trace in zip(TASK.digits_NL.tolist(), TASK.traces_NL.tolist()):
+    # the first sign pattern in itertools.product(["+", "-"]) order that reaches the answer
+    for signs in itertools.product((1, -1), repeat=4):
+      sums = list(itertools.accumulate(s * d for s, d in zip(signs, digits)))
+      if sums[-1] == brute_answer(tuple(digits)):
+        assert trace == sums
+        break
+  shares = np.bincount(TASK.answers_N) / len(TASK.answers_N)
+  assert shares.argmax() == 1 and round(shares.max(), 3) == 0.373                   # majority S1, 37.3%
+
+
+def test_c1_group_disjoint_split():
+  train, val = TASK.split(42)
+  assert (len(train), len(val)) == (5253, 1308)                                      # spec §1.3, random.seed(42)
+  assert round(float((TASK.answers_N[val] == 1).mean()), 4) == 0.3425
+  key = lambda i: tuple(sorted(TASK.digits_NL[i]))
+  assert not {key(i) for i in train} & {key(i) for i in val}
+  assert sorted(np.concatenate([train, val]).tolist()) == list(range(6561))
+  assert set(TASK.split(43)[1].tolist()) != set(val.tolist())
+  small = mnns.parse("mnns:3:1-5")
+  assert small.vocab.size == 16 + 31 and len(small.digits_NL) == 125
+  with pytest.raises(ValueError, match="mnns:L:lo-hi"):
+    mnns.parse("mnns:4")
+
+
+# C2 ------------------------------------------------------------------------------------------------------------
+def test_c2_uniform_targets():
+  u = TASK.uniform_targets()
+  np.testing.assert_allclose(u.sum(-1), 1.0, atol=1e-6)
+  i = int(np.where((TASK.digits_NL == [2, 2, 5, 1]).all(1))[0][0])
+  s = lambda k: TASK.vocab.sum_id(k)
+  np.testing.assert_allclose(u[i, 1, [s(4), s(0), s(-4)]], [0.25, 0.5, 0.25])       # spec §4.1 example (2, 2)
+  for n in range(0, 6561, 97):
+    reach = {0}
+    for t, d in enumerate(TASK.digits_NL[n]):
+      reach = {r + e for r in reach for e in (d, -d)}
+      support = set(np.flatnonzero(u[n, t]).tolist())
+      assert support == {int(s(r)) for r in reach} and len(support) <= 2 ** (t + 1)
+
+
+def test_c2_beam_targets():
+  one, full, uni = TASK.beam_targets(1), TASK.beam_targets(16), TASK.uniform_targets()
+  differs = 0
+  for n in range(0, 6561, 41):
+    digits = TASK.digits_NL[n].tolist()
+    paths = [(sum(s * d for s, d in zip(signs, digits)), signs) for signs in itertools.product((1, -1), repeat=4)]
+    kept = sorted(p for p in paths if p[0] >= 0)                   # the official sort: (final, +-1 sign tuple)
+    sums = np.array([list(itertools.accumulate(s * d for s, d in zip(signs, digits))) for _, signs in kept])
+    best = sums[0]
+    np.testing.assert_array_equal(one[n].argmax(-1), TASK.vocab.sum_id(best))
+    assert (one[n].max(-1) == 1).all() and best[-1] == TASK.answers_N[n]
+    hist = np.zeros((4, V))
+    for row in sums:
+      hist[np.arange(4), TASK.vocab.sum_id(row)] += 1
+    np.testing.assert_allclose(full[n], hist / len(sums), atol=1e-6)   # M = all: non-negative-final paths
+    differs += not np.allclose(full[n], uni[n], atol=1e-6)
+  assert differs > 100                                             # not the uniform target in general
+
+
+# C3 ------------------------------------------------------------------------------------------------------------
+def test_c3_csft_kl():
+  r = np.random.default_rng(0)
+  logits = r.normal(size=(64, V)) * 3
+  targets = TASK.uniform_targets()[r.choice(6561, 64), 2]
+  kl = np.asarray(kl_to_target(jnp.asarray(targets), jnp.asarray(logits, jnp.float32)))
+  ref = scipy.special.rel_entr(targets, scipy.special.softmax(logits, -1)).sum(-1)
+  np.testing.assert_allclose(kl, ref, rtol=1e-4, atol=1e-6)         # up to the 1e-8 eps inside the log
+  assert (kl >= 0).all()
+  at_target = np.asarray(kl_to_target(jnp.asarray(targets), jnp.log(jnp.asarray(targets) + 1e-30)))
+  assert np.abs(at_target).max() < 1e-6
+
+
+# C4 ------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny():
+  cfg = CausalLmConfig(vocab_size=V, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
+                       max_position_embeddings=11, num_special=3, dropout_rate=0.1, pos_init_std=0.02)
+  model = CausalLm(cfg)
+  params = nn.unbox(jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 5), jnp.int32))["params"])
+  return model, params
+
+
+def test_c4_soft_tokens_use_the_tied_table(tiny):
+  model, params = tiny
+  tokens = jnp.asarray(TASK.discrete_lines()[:4])
+  by_id = model.apply({"params": params}, tokens)
+  one_hot = model.apply({"params": params}, None, token_weights_BTV=jax.nn.one_hot(tokens, V))
+  np.testing.assert_array_equal(np.asarray(one_hot), np.asarray(by_id))   # one-hot alpha: exactly the lookup
+  alpha = jax.nn.softmax(jax.random.normal(jax.random.PRNGKey(1), (4, 11, V)) * 2, -1)
+  W = params["wte"]["embedding"]
+  np.testing.assert_allclose(model.apply({"params": params}, None, token_weights_BTV=alpha),
+                             model.apply({"params": params}, None, inputs_embeds_BTD=alpha @ W), atol=1e-5)
+  h = model.apply({"params": params}, tokens, return_hidden=True)[1]
+  np.testing.assert_allclose(by_id, h @ W.T, atol=1e-5)             # the same table produces the logits
+
+
+def test_c4_cached_rollout_equals_uncached_forward(tiny):
+  model, params = tiny
+  prompt = jnp.asarray(TASK.prompts()[::700][:8])
+  mixtures = jax.nn.softmax(jax.random.normal(jax.random.PRNGKey(2), (3, 8, V)) * 3, -1)
+  choose = lambda t, logits, key: (mixtures[t], None)
+  step_logits, final, _ = jax.jit(lambda p: rollout(model.apply, p, prompt, 3, choose, jax.random.PRNGKey(0)))(params)
+  full = full_forward(model.apply, params, prompt, jnp.moveaxis(mixtures, 0, 1))   # [B, 5 + 3, V]
+  np.testing.assert_allclose(np.moveaxis(np.asarray(step_logits), 0, 1), full[:, 4:7], atol=1e-5)
+  np.testing.assert_allclose(final, full[:, 7], atol=1e-5)
+  wrong = full_forward(model.apply, params, prompt, jnp.moveaxis(mixtures[::-1], 0, 1))   # control: order matters
+  assert np.abs(np.asarray(final) - np.asarray(wrong[:, 7])).max() > 1e-3
+
+
+def test_c4_dropout_only_when_asked(tiny):
+  model, params = tiny
+  prompt = jnp.asarray(TASK.prompts()[:4])
+  choose = lambda t, logits, key: (jax.nn.softmax(logits, -1), None)
+  run = jax.jit(lambda det, seed: rollout(model.apply, params, prompt, 3, choose, jax.random.PRNGKey(seed),
+                                          deterministic=det)[1], static_argnums=0)
+  np.testing.assert_array_equal(run(True, 0), run(True, 1))
+  assert np.abs(np.asarray(run(False, 0)) - np.asarray(run(False, 1))).max() > 1e-4
+
+
+# C5 ------------------------------------------------------------------------------------------------------------
+def test_c5_multi_token_sampling():
+  logits = jax.random.normal(jax.random.PRNGKey(3), (1, V)) * 2
+  p1 = exploration.mts_probs(logits, 1, False)
+  tok = exploration.mts_sample(jax.random.PRNGKey(4), p1, 1)
+  mix = exploration.mts_mixture(tok, V)
+  np.testing.assert_array_equal(mix, jax.nn.one_hot(tok[:, 0], V))   # K = 1: a discrete token
+  k, n = 3, 20_000
+  probs = exploration.mts_probs(logits, k, True)                    # softmax(logits / K)
+  keys = jax.random.split(jax.random.PRNGKey(5), n)
+  toks = jax.vmap(lambda key: exploration.mts_sample(key, probs, k)[0])(keys)         # [n, K]
+  mean = np.asarray(jax.vmap(lambda t: exploration.mts_mixture(t[None], V)[0])(toks)).mean(0)
+  sigma = np.sqrt(np.asarray(probs[0]) * (1 - np.asarray(probs[0])) / (n * k))
+  assert (np.abs(mean - np.asarray(probs[0])) <= 3 * sigma + 1e-9).mean() > 0.97       # E[mixture] = probs (MC)
+  counts = np.bincount(np.asarray(toks).ravel(), minlength=V)
+  for law, ok in ((probs[0], True), (jax.nn.softmax(logits[0]), False)):   # the tempered law, not the raw one
+    e = np.asarray(law) * counts.sum()
+    big = e > 5
+    p = scipy.stats.chisquare(counts[big], e[big] * counts[big].sum() / e[big].sum()).pvalue
+    assert (p > 1e-3) == ok
+  lp = exploration.mts_logprob(probs, toks[:1])
+  np.testing.assert_allclose(lp, np.log(np.asarray(probs[0])[np.asarray(toks[0])]).sum(), rtol=1e-6)
+
+
+# C6 ------------------------------------------------------------------------------------------------------------
+def test_c6_dirichlet_exploration():
+  logits = jnp.concatenate([jnp.array([[4.0, 3.0, 2.5, 2.0, 1.0]]), jnp.full((1, V - 5), -6.0)], 1)
+  alpha, support = exploration.dirichlet_alpha(logits, 1e-3, 1.0)
+  p = np.asarray(jax.nn.softmax(logits[0]))
+  U = p >= 1e-3
+  np.testing.assert_array_equal(support[0], U)
+  expect = np.where(U, np.maximum(p, 1e-3), 0) / np.where(U, np.maximum(p, 1e-3), 0).sum()
+  np.testing.assert_allclose(alpha[0], expect, rtol=1e-6)
+  n = 5_000
+  w, log_w = jax.vmap(lambda k: exploration.dirichlet_sample(k, alpha, support))(jax.random.split(
+      jax.random.PRNGKey(6), n))
+  w = np.asarray(w[:, 0])
+  assert (w[:, ~U] == 0).all() and np.allclose(w.sum(-1), 1, atol=1e-5) and (w >= 0).all()
+  a0 = expect[U].sum()
+  var = expect[U] * (1 - expect[U]) / (a0 + 1)
+  assert (np.abs(w[:, U].mean(0) - expect[U]) <= 3 * np.sqrt(var / n)).all()       # E[w] = alpha / sum(alpha)
+  lp = exploration.dirichlet_logprob(alpha, support, log_w[0])
+  ref = jax.scipy.stats.dirichlet.logpdf(jnp.asarray(w[0, U] / w[0, U].sum()), jnp.asarray(expect[U]))
+  np.testing.assert_allclose(lp[0], ref, rtol=1e-4)
+
+
+# C7 ------------------------------------------------------------------------------------------------------------
+def _grpo_batch(n=4):
+  rows = mnns.rows(TASK, "csft", np.arange(0, 6561, 6561 // n)[:n]).arrays
+  return {k: jnp.asarray(v) for k, v in rows.items()}
+
+
+@pytest.mark.parametrize("kind", ["mts", "dirichlet"])
+def test_c7_grpo_ratio_one_and_equal_rewards_give_zero_gradient(tiny, kind):
+  model, params = tiny
+  obj = GrpoObjective(4, kind, k=3, rollouts=16)
+  batch = obj.prepare(_grpo_batch(8), jax.random.PRNGKey(0))
+  f = jax.jit(jax.value_and_grad(lambda p, b: obj.loss(model.apply, p, b, jax.random.PRNGKey(7)), has_aux=True))
+  (loss, m), g = f(params, batch)
+  assert float(m["ratio"]) == 1.0                                   # old = current, deterministic forward
+  assert float(m["reward"]) > 0                                     # some rollouts rewarded (fixed key)
+  assert abs(float(loss)) < 1e-6                                    # zero-mean advantages: sum_r A_r rho = 0
+  assert max(float(jnp.abs(x).max()) for x in jax.tree.leaves(g)) > 0
+  (_, m0), g0 = f(params, {**batch, "answer": jnp.full_like(batch["answer"], -1)})   # every reward 0
+  assert float(m0["reward"]) == 0.0
+  assert max(float(jnp.abs(x).max()) for x in jax.tree.leaves(g0)) == 0.0
+
+
+def test_c7_advantages_and_toy_bandit_sign():
+  r = jnp.array([[1.0, 0, 0, 1, 0, 0, 0, 0], [1.0] * 8])
+  a = exploration.group_advantages(r)
+  np.testing.assert_allclose(a.mean(-1), 0, atol=1e-6)
+  np.testing.assert_allclose(a[0], (r[0] - 0.25) / np.std(np.asarray(r[0])), rtol=1e-6)
+  assert (a[1] == 0).all()
+
+  def loss(theta, key, sign):   # a bandit over V arms, reward 1 on arm 7; the GRPO surrogate of 64 draws
+    logq = jax.nn.log_softmax(theta)
+    arms = jax.random.categorical(key, jax.lax.stop_gradient(logq), shape=(8, 64))
+    lp = logq[arms]
+    adv = exploration.group_advantages((arms == 7).astype(jnp.float32))
+    return -sign * exploration.clipped_surrogate(jnp.exp(lp - jax.lax.stop_gradient(lp)), adv, 0.1).mean()
+
+  theta = jnp.zeros(V).at[7].set(2.0)
+  for sign, up in ((1.0, True), (-1.0, False)):   # the flipped sign is the negative control
+    new = theta - 1e-2 * jax.grad(loss)(theta, jax.random.PRNGKey(8), sign)
+    assert (float(jax.nn.softmax(new)[7]) > float(jax.nn.softmax(theta)[7])) == up
+
+
+def test_csft_loss_steps_and_curriculum(tiny):
+  model, params = tiny
+  rows = _grpo_batch(8)
+  full = CsftObjective(4, "hard_teacher", (0, 1, 2), True)
+  kl_only = CsftObjective(4, "hard_teacher", (1,), False)
+  b = full.prepare(rows, jax.random.PRNGKey(0), step=jnp.int32(0))
+  (loss, m), (loss1, _) = jax.jit(lambda b: [o.loss(model.apply, params, b, jax.random.PRNGKey(0))
+                                             for o in (full, kl_only)])(b)
+  np.testing.assert_allclose(loss, m["kl_0"] + m["kl_1"] + m["kl_2"] + m["answer_nll"], rtol=1e-5)
+  np.testing.assert_allclose(loss1, m["kl_1"], rtol=1e-5)
+  cur = CsftObjective(4, "hard_soft_curriculum", (0, 1, 2), True, curriculum_steps=10)
+  assert not cur.prepare(rows, None, step=jnp.int32(9))["soft_feed"].any()
+  assert cur.prepare(rows, None, step=jnp.int32(10))["soft_feed"].all()
+  with pytest.raises(ValueError, match="loss_steps"):
+    CsftObjective(4, "hard_teacher", (3,), True)

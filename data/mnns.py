@@ -1,6 +1,7 @@
 """Minimum non-negative sum (MNNS), the CoT2 task (../shared/specs/cot2.md §1): L digits, choose a sign for each so
 that the final sum is the smallest non-negative one. Vocabulary, exhaustive instances, the group-disjoint split,
-the per-method sequence formats, the CSFT target distributions and the data sources the cot2 family trains on.
+the per-method sequence formats and the CSFT target distributions (the family's data source is
+data/sources.py MnnsSource).
 
 The layout (89 ids for L = 4, digits 1-9): 0 <PAD>, 1 <BOS>, 2 <EOS>, 3 "->", 4 "+", 5 "-", 6-15 D0..D9, then
 S-m..Sm with m = L * max digit (S0 = 16 + m). Ids 0-2 coincide with data/vocab.py's PAD, CLS and SEP; there is no
@@ -206,38 +207,7 @@ def rows(task: Mnns, fmt: str, indices: np.ndarray, targets: str = "uniform", be
   return MnnsRows(out)
 
 
-class MnnsSource:
-  """The family's DataSource: training rows are epochs of the training split, each in its own order
-  (numpy permutation of fold(seed, epoch)), drawn as a stream so the row at global index i is a pure function of
-  (seed, i) and resuming restores a step counter (data/sources.py SyntheticIterator). Evaluation walks the
-  validation split once in order and pads the last batches with valid = 0 rows; evaluation must cover it
-  (eval.batch_size x eval.num_batches >= its size, checked by the family)."""
-
-  def __init__(self, train: MnnsRows, val: MnnsRows, num_shards: int = 0):
-    self.train, self.val, self.num_shards = train, val, num_shards
-
-  def _train_example(self, seed: int, index: int) -> dict[str, np.ndarray]:
-    n = len(self.train)
-    epoch, pos = divmod(index, n)
-    perm = _permutation(seed, epoch, n)
-    return self.train.row(int(perm[pos]))
-
-  def _eval_example(self, seed: int, index: int) -> dict[str, np.ndarray]:
-    del seed
-    if index < len(self.val):
-      return self.val.row(index)
-    r = self.val.row(0)
-    return {**r, "valid": np.zeros_like(r["valid"])}
-
-  def train_iterator(self, *, global_batch: int, seed: int):
-    from data.sources import SyntheticIterator
-    return SyntheticIterator(self._train_example, seed, global_batch, self.num_shards)
-
-  def eval_iterator(self, *, global_batch: int, seed: int):
-    from data.sources import SyntheticIterator
-    return SyntheticIterator(self._eval_example, seed, global_batch, self.num_shards)
-
-
 @functools.lru_cache(maxsize=8)
-def _permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+def permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+  """The order of training epoch `epoch`: a NumPy permutation seeded by (seed, epoch)."""
   return np.random.default_rng([seed, epoch]).permutation(n)

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator, Sequence
 import jax
 import numpy as np
 
+from data import mnns
 from data.corpus import Corpus, load_corpus
 from data.pipeline import make_iterator, shard_layout
 from data.vocab import (ByteVocabulary, CharVocabulary, SentencePieceVocabulary, SymbolVocabulary, Vocabulary,
@@ -48,7 +49,6 @@ def vocab_from_config(data_cfg: Any) -> Vocabulary:
     if data_cfg.corpus.split(":")[0] != "mnns" or kind != "mnns":
       raise ValueError(f"data.corpus={data_cfg.corpus!r} with data.vocab={kind!r}: the MNNS task (data/mnns.py) and "
                        "only it uses data.vocab='mnns'; set both or neither")
-    from data import mnns
     return mnns.parse(data_cfg.corpus).vocab
   synthetic = data_cfg.corpus.startswith("synthetic:")
   if synthetic != (kind == "symbols"):
@@ -255,3 +255,33 @@ class Trajectories:
 
   def eval_iterator(self, *, global_batch: int, seed: int) -> SyntheticIterator:
     return SyntheticIterator(self._example(self._rows("eval")), seed, global_batch, self.num_shards)
+
+
+class MnnsSource:
+  """The family's DataSource: training rows are epochs of the training split, each in its own order
+  (numpy permutation of fold(seed, epoch)), drawn as a stream so the row at global index i is a pure function of
+  (seed, i) and resuming restores a step counter (data/sources.py SyntheticIterator). Evaluation walks the
+  validation split once in order and pads the last batches with valid = 0 rows; evaluation must cover it
+  (eval.batch_size x eval.num_batches >= its size, checked by the family)."""
+
+  def __init__(self, train: "mnns.MnnsRows", val: "mnns.MnnsRows", num_shards: int = 0):
+    self.train, self.val, self.num_shards = train, val, num_shards
+
+  def _train_example(self, seed: int, index: int) -> dict[str, np.ndarray]:
+    n = len(self.train)
+    epoch, pos = divmod(index, n)
+    perm = mnns.permutation(seed, epoch, n)
+    return self.train.row(int(perm[pos]))
+
+  def _eval_example(self, seed: int, index: int) -> dict[str, np.ndarray]:
+    del seed
+    if index < len(self.val):
+      return self.val.row(index)
+    r = self.val.row(0)
+    return {**r, "valid": np.zeros_like(r["valid"])}
+
+  def train_iterator(self, *, global_batch: int, seed: int):
+    return SyntheticIterator(self._train_example, seed, global_batch, self.num_shards)
+
+  def eval_iterator(self, *, global_batch: int, seed: int):
+    return SyntheticIterator(self._eval_example, seed, global_batch, self.num_shards)

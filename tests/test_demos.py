@@ -10,7 +10,8 @@ from tests.helpers import ROOT, subprocess_env
 
 # The default job's notebook runs in the default suite; the other families' (about 50 s each on 2 cores) are slow.
 @pytest.mark.parametrize("name", ["modernbert_mlm.ipynb"] + [pytest.param(n, marks=pytest.mark.slow) for n in (
-    "causal_lm.ipynb", "electra.ipynb", "asarm.ipynb", "mdlm.ipynb", "lexinvariant.ipynb", "ariel.ipynb")])
+    "causal_lm.ipynb", "electra.ipynb", "asarm.ipynb", "mdlm.ipynb", "lexinvariant.ipynb", "ariel.ipynb",
+    "cot2.ipynb")])
 def test_notebook_executes(name, monkeypatch):
   for k, v in subprocess_env(1).items():
     monkeypatch.setenv(k, v)

@@ -52,6 +52,7 @@ def _objectives(config, task):
 
 def _source(config, task):
   from data import mnns
+  from data.sources import MnnsSource
   o = config.objective
   fmt = "discrete" if o.method == "discrete" else "csft"
   if o.targets == "beam" and o.beams < 1:
@@ -59,10 +60,11 @@ def _source(config, task):
   train_idx, val_idx = task.split(config.seed)
   covered = config.eval.batch_size * config.eval.num_batches
   if covered < len(val_idx):
+    need = -(-len(val_idx) // config.eval.batch_size)
     raise ValueError(f"evaluation covers {covered} rows (eval.batch_size x eval.num_batches) but the MNNS validation "
-                     f"split has {len(val_idx)}; raise eval.num_batches to {-(-len(val_idx) // config.eval.batch_size)}")
+                     f"split has {len(val_idx)}; raise eval.num_batches to {need}")
   rows = lambda idx: mnns.rows(task, fmt, idx, o.targets, int(o.beams))
-  return mnns.MnnsSource(rows(train_idx), rows(val_idx), config.data.num_shards), fmt
+  return MnnsSource(rows(train_idx), rows(val_idx), config.data.num_shards), fmt
 
 
 def _batch_spec(fmt, task, vocab_size):

@@ -220,7 +220,7 @@ def _grpo_batch(n=4):
   return {k: jnp.asarray(v) for k, v in rows.items()}
 
 
-@pytest.mark.parametrize("kind", ["mts", "dirichlet"])
+@pytest.mark.parametrize("kind", ["mts", pytest.param("dirichlet", marks=pytest.mark.slow)])
 def test_c7_grpo_ratio_one_and_equal_rewards_give_zero_gradient(tiny, kind):
   model, params = tiny
   obj = GrpoObjective(4, kind, k=3, rollouts=16)
@@ -271,3 +271,57 @@ def test_csft_loss_steps_and_curriculum(tiny):
   assert cur.prepare(rows, None, step=jnp.int32(10))["soft_feed"].all()
   with pytest.raises(ValueError, match="loss_steps"):
     CsftObjective(4, "hard_teacher", (3,), True)
+
+
+# The family in the generic trainer ---------------------------------------------------------------------------
+def _config(arg, **overrides):
+  from configs import cot2
+  c = cot2.get_config(arg)
+  c.unlock()
+  for k, v in overrides.items():
+    node = c
+    *parents, leaf = k.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = v
+  c.lock()
+  return c
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"data.corpus": "stdlib", "data.vocab": "spm"}, "set data.corpus=mnns"),
+    ({"data.vocab": "symbols"}, "set data.corpus=mnns (or mnns:L:lo-hi) and data.vocab=mnns"),
+    ({"eval.num_batches": 1}, "raise eval.num_batches to 2"),
+    ({"model.vocab_multiple": 64}, "set model.vocab_multiple=1"),
+    ({"model.attention_impl": "xla"}, "model.dropout_rate=0.1 drops attention probabilities"),
+    ({"objective.loss_steps": "0,3,h"}, "thought steps are 0..2"),
+    ({"objective.supervision": "teacher"}, "objective.supervision='teacher' is not one of"),
+    ({"objective.method": "grpo", "objective.rollouts": 1}, "objective.rollouts=1 >= 2"),
+    ({"data.corpus": "mnns:4:0-9"}, "digits must lie in 1..9"),
+])
+def test_bad_config_is_one_line_before_building(overrides, message):
+  from train.loop import build_experiment
+  with pytest.raises(ValueError) as e:
+    build_experiment(_config("csft,tiny", **overrides))
+  assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_csft_then_grpo_from_its_checkpoint(tmp_path):
+  """CSFT trains in the generic trainer; GRPO-MTS starts from its weights (checkpoint.init_from), evaluates with
+  MTS thoughts and moves the parameters; the decode hook prints thoughts and an answer."""
+  from train.loop import load_trained, train
+  csft = _config("csft,tiny")
+  m = train(csft, str(tmp_path / "csft"))
+  assert m["num_targets"] == 1308 and 0 <= m["accuracy"] <= 1 and m["kl_0"] > 0
+  grpo = _config("grpo_mts,tiny", **{"checkpoint.init_from": str(tmp_path / "csft"), "train.num_steps": 3,
+                                     "train.eval_every": 3, "train.checkpoint_every": 3})
+  g = train(grpo, str(tmp_path / "grpo"))
+  assert set(g) >= {"accuracy", "soft_accuracy"} and g["num_targets"] == 1308
+  exp, _, p0 = load_trained(csft, str(tmp_path / "csft"))
+  _, _, p1 = load_trained(grpo, str(tmp_path / "grpo"))
+  moved = max(float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(p0), jax.tree.leaves(p1)))
+  assert 0 < moved < 1e-2                                           # a few steps at lr 5e-5
+  [line] = exp.family.decode(p0, ["D2 D7 D3 D2"])
+  assert line.startswith("<BOS> D2 D7 D3 D2 [S") and " => S" in line
+  with pytest.raises(ValueError, match="give 4 digit tokens"):
+    exp.family.decode(p0, ["D2 D7"])

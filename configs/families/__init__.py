@@ -29,16 +29,20 @@ class Registration:
   build: Callable[[Any, Vocabulary], Family]
   keys: Mapping[str, tuple | None]     # dotted key -> allowed values (None: any)
   hf: HfInterop | None = None          # Hugging Face import/export (launch.py --mode=import_hf|export_hf)
+  check: Callable[[Any], None] | None = None   # cheap checks of trainer-level keys, before the vocabulary is built
 
 
 _REGISTRY: dict[str, Registration] = {}
 _discovered = False
 
 
-def register(name: str, keys: Mapping[str, tuple | None], hf: HfInterop | None = None):
-  """Decorator: registers `build(config, vocab) -> Family` under `name` with the config keys it reads."""
+def register(name: str, keys: Mapping[str, tuple | None], hf: HfInterop | None = None,
+             check: Callable[[Any], None] | None = None):
+  """Decorator: registers `build(config, vocab) -> Family` under `name` with the config keys it reads (and an
+  optional `check(config)` that raises ValueError for data settings the family cannot use, run before anything
+  is built, e.g. before a SentencePiece vocabulary is trained on a corpus the family would refuse)."""
   def wrap(build):
-    _REGISTRY[name] = Registration(name, build, dict(keys), hf)
+    _REGISTRY[name] = Registration(name, build, dict(keys), hf, check)
     return build
   return wrap
 
@@ -99,6 +103,8 @@ def check_config(config: Any) -> Registration:
     if choices is not None and value not in choices:
       raise ValueError(f"{key}={value!r} is not one of {list(choices)} (model.name={reg.name!r}); set "
                        f"--config.{key} to one of them")
+  if reg.check is not None:
+    reg.check(config)
   return reg
 
 

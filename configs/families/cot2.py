@@ -115,12 +115,15 @@ def _decoder(module, vocab, task, method):
 KEYS = {**model_keys(CausalLmConfig, exclude=_LEXICAL), **OBJECTIVE_KEYS, "decode.prompts": None}
 
 
-@register("cot2", KEYS)
+def _check(config):
+  if config.data.corpus.split(":")[0] != "mnns" or config.data.vocab != "mnns":
+    raise ValueError(f"model.name='cot2' trains on the MNNS task; data.corpus={config.data.corpus!r} with data.vocab="
+                     f"{config.data.vocab!r}: set data.corpus=mnns (or mnns:L:lo-hi) and data.vocab=mnns")
+
+
+@register("cot2", KEYS, check=_check)
 def cot2(config, vocab) -> Family:
   from data import mnns
-  if config.data.corpus.split(":")[0] != "mnns":
-    raise ValueError(f"model.name='cot2' trains on the MNNS task; data.corpus={config.data.corpus!r}: set "
-                     "data.corpus=mnns (or mnns:L:lo-hi) and data.vocab=mnns")
   task = mnns.parse(config.data.corpus)
   hp = CausalLmConfig.from_config(config.model, model_vocab_size(config, vocab), vocab.first_normal_id)
   if hp.vocab_size != vocab.size:

@@ -291,7 +291,7 @@ def _config(arg, **overrides):
 @pytest.mark.parametrize("overrides, message", [
     ({"data.corpus": "stdlib", "data.vocab": "spm"}, "set data.corpus=mnns"),
     ({"data.vocab": "symbols"}, "set data.corpus=mnns (or mnns:L:lo-hi) and data.vocab=mnns"),
-    ({"eval.num_batches": 1}, "raise eval.num_batches to 2"),
+    ({"eval.num_batches": 1}, "raise eval.num_batches to 2"),  # 1308 rows at 800 per batch
     ({"model.vocab_multiple": 64}, "set model.vocab_multiple=1"),
     ({"model.attention_impl": "xla"}, "model.dropout_rate=0.1 drops attention probabilities"),
     ({"objective.loss_steps": "0,3,h"}, "thought steps are 0..2"),
@@ -306,6 +306,7 @@ def test_bad_config_is_one_line_before_building(overrides, message):
   assert message in str(e.value) and "\n" not in str(e.value)
 
 
+@pytest.mark.slow   # ~30 s; the default suite is at its budget (the notebook and bench runs cover it too)
 def test_csft_then_grpo_from_its_checkpoint(tmp_path):
   """CSFT trains in the generic trainer; GRPO-MTS starts from its weights (checkpoint.init_from), evaluates with
   MTS thoughts and moves the parameters; the decode hook prints thoughts and an answer."""
@@ -325,3 +326,17 @@ def test_csft_then_grpo_from_its_checkpoint(tmp_path):
   assert line.startswith("<BOS> D2 D7 D3 D2 [S") and " => S" in line
   with pytest.raises(ValueError, match="give 4 digit tokens"):
     exp.family.decode(p0, ["D2 D7"])
+
+
+@pytest.mark.slow
+def test_c8_smoke_csft_learns_mnns_in_15_epochs(tmp_path):
+  """C8's quick variant (spec §10): d = 32, lr 1e-3, batch 16, uniform CSFT, 15 epochs -> self-fed validation
+  accuracy >= 0.70 (reference runs .866 / .849; majority 0.34). About a minute on 2 cores."""
+  from configs import cot2
+  from train.loop import train
+  spe = cot2.steps_per_epoch()
+  c = _config("csft", **{"train.num_steps": 15 * spe, "train.checkpoint_every": 15 * spe,
+                         "train.eval_every": 15 * spe})
+  m = train(c, str(tmp_path / "c8"))
+  assert m["accuracy"] >= 0.70, m
+  assert m["kl_0"] < 0.05, m                                        # step 0 is trivial: {+d1, -d1}

@@ -103,6 +103,9 @@ def _grads(model, params, gen_weight, disc_weight):
   return jax.grad(lambda p: objective.loss(model.apply, p, batch, jax.random.PRNGKey(1))[0])(params)
 
 
+_jit_grads = jax.jit(_grads, static_argnums=0)   # one compilation for the three weightings (traced weights)
+
+
 def _norm(tree):
   return float(jnp.sqrt(sum(jnp.sum(x ** 2) for x in jax.tree.leaves(tree))))
 
@@ -112,8 +115,8 @@ def joint_grads(tiny_joint):
   """Gradients of the discriminator loss alone, the MLM loss alone and both (weights 1 and 50): three passes, since
   the gradient is linear in the loss weights."""
   model, params = tiny_joint
-  return {"disc": _grads(model, params, 0.0, 1.0), "mlm": _grads(model, params, 1.0, 0.0),
-          "all": _grads(model, params, 1.0, 50.0)}
+  return {"disc": _jit_grads(model, params, 0.0, 1.0), "mlm": _jit_grads(model, params, 1.0, 0.0),
+          "all": _jit_grads(model, params, 1.0, 50.0)}
 
 
 def test_no_gradient_from_the_discriminator_loss_reaches_the_generator(joint_grads):

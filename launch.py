@@ -141,7 +141,7 @@ def main(argv):
       if not _HF_DIR.value:
         raise ConfigError(f"--mode={mode} needs --hf_dir=PATH")
       msg = (import_hf(config, _HF_DIR.value, _WORKDIR.value) if mode == "import_hf"
-             else export_hf(_WORKDIR.value, _HF_DIR.value[0]))
+             else export_hf(_WORKDIR.value, _HF_DIR.value[0], config))
       print(json.dumps({"ok": True, "message": msg}), flush=True)
     else:
       run(config, _WORKDIR.value, mode, _TEXT.value, overrides=_overrides(sys.argv, config))

@@ -26,8 +26,11 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.objective = ml_collections.ConfigDict()   # the family's objective keys
 
   c.data = ml_collections.ConfigDict()
-  c.data.corpus = "stdlib"          # "stdlib", a text file / directory of .txt and .py files, or "seqio:<task>"
-  c.data.vocab = "spm"              # "byte", "spm" (trained on the corpus, cached), a .model file, "seqio:<task>"
+  c.data.corpus = "stdlib"          # "stdlib", a text file / directory of .txt and .py files, .jsonl / .parquet
+  #                                   files or globs, "tokenized:DIR" (python -m data.prepare), or "seqio:<task>"
+  c.data.vocab = "spm"              # "byte", "spm" (trained on the corpus, cached), a .model file,
+  #                                   "hf:<dir or tokenizer.json>" (a Hugging Face tokenizer), "seqio:<task>"
+  c.data.text_field = "text"        # the JSON field / Parquet column of .jsonl / .parquet corpora
   c.data.vocab_size = 4096          # for "spm"
   c.data.cache_dir = ""             # SentencePiece cache; default $LMKIT_CACHE or ~/.cache/lmkit
   c.data.seq_len = 128

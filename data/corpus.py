@@ -48,17 +48,43 @@ def split_paragraphs(text: str, max_chars: int) -> list[str]:
 
 @dataclasses.dataclass(frozen=True)
 class Corpus:
-  train: Sequence[str]
+  train: Sequence[str]     # or token arrays (seqio tasks, data.corpus=tokenized:DIR)
   validation: Sequence[str]
   fingerprint: str   # identifies the text (for vocabulary caching)
+  vocab_fingerprint: str | None = None   # token-array corpora: the vocabulary they were tokenized with
 
 
 def _is_validation(relpath: str, percent: int) -> bool:
   return zlib.crc32(relpath.encode()) % 100 < percent
 
 
-def load_corpus(source: str, max_chars: int, validation_percent: int = 5) -> Corpus:
-  """`source`: "stdlib", a directory (all *.py and *.txt files, recursively) or one text file."""
+def _is_document_files(source: str) -> bool:
+  return source.endswith((".jsonl", ".parquet")) or any(c in source for c in "*?[") or "," in source
+
+
+def _load_document_files(source: str, max_chars: int, validation_percent: int, text_field: str) -> Corpus:
+  """JSONL / Parquet / text files or globs (comma-separated), through data/readers.py, split by document hash."""
+  from data import readers
+  patterns = source.split(",")
+  digest = hashlib.sha256()
+  for f in readers.expand_inputs(patterns, "data.corpus"):
+    digest.update(str(f).encode()); digest.update(str(f.stat().st_size).encode())
+  train, validation = [], []
+  for doc in readers.read_documents(patterns, text_field, max_chars):
+    (validation if readers.is_validation(doc, validation_percent) else train).append(doc)
+  if not train or not validation:
+    raise ValueError(f"corpus {source!r} (data.corpus) has {len(train)} training and {len(validation)} validation "
+                     f"documents (split: {readers.SPLIT_RULE}); give it more documents")
+  return Corpus(train, validation, digest.hexdigest()[:16])
+
+
+def load_corpus(source: str, max_chars: int, validation_percent: int = 5, text_field: str = "text") -> Corpus:
+  """`source`: "stdlib", a directory (all *.py and *.txt files, recursively), one text file, or JSONL / Parquet
+  files and globs, comma-separated (`text_field` is the JSON field / Parquet column; split by document hash, see
+  data/readers.py). For corpora that do not fit in memory, prepare shards (data/prepare.py) and train with
+  data.corpus=tokenized:DIR."""
+  if _is_document_files(source):
+    return _load_document_files(source, max_chars, validation_percent, text_field)
   if source == "stdlib":
     root, files = stdlib_root(), stdlib_files()
   else:

@@ -23,8 +23,9 @@ class _Tokenize(grain.transforms.Map):
 
   def map(self, doc: str | np.ndarray) -> dict[str, np.ndarray]:
     """Text, or ids already in the vocabulary's layout (e.g. from a seqio Task), framed by CLS ... SEP."""
-    ids = self._vocab.encode(doc) if isinstance(doc, str) else list(np.asarray(doc))
-    return {"tokens": np.asarray([self._vocab.cls_id] + ids + [self._vocab.sep_id], np.int32)}
+    ids = np.asarray(self._vocab.encode(doc) if isinstance(doc, str) else doc, np.int32)
+    return {"tokens": np.concatenate([np.asarray([self._vocab.cls_id], np.int32), ids,
+                                      np.asarray([self._vocab.sep_id], np.int32)])}
 
 
 class _Chunk(grain.experimental.FlatMapTransform):
@@ -69,8 +70,9 @@ def packed_dataset(docs: Sequence[str] | Sequence[np.ndarray], vocab: Vocabulary
   if packing == "concat_split":
     it = grain.experimental.ConcatThenSplitIterDataset(it, length_struct={"tokens": seq_len})
   elif packing == "first_fit":
-    if not max_fan_out:
-      longest = max((4 * len(d) if isinstance(d, str) else len(d)) + 2 for d in docs)
+    if not max_fan_out:   # a random-access token corpus knows its longest document (never scan it)
+      longest = (docs.max_doc_tokens + 2 if hasattr(docs, "max_doc_tokens") else
+                 max((4 * len(d) if isinstance(d, str) else len(d)) + 2 for d in docs))
       max_fan_out = -(-longest // seq_len)
     it = grain.experimental.FlatMapIterDataset(it, _Chunk(seq_len, max_fan_out))
     it = grain.experimental.FirstFitPackIterDataset(it, length_struct={"tokens": seq_len},

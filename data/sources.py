@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator, Sequence
 import jax
 import numpy as np
 
-from data import mnns
+from data import mnns, tokenized
 from data.corpus import Corpus, load_corpus
 from data.pipeline import make_iterator, shard_layout
 from data.vocab import (ByteVocabulary, CharVocabulary, SentencePieceVocabulary, SymbolVocabulary, Vocabulary,
@@ -26,24 +26,29 @@ from data.vocab import (ByteVocabulary, CharVocabulary, SentencePieceVocabulary,
 
 
 @functools.lru_cache(maxsize=4)
-def _corpus(source: str, max_doc_chars: int, validation_percent: int, seqio_modules: tuple[str, ...]) -> Corpus:
+def _corpus(source: str, max_doc_chars: int, validation_percent: int, seqio_modules: tuple[str, ...],
+            text_field: str = "text") -> Corpus:
   if source.startswith("seqio:"):
     from data import seqio_interop
     return seqio_interop.load_task_corpus(source[len("seqio:"):], seqio_modules)
-  return load_corpus(source, max_doc_chars, validation_percent)
+  if source.startswith(tokenized.PREFIX):
+    return tokenized.load(source[len(tokenized.PREFIX):])
+  return load_corpus(source, max_doc_chars, validation_percent, text_field)
 
 
 def corpus_from_config(data_cfg: Any) -> Corpus:
-  """`data.corpus` with `data.max_doc_chars` and `data.validation_percent` (loaded once per process)."""
+  """`data.corpus` with `data.max_doc_chars`, `data.validation_percent` and `data.text_field` (loaded once per
+  process; a tokenized:DIR corpus is opened, never read into memory)."""
   return _corpus(data_cfg.corpus, data_cfg.max_doc_chars, data_cfg.validation_percent,
-                 tuple(data_cfg.seqio_modules))
+                 tuple(data_cfg.seqio_modules), data_cfg.get("text_field", "text"))
 
 
 def vocab_from_config(data_cfg: Any) -> Vocabulary:
   """`data.vocab`: "byte", "char" (the corpus's most frequent characters, data.vocab_size ids), "mnns" (with
   data.corpus=mnns: data/mnns.py's fixed layout), "symbols"
   (data.vocab_size abstract symbols, for data.corpus=synthetic:<name>), "spm" (trained on the corpus, cached), a
-  SentencePiece .model file, or "seqio:<task>"."""
+  SentencePiece .model file, "hf:<dir or tokenizer.json>" (a Hugging Face tokenizer, data/hf_tokenizer.py) or
+  "seqio:<task>"."""
   kind = data_cfg.vocab
   if data_cfg.corpus.split(":")[0] == "mnns" or kind == "mnns":
     if data_cfg.corpus.split(":")[0] != "mnns" or kind != "mnns":
@@ -56,6 +61,10 @@ def vocab_from_config(data_cfg: Any) -> Vocabulary:
                      "use data.vocab='symbols' (data.vocab_size symbols); set both or neither")
   if kind == "symbols":
     return SymbolVocabulary(data_cfg.vocab_size)
+  if data_cfg.corpus.startswith(tokenized.PREFIX) and kind in ("char", "spm"):
+    spec = tokenized.read_index(data_cfg.corpus[len(tokenized.PREFIX):])["vocab"]["spec"]
+    raise ValueError(f"data.vocab={kind!r} is trained on text, but data.corpus={data_cfg.corpus!r} holds token ids; "
+                     f"set --config.data.vocab={spec} (the vocabulary it was prepared with)")
   if kind == "char":
     return _char_vocabulary(data_cfg.corpus, data_cfg.max_doc_chars, data_cfg.validation_percent,
                             tuple(data_cfg.seqio_modules), data_cfg.vocab_size)
@@ -69,8 +78,11 @@ def vocab_from_config(data_cfg: Any) -> Vocabulary:
     return cached_sentencepiece(corpus.train, data_cfg.vocab_size, corpus.fingerprint, cache=data_cfg.cache_dir)
   if kind.endswith(".model"):
     return SentencePieceVocabulary(kind)
+  if kind.startswith("hf:"):
+    from data import hf_tokenizer
+    return hf_tokenizer.load(kind[len("hf:"):])
   raise ValueError(f"data.vocab={kind!r}: use 'byte', 'char', 'symbols', 'spm', a path to a SentencePiece .model "
-                   "file or 'seqio:<task>'")
+                   "file, 'hf:<dir or tokenizer.json>' or 'seqio:<task>'")
 
 
 @functools.lru_cache(maxsize=4)
@@ -86,7 +98,9 @@ class Documents:
   vocab: Vocabulary
 
   def __post_init__(self):
-    corpus_from_config(self.data_cfg)
+    corpus = corpus_from_config(self.data_cfg)
+    if self.data_cfg.corpus.startswith(tokenized.PREFIX):
+      tokenized.check_vocab(self.data_cfg.corpus[len(tokenized.PREFIX):], self.vocab)
 
   def _iterator(self, docs, global_batch: int, seed: int):
     d = self.data_cfg

@@ -1,8 +1,10 @@
 """Vocabularies: bytes, characters, abstract symbols (synthetic languages), and SentencePiece trained on the
-corpus and cached.
+corpus and cached (Hugging Face tokenizers: data/hf_tokenizer.py).
 
-All vocabularies share one layout of special ids, which the models and objectives rely on:
-  0 = [PAD], 1 = [CLS] (BOS), 2 = [SEP] (EOS), 3 = [MASK]; SentencePiece adds 4 = <unk>.
+These vocabularies share one layout of special ids: 0 = [PAD], 1 = [CLS] (BOS), 2 = [SEP] (EOS), 3 = [MASK];
+SentencePiece adds 4 = <unk>. Models and objectives read the roles from the vocabulary (`pad_id`, `cls_id`,
+`sep_id`, `mask_id`, `special_ids`, `first_normal_id`), never these numbers, so a Hugging Face tokenizer keeps its
+checkpoint's own ids.
 """
 import abc
 import collections
@@ -39,6 +41,14 @@ class Vocabulary(abc.ABC):
   @abc.abstractmethod
   def decode(self, ids: Sequence[int]) -> str:
     """Ids -> text; [MASK] renders as "[MASK]", other special ids are dropped."""
+
+  @property
+  def fingerprint(self) -> str:
+    """Identifies the id mapping (pre-tokenized shards record it; data.corpus=tokenized:DIR checks it)."""
+    return f"{type(self).__name__}:{self.size}"
+
+  def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+    return [self.encode(t) for t in texts]
 
   def encode_with_masks(self, text: str) -> list[int]:
     """Encodes text in which each "[MASK]" stands for one masked token."""
@@ -138,6 +148,10 @@ class CharVocabulary(Vocabulary):
     return 5 + len(self.chars)
 
   @property
+  def fingerprint(self) -> str:
+    return "char:" + hashlib.sha256(self.chars.encode()).hexdigest()[:16]
+
+  @property
   def first_normal_id(self) -> int:
     return 5
 
@@ -172,6 +186,13 @@ class SentencePieceVocabulary(Vocabulary):
   @property
   def size(self) -> int:
     return self._sp.get_piece_size()
+
+  @property
+  def fingerprint(self) -> str:
+    return "spm:" + hashlib.sha256(pathlib.Path(self.model_path).read_bytes()).hexdigest()[:16]
+
+  def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+    return self._sp.encode(list(texts))
 
   @property
   def first_normal_id(self) -> int:

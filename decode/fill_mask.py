@@ -52,3 +52,40 @@ def fill_mask_texts(apply_fn: Callable[..., jax.Array], params: Any, vocab: Voca
   out = fill(params, jnp.asarray(tokens), jnp.asarray(segments))
   out = np.asarray(jax.device_get(out))
   return [vocab.decode(out[i, :len(r)]) for i, r in enumerate(rows)]
+
+
+def mask_candidates(apply_fn: Callable[..., jax.Array], params: Any, vocab: Vocabulary, texts: Sequence[str],
+                    seq_len: int, top_k: int = 5, mesh: jax.sharding.Mesh | None = None
+                    ) -> list[list[list[tuple[int, float]]]]:
+  """For each text, for each "[MASK]" in order: the `top_k` (token id, probability) pairs of one forward pass with
+  every mask in place, as `transformers.pipeline("fill-mask")` reports them: probabilities are the softmax over
+  the model's whole output row, and candidates are the vocabulary's normal ids (special ids and the rows a model
+  pads its vocabulary with are never proposed; the pipeline would list a special token if it ranked there)."""
+  rows = framed_rows(vocab, texts, seq_len)
+  tokens, segments = pad_rows(rows, seq_len, vocab.pad_id)
+  special = np.asarray(sorted(set(vocab.special_ids)), np.int32)
+
+  def top(params, tokens_BT, segment_ids_BT):
+    logp_BTV = jax.nn.log_softmax(apply_fn({"params": params}, tokens_BT, segment_ids_BT).astype(jnp.float32), -1)
+    ids = jnp.arange(logp_BTV.shape[-1])
+    allowed = (ids >= vocab.first_normal_id) & (ids < vocab.size) & ~jnp.isin(ids, special)
+    logp_BTK, ids_BTK = jax.lax.top_k(jnp.where(allowed, logp_BTV, -jnp.inf), top_k)
+    return jnp.exp(logp_BTK), ids_BTK
+
+  replicated = jax.sharding.NamedSharding(mesh, jax.P()) if mesh is not None else None
+  if replicated is not None:
+    tokens, segments = jax.device_put(tokens, replicated), jax.device_put(segments, replicated)
+  probs, ids = jax.device_get(jax.jit(top, out_shardings=replicated)(params, jnp.asarray(tokens),
+                                                                      jnp.asarray(segments)))
+  out = []
+  for b, r in enumerate(rows):
+    where = [t for t, i in enumerate(r) if i == vocab.mask_id]
+    out.append([[(int(ids[b, t, j]), float(probs[b, t, j])) for j in range(top_k)] for t in where])
+  return out
+
+
+def describe_candidates(vocab: Vocabulary, candidates: list[list[tuple[int, float]]]) -> str:
+  """One line per mask: `  [MASK] 1: 'os' 0.412 | 'sys' 0.101 | ...` (tokens as the vocabulary spells them)."""
+  text = getattr(vocab, "token_text", None) or (lambda i: vocab.decode([i]))
+  return "\n".join(f"  [MASK] {m + 1}: " + " | ".join(f"{text(i)!r} {p:.3f}" for i, p in cands)
+                   for m, cands in enumerate(candidates))

@@ -88,10 +88,10 @@ def generate(apply_fn: Callable, init_cache: Callable[[int, int], KVCache], para
   return state.tokens, state.lengths
 
 
-def generate_texts(model: Any, params: Any, vocab: Any, prompts: list[str], *, max_new_tokens: int,
-                   sampler: SamplerConfig | None = None, seed: int = 0,
-                   mesh: jax.sharding.Mesh | None = None) -> list[str]:
-  """Continues each prompt (prefixed with CLS/BOS) and returns prompt + continuation as text; stops at SEP/EOS.
+def generate_token_ids(model: Any, params: Any, vocab: Any, prompts: list[str], *, max_new_tokens: int,
+                       sampler: SamplerConfig | None = None, seed: int = 0,
+                       mesh: jax.sharding.Mesh | None = None) -> list[list[int]]:
+  """Each prompt's ids, prefixed with CLS/BOS, followed by its continuation (through SEP/EOS when one is drawn).
 
   With a mesh, inputs are replicated global arrays, so this also runs with several processes.
   """
@@ -106,4 +106,13 @@ def generate_texts(model: Any, params: Any, vocab: Any, prompts: list[str], *, m
                            jax.random.PRNGKey(seed), max_new_tokens=max_new_tokens, sampler=sampler,
                            eos_id=vocab.sep_id, pad_id=vocab.pad_id)
   toks, out_len = np.asarray(jax.device_get(toks)), np.asarray(jax.device_get(out_len))
-  return [vocab.decode(toks[i, 1:out_len[i]]) for i in range(len(rows))]
+  return [[int(t) for t in toks[i, :out_len[i]]] for i in range(len(rows))]
+
+
+def generate_texts(model: Any, params: Any, vocab: Any, prompts: list[str], *, max_new_tokens: int,
+                   sampler: SamplerConfig | None = None, seed: int = 0,
+                   mesh: jax.sharding.Mesh | None = None) -> list[str]:
+  """Continues each prompt (prefixed with CLS/BOS) and returns prompt + continuation as text; stops at SEP/EOS."""
+  ids = generate_token_ids(model, params, vocab, prompts, max_new_tokens=max_new_tokens, sampler=sampler,
+                           seed=seed, mesh=mesh)
+  return [vocab.decode(r[1:]) for r in ids]

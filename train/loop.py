@@ -378,20 +378,37 @@ def import_hf(config: Any, hf_dirs: list[str], workdir: str) -> str:
   return f"imported {', '.join(hf_dirs)} into {workdir}/checkpoints/0 (use --config.checkpoint.init_from={workdir})"
 
 
-def export_hf(workdir: str, hf_dir: str) -> str:
-  """A training workdir's latest checkpoint -> a directory `transformers` loads, through the family of the run's
-  stored config."""
-  config = ml_collections.ConfigDict(stored_run_config(workdir))
-  reg = families.registration(config.model.name)
-  if reg.hf is None or reg.hf.save is None:
-    raise ConfigError(f"model.name={reg.name!r} has no Hugging Face export")
+def export_hf(workdir: str, hf_dir: str, config: Any = None) -> str:
+  """A workdir's latest checkpoint -> a directory `transformers` loads, with the run's tokenizer beside the weights
+  (data/hf_tokenizer.py export_tokenizer), through the family of the run's stored config. A Hugging Face import
+  (weights only) has no stored config: it exports with `config` (launch.py's --config), whose model section must
+  describe the imported weights."""
   ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
   step = ckpt.latest_step()
+  if step is None:
+    ckpt.close()
+    raise ConfigError(f"--workdir={workdir} holds no checkpoint; train or import first")
   meta = ckpt.meta(step)
+  if _imported(meta):
+    if config is None:
+      ckpt.close()
+      raise ConfigError(f"--workdir={workdir} is a Hugging Face import: pass the --config that describes it")
+    config = ml_collections.ConfigDict(config.to_dict() if hasattr(config, "to_dict") else config)
+  else:
+    config = ml_collections.ConfigDict(stored_run_config(workdir))
+  reg = families.registration(config.model.name)
+  if reg.hf is None or reg.hf.save is None:
+    ckpt.close()
+    raise ConfigError(f"model.name={reg.name!r} has no Hugging Face export")
   params = jax.device_get(ckpt.restore_params(step, ckpt.saved_params_abstract(step)))
   ckpt.close()
-  reg.hf.save(config.model, {k: v for k, v in meta.items() if k not in ("config", "process_count")}, params, hf_dir)
-  return f"exported {workdir} step {step} to {hf_dir}"
+  compat = {k: v for k, v in meta.items() if k not in ("config", "process_count", "source", "family")}
+  reg.hf.save(config.model, compat, params, hf_dir)
+  model_dirs = [d for d in [hf_dir] + sorted(os.path.join(hf_dir, n) for n in os.listdir(hf_dir))
+                if os.path.isfile(os.path.join(d, "config.json"))]   # ELECTRA writes discriminator/ and generator/
+  from data.hf_tokenizer import export_tokenizer
+  note = export_tokenizer(config.data.vocab, model_dirs, model_max_length=config.data.seq_len)
+  return f"exported {workdir} step {step} to {hf_dir}; {note}"
 
 
 def run(config: Any, workdir: str, mode: str = "train", text: str = "",

@@ -134,6 +134,10 @@ def _analyses(config, vocab, hp, module, data):
 def causal_lm(config, vocab) -> Family:
   from decode.sampling import SamplerConfig
   hp = CausalLmConfig.from_config(config.model, model_vocab_size(config, vocab), vocab.first_normal_id)
+  if hp.embedding != "learned" and set(vocab.special_ids) != set(range(vocab.first_normal_id)):
+    raise ValueError(f"model.embedding={hp.embedding!r} needs the special ids first (ids below the first normal "
+                     f"one); data.vocab={config.data.vocab!r} has specials {vocab.special_ids[:6]}...: use a "
+                     "vocabulary whose special tokens come first")
   seq = config.data.seq_len
   if hp.style == "gpt2" and seq > hp.max_position_embeddings:
     raise ValueError(f"data.seq_len={seq} exceeds model.max_position_embeddings={hp.max_position_embeddings}; "

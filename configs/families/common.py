@@ -22,12 +22,16 @@ def labelled_task(config: Any, vocab: Vocabulary) -> LabelledTask:
   return LabelledTask(task, vocab, d.seq_len, d.num_shards)
 
 
-def fill_mask_decoder(apply_fn, config: Any, vocab: Vocabulary):
-  """Fills each prompt's "[MASK]"s, most confident first (decode/fill_mask.py)."""
+def fill_mask_decoder(apply_fn, config: Any, vocab: Vocabulary, top_k: int = 5):
+  """Fills each prompt's "[MASK]"s, most confident first, and lists under the filled text the `top_k` candidates of
+  each mask with their probabilities from one pass over the prompt as given (what `pipeline("fill-mask")` shows;
+  decode/fill_mask.py)."""
   seq_len = config.data.seq_len
   framed_rows(vocab, config.decode.prompts, seq_len)   # refuse too-long prompts before training, not after
 
   def decode(params, prompts, mesh=None):
-    from decode.fill_mask import fill_mask_texts
-    return fill_mask_texts(apply_fn, params, vocab, list(prompts), seq_len, mesh)
+    from decode.fill_mask import describe_candidates, fill_mask_texts, mask_candidates
+    filled = fill_mask_texts(apply_fn, params, vocab, list(prompts), seq_len, mesh)
+    cands = mask_candidates(apply_fn, params, vocab, list(prompts), seq_len, top_k, mesh)
+    return [f + ("\n" + describe_candidates(vocab, c) if c else "") for f, c in zip(filled, cands)]
   return decode

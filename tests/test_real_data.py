@@ -1,0 +1,212 @@
+"""Real data and real tokenizers: Hugging Face tokenizers as vocabularies, JSONL / Parquet / text corpora,
+`python -m data.prepare` shards, training from `tokenized:` shards (exact resume), and exported checkpoints that
+`transformers.pipeline` reads back with the same predictions as our decoding.
+
+The tokenizers are trained here with `tokenizers` on the embedded corpus and saved by `transformers` (the files a
+released checkpoint ships); no file is downloaded.
+"""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from data import hf_tokenizer, readers, tokenized
+from data.corpus import load_corpus
+from tests.helpers import ROOT, require, subprocess_env, tiny_config, train_losses
+
+transformers = require("transformers")
+torch = require("torch")
+
+WORDPIECE_SPECIALS = ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"]
+MODEL_VOCAB = 512   # every tokenizer here has at most this many ids; the HF models are built this wide
+
+
+@pytest.fixture(scope="module")
+def texts():
+  return list(load_corpus("stdlib", 400).train[:1500])
+
+
+@pytest.fixture(scope="module")
+def wordpiece_dir(texts, tmp_path_factory):
+  """A BERT-style WordPiece tokenizer (specials first, [CLS] text [SEP] framing) saved as transformers saves it."""
+  from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+  tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+  tok.normalizer = normalizers.BertNormalizer(lowercase=False)
+  tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+  tok.decoder = decoders.WordPiece()
+  tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=480, special_tokens=WORDPIECE_SPECIALS))
+  tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 1),
+                                                                                              ("[SEP]", 2)])
+  fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", cls_token="[CLS]",
+                                              sep_token="[SEP]", mask_token="[MASK]", unk_token="[UNK]")
+  path = tmp_path_factory.mktemp("wordpiece")
+  fast.save_pretrained(path)
+  return str(path)
+
+
+@pytest.fixture(scope="module")
+def bpe_dir(texts, tmp_path_factory):
+  """A GPT-2-style byte-level BPE: no pad or mask token, <|endoftext|> is the last id (bos = eos)."""
+  from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+  tok = Tokenizer(models.BPE())
+  tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+  tok.decoder = decoders.ByteLevel()
+  tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+  tok.add_special_tokens(["<|endoftext|>"])
+  fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>",
+                                              eos_token="<|endoftext|>", unk_token="<|endoftext|>")
+  path = tmp_path_factory.mktemp("bpe")
+  fast.save_pretrained(path)
+  return str(path)
+
+
+def test_hf_tokenizer_roles_and_ids_are_the_checkpoints(wordpiece_dir, bpe_dir, texts):
+  wp, bpe = hf_tokenizer.load(wordpiece_dir), hf_tokenizer.load(bpe_dir)
+  ref_wp = transformers.AutoTokenizer.from_pretrained(wordpiece_dir)
+  ref_bpe = transformers.AutoTokenizer.from_pretrained(bpe_dir)
+  assert (wp.pad_id, wp.cls_id, wp.sep_id, wp.mask_id) == (ref_wp.pad_token_id, ref_wp.cls_token_id,
+                                                           ref_wp.sep_token_id, ref_wp.mask_token_id) == (0, 1, 2, 3)
+  assert wp.first_normal_id == 5 and wp.size == len(ref_wp)
+  eot = ref_bpe.eos_token_id
+  assert eot == len(ref_bpe) - 1 and bpe.size == len(ref_bpe)      # GPT-2's layout: the special token is last
+  assert (bpe.cls_id, bpe.sep_id, bpe.pad_id) == (eot, eot, eot) and bpe.special_ids == (eot,)
+  assert bpe.first_normal_id == 0 and not bpe.has_mask
+  with pytest.raises(ValueError, match="no mask token"):
+    bpe.mask_id
+  for t in texts[:40]:
+    assert wp.encode(t) == ref_wp(t, add_special_tokens=False)["input_ids"]
+    assert bpe.encode(t) == ref_bpe(t, add_special_tokens=False)["input_ids"]
+  # Batch encoding (data.prepare) = one by one; our [CLS] ... [SEP] framing = the tokenizer's own post-processor.
+  assert wp.encode_batch(texts[:40]) == [wp.encode(t) for t in texts[:40]]
+  from data.sources import framed_rows
+  assert framed_rows(wp, texts[:3], 10_000, masks=False) == [ref_wp(t)["input_ids"] for t in texts[:3]]
+  # "[MASK]" in a prompt is the checkpoint's mask token, tokenized in context as transformers does.
+  prompt = "import [MASK] as np\nx = np.[MASK](3)"
+  assert wp.encode_with_masks(prompt) == ref_wp(prompt, add_special_tokens=False)["input_ids"]
+  assert wp.decode(wp.encode_with_masks(prompt)) == ref_wp.decode(ref_wp(prompt, add_special_tokens=False)[
+      "input_ids"]) == "import [MASK] as np x = np. [MASK] ( 3 )"
+  # A masked-LM family refuses a tokenizer without a mask token by name, before anything is built.
+  from train.loop import build_experiment
+  with pytest.raises(ValueError, match=r"has no mask token .* which this family needs"):
+    build_experiment(tiny_config(**{"data.vocab": f"hf:{bpe_dir}"}))
+
+
+def _write_files(texts, root: pathlib.Path):
+  """a.jsonl (with an empty line), b.parquet (3 row groups), c.txt: the documents each holds."""
+  import pyarrow as pa
+  import pyarrow.parquet as pq
+  a, b, c = texts[:600], texts[600:900], texts[900:960]
+  with open(root / "a.jsonl", "w") as f:
+    for i, t in enumerate(a):
+      f.write(json.dumps({"id": i, "text": t}) + ("\n\n" if i == 7 else "\n"))
+  pq.write_table(pa.table({"text": b, "n": list(range(len(b)))}), root / "b.parquet", row_group_size=100)
+  (root / "c.txt").write_text("\n\n".join(c))
+  return a, b, [d for d in readers.read_unit(readers.Unit(str(root / "c.txt")), max_doc_chars=2048)]
+
+
+def test_document_files_read_whole_or_in_units(texts, tmp_path):
+  a, b, c = _write_files(texts, tmp_path)
+  jsonl = tmp_path / "a.jsonl"
+  units = readers.units(jsonl, unit_bytes=20_000)
+  assert len(units) > 5      # byte ranges cut lines; each line is read once, by the unit its first byte is in
+  assert [d for u in units for d in readers.read_unit(u)] == a
+  assert [d for u in readers.units(tmp_path / "b.parquet") for d in readers.read_unit(u)] == b
+  corpus = load_corpus(f"{tmp_path}/*.jsonl,{tmp_path / 'b.parquet'}", 2048, validation_percent=10)
+  assert sorted(corpus.train + corpus.validation) == sorted(a + b)
+  assert all(readers.is_validation(d, 10) for d in corpus.validation) and len(corpus.validation) > 20
+  assert not any(readers.is_validation(d, 10) for d in corpus.train)
+  (tmp_path / "bad.jsonl").write_text('{"text": "ok"}\n{"body": "no text field"}\n')
+  with pytest.raises(ValueError, match=r"bad.jsonl at byte 15: no string field 'text'"):
+    load_corpus(str(tmp_path / "bad.jsonl"), 2048)
+
+
+@pytest.fixture(scope="module")
+def prepared(texts, wordpiece_dir, tmp_path_factory):
+  """data.prepare of a.jsonl (cut into 16 KiB units), b.parquet and c.txt with 2 worker processes."""
+  from data.prepare import prepare
+  root = tmp_path_factory.mktemp("files")
+  docs = _write_files(texts, root)
+  out = root / "tok"
+  index = prepare([str(root / "*.jsonl"), str(root / "b.parquet"), str(root / "c.txt")], f"hf:{wordpiece_dir}",
+                  str(out), workers=2, unit_bytes=16_384, validation_percent=10, progress=False)
+  return root, out, index, docs
+
+
+def test_prepare_writes_the_documents_token_for_token(prepared, wordpiece_dir):
+  root, out, index, (a, b, c) = prepared
+  vocab = hf_tokenizer.load(wordpiece_dir)
+  assert index["vocab"] == {"spec": f"hf:{wordpiece_dir}", "fingerprint": vocab.fingerprint, "size": vocab.size}
+  assert index["split_rule"] == readers.SPLIT_RULE and index["dtype"] == "uint16"
+  docs = a + b + c          # the units' order: files sorted by path, units in file order
+  corpus = tokenized.load(str(out))
+  for split, want in (("train", [d for d in docs if not readers.is_validation(d, 10)]),
+                      ("validation", [d for d in docs if readers.is_validation(d, 10)])):
+    got = getattr(corpus, split)
+    assert len(got) == len(want) == index["splits"][split]["documents"]
+    assert [list(got[i]) for i in range(len(got))] == [vocab.encode(d) for d in want]
+    assert index["splits"][split]["tokens"] == sum(len(vocab.encode(d)) for d in want)
+    assert got.max_doc_tokens == max(len(vocab.encode(d)) for d in want)
+
+
+def test_prepare_command_restarts_where_it_stopped(prepared, wordpiece_dir):
+  """An interrupted prepare (one unit's shards and done-marker missing) redoes that unit only, through the CLI;
+  other settings on the same --output are refused with one line."""
+  root, out, index, _ = prepared
+  done = sorted((out / "done").glob("*.json"))
+  victim = json.loads(done[3].read_text())
+  for split in ("train", "validation"):
+    if victim[split].get("shard"):
+      (out / "shards" / victim[split]["shard"]).unlink()
+  done[3].unlink()
+  (out / "index.json").unlink()
+  kept = {p.name: p.stat().st_mtime_ns for p in (out / "shards").iterdir()}
+  cmd = [sys.executable, "-m", "data.prepare", f"--input={root}/*.jsonl", f"--input={root / 'b.parquet'}",
+         f"--input={root / 'c.txt'}", f"--vocab=hf:{wordpiece_dir}", f"--output={out}", "--workers=1",
+         "--validation_percent=10", "--unit_mb=0.015625"]     # the fixture's 16 KiB units
+  r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=subprocess_env(), timeout=120)
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert f"wrote {out}: train {index['splits']['train']['documents']:,} documents" in r.stdout
+  assert json.loads((out / "index.json").read_text()) == index
+  now = {p.name: p.stat().st_mtime_ns for p in (out / "shards").iterdir()}
+  assert {n for n in now if now[n] != kept.get(n)} == {victim[s]["shard"] for s in ("train", "validation")
+                                                       if victim[s].get("shard")}
+  r = subprocess.run(cmd[:-2] + ["--validation_percent=5", "--unit_mb=0.015625"], capture_output=True, text=True,
+                     cwd=ROOT, env=subprocess_env(), timeout=120)
+  assert r.returncode != 0 and r.stderr.strip().splitlines()[-1] == (
+      f"error: --output={out} holds a prepare run with other settings (validation_percent); use a fresh --output "
+      "or the same settings to resume it")
+
+
+def test_training_on_tokenized_shards_resumes_with_the_same_batches(prepared, wordpiece_dir, tmp_path):
+  """data.corpus=tokenized:DIR through the generic trainer (first-fit packing): a run killed after step 3 and
+  restarted continues with exactly the uninterrupted run's batches (bit-identical losses and parameters)."""
+  import jax
+  _, out, _, _ = prepared
+  config = tiny_config(**{"data.corpus": f"tokenized:{out}", "data.vocab": f"hf:{wordpiece_dir}",
+                          "data.packing": "first_fit", "data.seq_len": 48, "model.local_attention": 16,
+                          "decode.prompts": ()})
+  from tests.test_resume import _final_params
+  from train.loop import train
+  straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
+  train(config, straight)
+  train(config, resumed, stop_at_step=3)
+  train(config, resumed)
+  ref, got = train_losses(straight), train_losses(resumed)
+  assert sorted(got) == list(range(1, 7)) and [got[s] for s in got] == [ref[s] for s in got]
+  for x, y in zip(jax.tree.leaves(_final_params(straight, config)), jax.tree.leaves(_final_params(resumed, config))):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_shards_of_another_vocabulary_are_refused_before_compiling(prepared, tmp_path):
+  _, out, index, _ = prepared
+  r = subprocess.run([sys.executable, "launch.py", "--config=configs/test_tiny.py", f"--workdir={tmp_path}",
+                      f"--config.data.corpus=tokenized:{out}", "--config.data.vocab=byte"],
+                     capture_output=True, text=True, cwd=ROOT, env=subprocess_env(), timeout=120)
+  assert r.returncode == 2 and "compiled" not in r.stdout
+  line = r.stderr.strip().splitlines()[-1]
+  assert line.startswith(f"error: data.corpus=tokenized:{out} was tokenized with {index['vocab']['spec']!r}")
+  assert f"set --config.data.vocab={index['vocab']['spec']}" in line

@@ -31,5 +31,11 @@ def test_launch_trains_checkpoints_evaluates_and_decodes(tmp_path):
   # Decode mode fills every [MASK] of the text given on the command line.
   r = run_launch(wd, "--mode=decode", "--text=import [MASK][MASK]s")
   assert r.returncode == 0, r.stderr[-3000:]
-  filled = r.stdout.split("--- output:\n")[1].strip("\n")
+  output = r.stdout.split("--- output:\n")[1].strip("\n")
+  filled, *listing = output.split("\n  [MASK] ")
   assert "[MASK]" not in filled and filled.startswith("import ") and filled.endswith("s")
+  # ... and lists each mask's top 5 candidates with their probabilities (as pipeline("fill-mask") does).
+  assert [line.split(":")[0] for line in listing] == ["1", "2"]
+  for line in listing:
+    probs = [float(c.rsplit(" ", 1)[1]) for c in line.split(": ", 1)[1].split(" | ")]
+    assert len(probs) == 5 and probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.001

@@ -210,3 +210,139 @@ def test_shards_of_another_vocabulary_are_refused_before_compiling(prepared, tmp
   line = r.stderr.strip().splitlines()[-1]
   assert line.startswith(f"error: data.corpus=tokenized:{out} was tokenized with {index['vocab']['spec']!r}")
   assert f"set --config.data.vocab={index['vocab']['spec']}" in line
+
+
+# --- transformers pipelines on our exported directories -----------------------------------------------------------
+
+FILL_PROMPTS = ("import [MASK] as np", "def __init__(self, [MASK]):", "return [MASK]")
+GEN_PROMPTS = ("import os\n", "def __init__(self")
+
+
+def _unit_scale(model, seed):
+  """Weights at unit scale, so that the top candidates are far apart (HF's 0.02 init gives near-ties that float
+  rounding could reorder, and would hide a wrong mapping under the tolerance)."""
+  torch.manual_seed(seed)
+  with torch.no_grad():
+    for name, p in model.named_parameters():
+      if p.ndim == 2:
+        p.normal_(0, 1.0 if "embeddings" in name else 1.0 / np.sqrt(p.shape[1]))
+      elif "norm" in name.lower() and name.endswith("weight"):
+        p.uniform_(0.5, 1.5)
+      else:
+        p.normal_(0, 0.3)
+  return model.eval()
+
+
+def _hf_modernbert(tok_dir, path):
+  tok = transformers.AutoTokenizer.from_pretrained(tok_dir)
+  cfg = transformers.ModernBertConfig(
+      vocab_size=MODEL_VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48,
+      global_attn_every_n_layers=2, local_attention=16, pad_token_id=tok.pad_token_id,
+      bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id, cls_token_id=tok.cls_token_id,
+      sep_token_id=tok.sep_token_id)
+  _unit_scale(transformers.ModernBertForMaskedLM(cfg), 0).save_pretrained(path)
+  tok.save_pretrained(path)
+  return [str(path)]
+
+
+def _hf_electra(tok_dir, path):
+  """The released layout: a discriminator and a generator directory sharing one embedding table."""
+  tok = transformers.AutoTokenizer.from_pretrained(tok_dir)
+  common = dict(vocab_size=MODEL_VOCAB, embedding_size=16, num_hidden_layers=2, max_position_embeddings=64,
+                pad_token_id=tok.pad_token_id)
+  disc = _unit_scale(transformers.ElectraForPreTraining(transformers.ElectraConfig(
+      hidden_size=32, num_attention_heads=2, intermediate_size=64, **common)), 1)
+  gen = _unit_scale(transformers.ElectraForMaskedLM(transformers.ElectraConfig(
+      hidden_size=8, num_attention_heads=1, intermediate_size=32, **common)), 2)
+  gen.electra.embeddings.load_state_dict(disc.electra.embeddings.state_dict())
+  for name, model in (("discriminator", disc), ("generator", gen)):
+    model.save_pretrained(path / name)
+    tok.save_pretrained(path / name)
+  return [str(path / "discriminator"), str(path / "generator")]
+
+
+def _hf_gpt2(tok_dir, path):
+  tok = transformers.AutoTokenizer.from_pretrained(tok_dir)
+  cfg = transformers.GPT2Config(vocab_size=MODEL_VOCAB, n_positions=32, n_embd=32, n_layer=2, n_head=2, n_inner=64,
+                                bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
+  _unit_scale(transformers.GPT2LMHeadModel(cfg), 3).save_pretrained(path)
+  tok.save_pretrained(path)
+  return [str(path)]
+
+
+def _fill_apply(fam, exp):
+  """The masked-LM logits our fill-mask reads: ModernBERT's head, ELECTRA's generator."""
+  if fam.name != "electra":
+    return fam.module.apply
+  from models.layers.inputs import default_inputs
+
+  def generator(variables, tokens_BT, segment_ids_BT):
+    seg, pos = default_inputs(tokens_BT, segment_ids_BT)
+    return fam.module.apply(variables, tokens_BT, seg, pos, method="generator_logits")
+  return generator
+
+
+def _config(family, tok_dir):
+  from configs import electra
+  from tests.helpers import tiny_causal_config
+  if family == "modernbert":
+    c = tiny_config()
+  elif family == "electra":
+    c = electra.get_config("tiny")
+  else:
+    c = tiny_causal_config()
+  c.unlock()
+  c.data.vocab, c.model.vocab_size, c.data.seq_len = f"hf:{tok_dir}", MODEL_VOCAB, 32
+  c.decode.prompts = GEN_PROMPTS if family == "gpt2" else FILL_PROMPTS
+  if family == "gpt2":
+    c.decode.temperature, c.decode.max_new_tokens = 0.0, 12
+  c.lock()
+  return c
+
+
+@pytest.mark.parametrize("family", ["modernbert", "electra", "gpt2"])
+def test_exported_checkpoint_gives_our_predictions_in_a_transformers_pipeline(family, wordpiece_dir, bpe_dir,
+                                                                              tmp_path):
+  """HF model + tokenizer -> import -> our fill-mask / greedy generation -> export (weights, tokenizer files, ids)
+  -> `transformers.pipeline` on the exported directory: the same candidates with the same probabilities (fill-mask)
+  and the same tokens (text generation)."""
+  from decode.fill_mask import mask_candidates
+  from decode.generate import generate_token_ids
+  from train.loop import export_hf, import_hf, load_trained
+  tok_dir = bpe_dir if family == "gpt2" else wordpiece_dir
+  src = {"modernbert": _hf_modernbert, "electra": _hf_electra, "gpt2": _hf_gpt2}[family](tok_dir, tmp_path / "hf")
+  config = _config(family, tok_dir)
+  imported, out = str(tmp_path / "imported"), str(tmp_path / "exported")
+  import_hf(config, src, imported)
+  exp, _, params = load_trained(config, imported)
+  vocab, fam = exp.vocab, exp.family
+  assert "wrote tokenizer files" in export_hf(imported, out, config)
+  if family == "gpt2":
+    ours = generate_token_ids(fam.module, params, vocab, list(GEN_PROMPTS), max_new_tokens=12)
+    pipe = transformers.pipeline("text-generation", model=out, device="cpu")
+    for prompt, row in zip(GEN_PROMPTS, ours):
+      # Our rows start with BOS (the model was trained on BOS-framed documents): give the pipeline the same text.
+      ref = pipe(vocab.token_text(vocab.cls_id) + prompt, do_sample=False, max_new_tokens=12, return_tensors=True)
+      assert len(row) > len(vocab.encode(prompt)) + 1
+      assert row == list(ref[0]["generated_token_ids"])
+    texts = fam.decode(params, list(GEN_PROMPTS))
+    assert texts == [vocab.decode(r[1:]) for r in ours]
+    return
+  if family == "electra":
+    out = os.path.join(out, "generator")     # fill-mask reads the generator, as our decode hook does
+  pipe = transformers.pipeline("fill-mask", model=out, device="cpu")
+  mask_text = pipe.tokenizer.mask_token
+  special = set(vocab.special_ids)
+  ours = mask_candidates(_fill_apply(fam, exp), params, vocab, list(FILL_PROMPTS), 32, top_k=5)
+  shown = fam.decode(params, list(FILL_PROMPTS))
+  for prompt, cands, text in zip(FILL_PROMPTS, ours, shown):
+    ref = [r for r in pipe(prompt.replace("[MASK]", mask_text), top_k=30)
+           if r["token"] not in special and r["token"] < vocab.size][:5]   # our candidates: real, normal ids
+    assert [i for i, _ in cands[0]] == [r["token"] for r in ref]
+    np.testing.assert_allclose([p for _, p in cands[0]], [r["score"] for r in ref], rtol=1e-4, atol=1e-7)
+    # The decode hook (--mode=decode, closing samples) fills the mask with the top candidate and lists the five.
+    filled, listing = text.split("\n  [MASK] 1: ")
+    assert listing.startswith(f"{ref[0]['token_str']!r} {ref[0]['score']:.3f} | ")
+    ids = vocab.encode_with_masks(prompt)
+    assert filled == vocab.decode([ref[0]["token"] if i == vocab.mask_id else i for i in ids])
+

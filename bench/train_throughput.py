@@ -21,7 +21,7 @@ _CONFIGS = flags.DEFINE_list("configs", ["default", "base"], "Which shapes to me
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps per config.")
 
 
-def _config(name):
+def _config(name, overrides=None):
   from configs import modernbert_mlm
   c = modernbert_mlm.get_config("base" if name == "base" else None)
   c.unlock()
@@ -29,14 +29,17 @@ def _config(name):
   if name == "base":
     c.data.vocab = "byte"
     c.model.vocab_size = 50368
+  for key, value in (overrides or {}).items():   # e.g. {"data.corpus": "tokenized:DIR"} (bench/data_pipeline.py)
+    section, leaf = key.rsplit(".", 1)
+    c[section][leaf] = value
   return c
 
 
-def measure(name: str, steps: int, peak: float) -> dict:
+def measure(name: str, steps: int, peak: float, overrides: dict | None = None) -> dict:
   import flax.linen as nn
   import jax
   from train.loop import build_experiment
-  c = _config(name)
+  c = _config(name, overrides)
   exp = build_experiment(c, devices=jax.devices()[:1])
   tokens = c.train.batch_size * c.data.seq_len
   with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):

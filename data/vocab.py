@@ -13,6 +13,8 @@ import os
 import pathlib
 from typing import Iterable, Sequence
 
+import numpy as np
+
 PAD, CLS, SEP, MASK = 0, 1, 2, 3
 MASK_TEXT = "[MASK]"
 
@@ -72,7 +74,7 @@ class ByteVocabulary(Vocabulary):
     return 4
 
   def encode(self, text: str) -> list[int]:
-    return [b + 4 for b in text.encode("utf-8")]
+    return (np.frombuffer(text.encode("utf-8"), np.uint8).astype(np.int32) + 4).tolist()
 
   def decode(self, ids: Sequence[int]) -> str:
     out, buf = [], bytearray()

@@ -95,6 +95,22 @@ def test_hf_tokenizer_roles_and_ids_are_the_checkpoints(wordpiece_dir, bpe_dir, 
     build_experiment(tiny_config(**{"data.vocab": f"hf:{bpe_dir}"}))
 
 
+def test_byte_vocabulary_exports_an_exact_tokenizer(texts, tmp_path):
+  """A byte run's export: transformers' AutoTokenizer on the written files encodes, frames and decodes every text
+  as data.vocab=byte does (non-ASCII included), and config.json gets the roles' ids."""
+  from data.vocab import ByteVocabulary
+  (tmp_path / "config.json").write_text("{}")
+  assert "wrote tokenizer files" in hf_tokenizer.export_tokenizer("byte", [tmp_path], model_max_length=128)
+  ref, ours = transformers.AutoTokenizer.from_pretrained(tmp_path), ByteVocabulary()
+  assert (ref.pad_token_id, ref.cls_token_id, ref.sep_token_id, ref.mask_token_id) == (0, 1, 2, 3)
+  for t in texts[:50] + ["naïve café — 日本語 🙂\t\r\n  x", " leading and trailing  "]:
+    assert ref(t, add_special_tokens=False)["input_ids"] == ours.encode(t)
+    assert ref(t)["input_ids"] == [1] + ours.encode(t) + [2]
+    assert ref.decode(ours.encode(t)) == t
+  assert json.loads((tmp_path / "config.json").read_text()) == {"pad_token_id": 0, "bos_token_id": 1,
+                                                                "eos_token_id": 2}
+
+
 def _write_files(texts, root: pathlib.Path):
   """a.jsonl (with an empty line), b.parquet (3 row groups), c.txt: the documents each holds."""
   import pyarrow as pa

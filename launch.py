@@ -5,6 +5,8 @@
   python launch.py --workdir=/tmp/run --mode=export_hf --hf_dir=/tmp/hf    # a directory transformers loads
   python launch.py --config=configs/modernbert_mlm.py --mode=import_hf --hf_dir=PATH --workdir=/tmp/imported
       # then --config.checkpoint.init_from=/tmp/imported (ELECTRA: --hf_dir=DISCRIMINATOR,GENERATOR for the pair)
+  python launch.py --config=configs/modernbert_mlm.py:base --mode=compile_only --num_cpu_devices=8 \
+      [--device_memory_gib=16]    # per-device memory and FLOPs of the compiled steps, nothing run (train/aot.py)
 
 Multi-process (the same command on every process; see README "Multi-host"):
   python launch.py ... --coordinator_address=HOST:PORT --num_processes=N --process_id=I
@@ -23,7 +25,8 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CONFIG = os.path.join(ROOT, "configs", "modernbert_mlm.py")
 FAMILY_SECTIONS = ("model.", "objective.", "decode.")
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/lmkit/modernbert_mlm", "Checkpoints, TensorBoard events, metrics.")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "decode", "import_hf", "export_hf"], "What to run.")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "decode", "import_hf", "export_hf", "compile_only"],
+                          "What to run.")
 _TEXT = flags.DEFINE_string("text", "", "decode mode: text to decode (default: config.decode.prompts).")
 _HF_DIR = flags.DEFINE_list("hf_dir", [], "import_hf / export_hf: Hugging Face directory (import: one or more).")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Start jax.distributed with cluster auto-detection.")
@@ -31,6 +34,8 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", "", "HOST:PORT of proc
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Number of processes (multi-process runs).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index (multi-process runs).")
 _CPU_DEVICES = flags.DEFINE_integer("num_cpu_devices", 0, "Simulate this many CPU devices (testing sharding).")
+_DEVICE_MEMORY = flags.DEFINE_float("device_memory_gib", 0.0, "compile_only: memory of one target device (GiB); "
+                                    "default: what the runtime reports (unknown on CPU).")
 
 
 def _config_arg(argv) -> str:
@@ -124,7 +129,7 @@ def main(argv):
   if _CPU_DEVICES.value:
     jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)
   from train import distributed
-  from train.errors import ConfigError, NonFiniteError
+  from train.errors import ConfigError, NonFiniteError, StorageError
   from train.loop import export_hf, import_hf, run
 
   config = _CONFIG.value
@@ -143,12 +148,18 @@ def main(argv):
       msg = (import_hf(config, _HF_DIR.value, _WORKDIR.value) if mode == "import_hf"
              else export_hf(_WORKDIR.value, _HF_DIR.value[0], config))
       print(json.dumps({"ok": True, "message": msg}), flush=True)
+    elif mode == "compile_only":
+      from train.aot import compile_report, describe
+      from train.loop import build_experiment
+      report = compile_report(build_experiment(config), _DEVICE_MEMORY.value)
+      print(describe(report), flush=True)
+      print(json.dumps(report), flush=True)
     else:
       run(config, _WORKDIR.value, mode, _TEXT.value, overrides=_overrides(sys.argv, config))
   except ConfigError as e:
     print(f"error: {e}", file=sys.stderr, flush=True)
     sys.exit(2)
-  except NonFiniteError as e:
+  except (NonFiniteError, StorageError) as e:
     print(f"error: {e}", file=sys.stderr, flush=True)
     sys.exit(1)
 

@@ -9,10 +9,12 @@ import dataclasses
 import hashlib
 import os
 import pathlib
-import re
 import sysconfig
 import zlib
 from typing import Sequence
+
+from data import readers
+from data.readers import split_paragraphs  # noqa: F401 - also part of this module's interface (data/tasks.py)
 
 _EXCLUDED_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}
 
@@ -28,22 +30,6 @@ def stdlib_files(root: pathlib.Path | None = None) -> list[pathlib.Path]:
     dirnames[:] = sorted(d for d in dirnames if d not in _EXCLUDED_DIRS)
     files.extend(pathlib.Path(dirpath) / f for f in sorted(filenames) if f.endswith(".py"))
   return sorted(files)
-
-
-def split_paragraphs(text: str, max_chars: int) -> list[str]:
-  docs = []
-  for para in re.split(r"\n[ \t]*\n", text):
-    para = para.strip("\n")
-    if not para.strip():
-      continue
-    while len(para) > max_chars:
-      cut = para.rfind("\n", 0, max_chars)
-      cut = cut if cut > 0 else max_chars
-      docs.append(para[:cut])
-      para = para[cut:].lstrip("\n")
-    if para.strip():
-      docs.append(para)
-  return docs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +50,6 @@ def _is_document_files(source: str) -> bool:
 
 def _load_document_files(source: str, max_chars: int, validation_percent: int, text_field: str) -> Corpus:
   """JSONL / Parquet / text files or globs (comma-separated), through data/readers.py, split by document hash."""
-  from data import readers
   patterns = source.split(",")
   digest = hashlib.sha256()
   for f in readers.expand_inputs(patterns, "data.corpus"):

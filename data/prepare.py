@@ -23,14 +23,6 @@ from absl import app, flags
 from data import readers
 from data.tokenized import FORMAT
 
-_INPUT = flags.DEFINE_multi_string("input", [], "files, directories or globs (.txt, .jsonl, .parquet)")
-_VOCAB = flags.DEFINE_string("vocab", "", "byte | PATH.model | hf:<dir or tokenizer.json>")
-_OUTPUT = flags.DEFINE_string("output", "", "output directory")
-_TEXT_FIELD = flags.DEFINE_string("text_field", "text", "JSON field / Parquet column holding the text")
-_WORKERS = flags.DEFINE_integer("workers", 0, "tokenizer processes (0: one per CPU)")
-_UNIT_MB = flags.DEFINE_float("unit_mb", 64, "a .jsonl is cut into work units of about this many MiB")
-_VALIDATION_PERCENT = flags.DEFINE_integer("validation_percent", 5, "share of documents held out (by hash)")
-_MAX_DOC_CHARS = flags.DEFINE_integer("max_doc_chars", 2048, ".txt paragraphs longer than this are cut")
 _BATCH_DOCS = 1024   # documents per encode_batch call
 
 
@@ -159,6 +151,20 @@ def prepare(inputs, vocab_spec: str, output: str, *, text_field: str = "text", w
   return index
 
 
+def _define_flags():
+  """The command's flags (defined when run as a command only: absl flags are global, and a library import must not
+  claim names such as --vocab)."""
+  global _INPUT, _VOCAB, _OUTPUT, _TEXT_FIELD, _WORKERS, _UNIT_MB, _VALIDATION_PERCENT, _MAX_DOC_CHARS
+  _INPUT = flags.DEFINE_multi_string("input", [], "files, directories or globs (.txt, .jsonl, .parquet)")
+  _VOCAB = flags.DEFINE_string("vocab", "", "byte | PATH.model | hf:<dir or tokenizer.json>")
+  _OUTPUT = flags.DEFINE_string("output", "", "output directory")
+  _TEXT_FIELD = flags.DEFINE_string("text_field", "text", "JSON field / Parquet column holding the text")
+  _WORKERS = flags.DEFINE_integer("workers", 0, "tokenizer processes (0: one per CPU)")
+  _UNIT_MB = flags.DEFINE_float("unit_mb", 64, "a .jsonl is cut into work units of about this many MiB")
+  _VALIDATION_PERCENT = flags.DEFINE_integer("validation_percent", 5, "share of documents held out (by hash)")
+  _MAX_DOC_CHARS = flags.DEFINE_integer("max_doc_chars", 2048, ".txt paragraphs longer than this are cut")
+
+
 def main(argv):
   del argv
   if not _INPUT.value or not _VOCAB.value or not _OUTPUT.value:
@@ -177,4 +183,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

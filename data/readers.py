@@ -12,11 +12,28 @@ import glob
 import json
 import os
 import pathlib
+import re
 import zlib
 from typing import Iterator, Sequence
 
 SUFFIXES = (".txt", ".jsonl", ".parquet")
 SPLIT_RULE = "crc32(utf-8 text) % 100 < validation_percent"
+
+
+def split_paragraphs(text: str, max_chars: int) -> list[str]:
+  docs = []
+  for para in re.split(r"\n[ \t]*\n", text):
+    para = para.strip("\n")
+    if not para.strip():
+      continue
+    while len(para) > max_chars:
+      cut = para.rfind("\n", 0, max_chars)
+      cut = cut if cut > 0 else max_chars
+      docs.append(para[:cut])
+      para = para[cut:].lstrip("\n")
+    if para.strip():
+      docs.append(para)
+  return docs
 
 
 def is_validation(text: str, validation_percent: int) -> bool:
@@ -83,7 +100,6 @@ def read_unit(unit: Unit, text_field: str = "text", max_doc_chars: int = 2048) -
         if text and text.strip():
           yield text
   else:
-    from data.corpus import split_paragraphs
     yield from split_paragraphs(path.read_bytes().decode("utf-8", errors="replace"), max_doc_chars)
 
 

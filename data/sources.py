@@ -98,7 +98,7 @@ class Documents:
   vocab: Vocabulary
 
   def __post_init__(self):
-    corpus = corpus_from_config(self.data_cfg)
+    corpus_from_config(self.data_cfg)
     if self.data_cfg.corpus.startswith(tokenized.PREFIX):
       tokenized.check_vocab(self.data_cfg.corpus[len(tokenized.PREFIX):], self.vocab)
 

@@ -146,6 +146,8 @@ def test_packed_path_equals_padded_path_per_document(pair):
     o += len(d)
 
 
+@pytest.mark.slow   # ~35 s; the default suite's transformers pipeline round trip (tests/test_real_data.py) imports
+# and exports through the same commands
 def test_convert_command_round_trips_through_a_training_run(tmp_path):
   """HF dir -> `launch.py --mode=import_hf` -> weights-only init of a run -> `export` -> HF loads the trained
   weights and reproduces our logits."""

@@ -197,14 +197,46 @@ def test_prepare_command_restarts_where_it_stopped(prepared, wordpiece_dir):
       "or the same settings to resume it")
 
 
+def _tokenized_config(out, wordpiece_dir):
+  return tiny_config(**{"data.corpus": f"tokenized:{out}", "data.vocab": f"hf:{wordpiece_dir}",
+                        "data.packing": "first_fit", "data.seq_len": 48, "model.local_attention": 16,
+                        "decode.prompts": (), "train.eval_every": 0})
+
+
+def test_tokenized_data_position_is_checkpointed_and_restored_exactly(prepared, wordpiece_dir, tmp_path):
+  """The trainer's data source over tokenized: shards, its position saved in a real orbax checkpoint (grain's
+  handler, as the trainer saves it) and restored into a fresh iterator: the next batches are the uninterrupted
+  iterator's, row for row."""
+  import jax.numpy as jnp
+
+  from data.sources import Documents
+  from train import checkpoint as ckpt_lib
+  _, out, _, _ = prepared
+  config = _tokenized_config(out, wordpiece_dir)
+  source = Documents(config.data, hf_tokenizer.load(wordpiece_dir))
+  it = source.train_iterator(global_batch=8, seed=0)
+  for _ in range(5):
+    next(it)
+  ckpt = ckpt_lib.Checkpointer(str(tmp_path), async_save=False)
+  ckpt.save(5, {"step": jnp.zeros(())}, it, {})
+  expected = [next(it) for _ in range(4)]
+  _, fresh = ckpt.restore(5, {"step": jnp.zeros(())}, source.train_iterator(global_batch=8, seed=0))
+  ckpt.close()
+  for want in expected:
+    got = next(fresh)
+    assert sorted(got) == ["positions", "segment_ids", "tokens"]
+    for k in want:
+      np.testing.assert_array_equal(got[k], want[k])
+  assert len({e["tokens"].tobytes() for e in expected}) == 4 and (expected[0]["segment_ids"] == 0).any()
+
+
+@pytest.mark.slow   # three tiny training runs; the default suite checks the data position through orbax above
 def test_training_on_tokenized_shards_resumes_with_the_same_batches(prepared, wordpiece_dir, tmp_path):
   """data.corpus=tokenized:DIR through the generic trainer (first-fit packing): a run killed after step 3 and
   restarted continues with exactly the uninterrupted run's batches (bit-identical losses and parameters)."""
   import jax
   _, out, _, _ = prepared
-  config = tiny_config(**{"data.corpus": f"tokenized:{out}", "data.vocab": f"hf:{wordpiece_dir}",
-                          "data.packing": "first_fit", "data.seq_len": 48, "model.local_attention": 16,
-                          "decode.prompts": ()})
+  config = _tokenized_config(out, wordpiece_dir)
   from tests.test_resume import _final_params
   from train.loop import train
   straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
@@ -362,3 +394,15 @@ def test_exported_checkpoint_gives_our_predictions_in_a_transformers_pipeline(fa
     ids = vocab.encode_with_masks(prompt)
     assert filled == vocab.decode([ref[0]["token"] if i == vocab.mask_id else i for i in ids])
 
+
+
+@pytest.mark.slow   # ~1 min: trains an 8k WordPiece and starts four measuring processes
+def test_data_pipeline_benchmark_runs_at_tiny_size(tmp_path):
+  """bench/data_pipeline.py end to end on 1-2 MB corpora: prepare's token count equals the plain tokenizers loop's
+  (asserted inside), and the memory table has a row per corpus size."""
+  r = subprocess.run([sys.executable, "-m", "bench.data_pipeline", f"--workdir={tmp_path}", "--parts=prepare,memory",
+                      "--prepare_mb=1", "--memory_mb=1,2", "--batches=20"], capture_output=True, text=True, cwd=ROOT,
+                     env=subprocess_env(), timeout=600)
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert "| python -m data.prepare --workers=2 (ArrayRecord shards written) |" in r.stdout
+  assert "| corpus_1mb.jsonl | 1 |" in r.stdout and "| corpus_2mb.jsonl | 2 |" in r.stdout

@@ -26,7 +26,8 @@ def test_eval_and_decode_use_the_stored_config(wide_run):
   metrics = run(tiny_config(), wd, "eval")
   assert metrics["loss"] == pytest.approx(final["loss"], abs=1e-5)
   [text] = run(tiny_config(), wd, "decode", text="import [MASK]s")
-  assert "[MASK]" not in text and text.startswith("import ")
+  filled, listing = text.split("\n  [MASK] 1: ")       # the filled text, then the mask's top candidates
+  assert "[MASK]" not in filled and filled.startswith("import ") and listing.count(" | ") == 4
   assert open(os.path.join(wd, "config.json")).read() == before      # eval/decode write no config
 
 
@@ -63,3 +64,15 @@ def test_a_longer_run_is_allowed_and_says_what_happens_to_the_schedule(wide_run,
          "learning rate goes from" in out
   assert json.load(open(os.path.join(copy, "config.json"))) == stored   # never overwritten
   assert sorted(os.listdir(os.path.join(copy, "checkpoints")), key=int)[-1] == "8"
+
+
+def test_a_key_added_to_the_base_config_since_the_run_started_does_not_block_resuming():
+  """A run stored before data.text_field existed resumes when the key holds its default, not when it does not."""
+  from train.stored_config import resume_differences, to_jsonable
+  config = tiny_config()
+  stored = to_jsonable(config)
+  del stored["data"]["text_field"]
+  assert resume_differences(stored, config) == ([], [])
+  config.unlock()
+  config.data.text_field = "body"
+  assert resume_differences(stored, config)[0] == ["data.text_field: '(absent)' -> 'body'"]

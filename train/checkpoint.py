@@ -4,6 +4,7 @@ Orbax writes each step to a temporary directory and renames it on commit, so a c
 async save) leaves the previous committed step as the latest; leftover temporary directories are cleaned up.
 All processes must call save and restore (orbax coordinates them).
 """
+import contextlib
 import os
 from typing import Any
 
@@ -12,7 +13,7 @@ import grain
 import jax
 import orbax.checkpoint as ocp
 
-from train.errors import ConfigError
+from train.errors import ConfigError, StorageError
 
 
 class Checkpointer:
@@ -22,6 +23,7 @@ class Checkpointer:
                                            create=not read_only, read_only=read_only,
                                            cleanup_tmp_directories=not read_only)
     self._mgr = ocp.CheckpointManager(self.directory, options=options)
+    self._pending: int | None = None   # the step of the asynchronous save in flight
 
   def latest_step(self) -> int | None:
     return self._mgr.latest_step()
@@ -33,7 +35,33 @@ class Checkpointer:
     items = {"state": ocp.args.StandardSave(state), "meta": ocp.args.JsonSave(meta)}
     if data_iter is not None:
       items["data_iter"] = grain.checkpoint.CheckpointSave(data_iter)
-    return self._mgr.save(step, args=ocp.args.Composite(**items), force=force)
+    with self._writing(self._pending if self._pending is not None else step):   # a failed async save surfaces here
+      self._mgr.wait_until_finished()
+    self._pending = step
+    with self._writing(step):
+      saved = self._mgr.save(step, args=ocp.args.Composite(**items), force=force)
+    return saved
+
+  @contextlib.contextmanager
+  def _writing(self, step: int):
+    """Turns a failed write (full disk, quota, I/O error) into one StorageError naming the step and what is safe."""
+    try:
+      yield
+    except Exception as e:  # noqa: BLE001 - orbax / tensorstore / OS errors of a write
+      self._pending = None
+      why = " ".join(f"{type(e).__name__}: {e}".split())[:300]
+      committed = [s for s in self._committed_steps() if s != step]
+      safe = (f"step {committed[-1]} is intact and a restart resumes from it" if committed
+              else "no earlier step was committed")
+      raise StorageError(f"writing checkpoint step {step} to {self.directory} failed ({why}); {safe}; free space "
+                         "or fix the directory, then restart") from None
+
+  def _committed_steps(self) -> list[int]:
+    """Step directories committed on disk (orbax renames a finished step to its number)."""
+    try:
+      return sorted(int(n) for n in os.listdir(self.directory) if n.isdigit())
+    except OSError:
+      return []
 
   def restore(self, step: int, abstract_state: Any, data_iter: Any = None) -> tuple[Any, Any]:
     items = {"state": ocp.args.StandardRestore(abstract_state)}
@@ -76,12 +104,31 @@ class Checkpointer:
     flat.update(loaded)
     return flax.traverse_util.unflatten_dict(flat), f"{len(match)} of {len(flat_abs)}"
 
+  def set_aside(self, step: int) -> str:
+    """Renames an unreadable step directory to `<step>.unreadable` (kept for inspection; orbax ignores it), so the
+    run can save that step again. Process 0 renames; every process then re-reads the step list."""
+    src = os.path.join(self.directory, str(step))
+    dst = f"{src}.unreadable"
+    if jax.process_index() == 0:
+      n = 1
+      while os.path.exists(dst):
+        dst, n = f"{src}.unreadable{n}", n + 1
+      os.rename(src, dst)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+      multihost_utils.sync_global_devices(f"set_aside_{step}")
+    self._mgr.reload()
+    return dst
+
   def wait(self) -> None:
-    self._mgr.wait_until_finished()
+    with self._writing(self._pending if self._pending is not None else -1):
+      self._mgr.wait_until_finished()
 
   def close(self) -> None:
-    self._mgr.wait_until_finished()
-    self._mgr.close()
+    try:
+      self.wait()
+    finally:
+      self._mgr.close()
 
 
 def check_compatible(meta: dict, compat: dict, where: str) -> None:

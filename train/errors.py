@@ -7,3 +7,7 @@ class ConfigError(ValueError):
 
 class NonFiniteError(FloatingPointError):
   """A step produced a non-finite loss, gradient, update or parameter; the run stopped before saving that state."""
+
+
+class StorageError(RuntimeError):
+  """Writing a checkpoint failed (full disk, quota, I/O error); the last committed checkpoint is intact."""

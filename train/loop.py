@@ -28,6 +28,7 @@ from train.errors import ConfigError
 from train.flops import total_peak_flops
 from train.mesh import data_parallel_size, logical_sharding, make_mesh
 from train.optim import SCHEDULES, build_optimizer
+from train.profiling import StepProfiler
 from train.reporting import Reporter
 from train.state import TrainState, make_init_fn, state_shardings
 from train.step import make_eval_step, make_train_step
@@ -100,12 +101,15 @@ TRAINER_CHOICES = {"optim.schedule": SCHEDULES, "data.packing": PACKINGS}
 TRAINER_MINIMA = {"data.seq_len": 1, "data.max_doc_chars": 1, "train.batch_size": 1, "train.num_steps": 1,
                   "train.grad_accum_steps": 1, "eval.batch_size": 1, "eval.num_batches": 1, "data.num_shards": 0,
                   "train.log_every": 0, "train.eval_every": 0, "train.checkpoint_every": 0, "train.sample_every": 0,
-                  "optim.warmup_steps": 0, "checkpoint.max_to_keep": 1}
+                  "optim.warmup_steps": 0, "checkpoint.max_to_keep": 1, "profile.start_step": 1,
+                  "profile.num_steps": 0}
 
 
 def check_trainer_config(config: Any) -> None:
   for key, low in TRAINER_MINIMA.items():
     section, leaf = key.split(".")
+    if section not in config:   # a stored config from before the section existed (eval / decode of an old run)
+      continue
     value = config[section][leaf]
     if not isinstance(value, int) or value < low:
       raise ConfigError(f"{key}={value!r} must be an integer >= {low}; set --config.{key}")
@@ -228,17 +232,36 @@ def _check_resume(exp: Experiment, meta: dict, where: str, note) -> None:
          f"{float(exp.schedule(step)):.3g})")
 
 
+def _restore_step(exp: Experiment, ckpt: ckpt_lib.Checkpointer, step: int, data_iter, reporter_note):
+  meta = ckpt.meta(step)
+  if _imported(meta):
+    raise ConfigError(f"{ckpt.directory}/{step} is a Hugging Face import (weights only), not a training run; train "
+                      f"in a fresh --workdir with --config.checkpoint.init_from={os.path.dirname(ckpt.directory)}")
+  ckpt_lib.check_compatible(meta, exp.family.compat, f"{ckpt.directory}/{step}")
+  _check_resume(exp, meta, f"{ckpt.directory}/{step}", reporter_note)
+  state, data_iter = ckpt.restore(step, exp.abstract_state, data_iter)
+  reporter_note(f"resuming from {ckpt.directory} step {step}")
+  return state, data_iter
+
+
 def _initial_state(exp: Experiment, ckpt: ckpt_lib.Checkpointer, data_iter, reporter_note) -> tuple[TrainState, Any]:
-  step = ckpt.latest_step()
-  if step is not None:
-    meta = ckpt.meta(step)
-    if _imported(meta):
-      raise ConfigError(f"{ckpt.directory}/{step} is a Hugging Face import (weights only), not a training run; train "
-                        f"in a fresh --workdir with --config.checkpoint.init_from={os.path.dirname(ckpt.directory)}")
-    ckpt_lib.check_compatible(meta, exp.family.compat, f"{ckpt.directory}/{step}")
-    _check_resume(exp, meta, f"{ckpt.directory}/{step}", reporter_note)
-    reporter_note(f"resuming from {ckpt.directory} step {step}")
-    return ckpt.restore(step, exp.abstract_state, data_iter)
+  """The latest readable checkpoint (an unreadable one, e.g. truncated or corrupted on disk, is set aside with a
+  one-line warning and the previous committed step is used; none readable left: one-line error), else
+  `checkpoint.init_from`'s weights, else a fresh state."""
+  steps = ckpt.all_steps()
+  for i, step in enumerate(reversed(steps)):
+    try:
+      return _restore_step(exp, ckpt, step, data_iter if i == 0 else exp.train_iterator(), reporter_note)
+    except ConfigError:
+      raise
+    except Exception as e:  # noqa: BLE001 - orbax / tensorstore / JSON errors of a damaged step directory
+      why = " ".join(f"{type(e).__name__}: {e}".split())[:300]
+      if i == len(steps) - 1:
+        raise ConfigError(f"no readable checkpoint in {ckpt.directory}: step {step} is unreadable ({why}); move "
+                          "the directory away to start fresh, or restore it from a copy") from None
+      moved = ckpt.set_aside(step)
+      print(f"warning: checkpoint step {step} in {ckpt.directory} is unreadable ({why}); set aside as {moved}, "
+            f"falling back to step {steps[-2 - i]}", flush=True)
   state = exp.init_state()
   if exp.config.checkpoint.init_from:
     src = ckpt_lib.Checkpointer(os.path.join(exp.config.checkpoint.init_from, "checkpoints"), read_only=True)
@@ -283,6 +306,7 @@ def train(config: Any, workdir: str, *, stop_at_step: int | None = None) -> dict
                         log_every=c.train.log_every)
     for n in [param_overview(exp)] + notes:
       reporter.note(n)
+    profiler = StepProfiler(workdir, c.profile.start_step, c.profile.num_steps)
     t = time.time()
     step_fn = exp.compiled_train_step()
     reporter.note(f"compiled the train step in {time.time() - t:.1f}s")
@@ -293,8 +317,11 @@ def train(config: Any, workdir: str, *, stop_at_step: int | None = None) -> dict
     reporter.start_timer(start)
     try:
       for step in range(start, c.train.num_steps):
-        batch = exp.to_device(next(data_iter))
-        state, metrics = step_fn(state, batch)
+        with profiler.step(step + 1):
+          batch = exp.to_device(next(data_iter))
+          state, metrics = step_fn(state, batch)
+        if (note := profiler.after(step + 1, metrics)) is not None:
+          reporter.note(note)
         if pending is not None:
           reporter.train(*pending)
         pending = (step + 1, metrics)
@@ -318,6 +345,7 @@ def train(config: Any, workdir: str, *, stop_at_step: int | None = None) -> dict
       if pending is not None:
         reporter.train(*pending)
     finally:
+      profiler.close()
       preemption.close()
       ckpt.close()
       reporter.close()
@@ -405,7 +433,7 @@ def export_hf(workdir: str, hf_dir: str, config: Any = None) -> str:
   compat = {k: v for k, v in meta.items() if k not in ("config", "process_count", "source", "family")}
   reg.hf.save(config.model, compat, params, hf_dir)
   model_dirs = [d for d in [hf_dir] + sorted(os.path.join(hf_dir, n) for n in os.listdir(hf_dir))
-                if os.path.isfile(os.path.join(d, "config.json"))]   # ELECTRA writes discriminator/ and generator/
+                if os.path.isfile(os.path.join(d, "config.json"))]   # a family may write several model directories
   from data.hf_tokenizer import export_tokenizer
   note = export_tokenizer(config.data.vocab, model_dirs, model_max_length=config.data.seq_len)
   return f"exported {workdir} step {step} to {hf_dir}; {note}"

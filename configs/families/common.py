@@ -30,8 +30,7 @@ def fill_mask_decoder(apply_fn, config: Any, vocab: Vocabulary, top_k: int = 5):
   framed_rows(vocab, config.decode.prompts, seq_len)   # refuse too-long prompts before training, not after
 
   def decode(params, prompts, mesh=None):
-    from decode.fill_mask import describe_candidates, fill_mask_texts, mask_candidates
-    filled = fill_mask_texts(apply_fn, params, vocab, list(prompts), seq_len, mesh)
-    cands = mask_candidates(apply_fn, params, vocab, list(prompts), seq_len, top_k, mesh)
+    from decode.fill_mask import describe_candidates, fill_mask_texts
+    filled, cands = fill_mask_texts(apply_fn, params, vocab, list(prompts), seq_len, mesh, top_k=top_k)
     return [f + ("\n" + describe_candidates(vocab, c) if c else "") for f, c in zip(filled, cands)]
   return decode

@@ -2,6 +2,7 @@
 
   python launch.py --config=configs/modernbert_mlm.py --workdir=/tmp/run [--config.optim.lr=3e-4] [--mode=train]
   python launch.py --workdir=/tmp/run --mode=eval|decode      # the run's stored config (+ eval/decode overrides)
+  python launch.py --workdir=/tmp/run --mode=eval --follow     # evaluate each new checkpoint of a running trainer
   python launch.py --workdir=/tmp/run --mode=export_hf --hf_dir=/tmp/hf    # a directory transformers loads
   python launch.py --config=configs/modernbert_mlm.py --mode=import_hf --hf_dir=PATH --workdir=/tmp/imported
       # then --config.checkpoint.init_from=/tmp/imported (ELECTRA: --hf_dir=DISCRIMINATOR,GENERATOR for the pair)
@@ -34,6 +35,11 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", "", "HOST:PORT of proc
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Number of processes (multi-process runs).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index (multi-process runs).")
 _CPU_DEVICES = flags.DEFINE_integer("num_cpu_devices", 0, "Simulate this many CPU devices (testing sharding).")
+_FOLLOW = flags.DEFINE_bool("follow", False, "eval mode: evaluate each new checkpoint of a running training workdir "
+                            "(read-only) until its last step (train/follow.py).")
+_FOLLOW_POLL = flags.DEFINE_float("follow_poll_s", 5.0, "eval --follow: seconds between looks at the checkpoints.")
+_FOLLOW_TIMEOUT = flags.DEFINE_float("follow_timeout_s", 3600.0, "eval --follow: stop after this long without a "
+                                     "new checkpoint.")
 _DEVICE_MEMORY = flags.DEFINE_float("device_memory_gib", 0.0, "compile_only: memory of one target device (GiB); "
                                     "default: what the runtime reports (unknown on CPU).")
 
@@ -148,6 +154,10 @@ def main(argv):
       msg = (import_hf(config, _HF_DIR.value, _WORKDIR.value) if mode == "import_hf"
              else export_hf(_WORKDIR.value, _HF_DIR.value[0], config))
       print(json.dumps({"ok": True, "message": msg}), flush=True)
+    elif mode == "eval" and _FOLLOW.value:
+      from train.follow import follow
+      follow(_WORKDIR.value, _overrides(sys.argv, config), poll_s=_FOLLOW_POLL.value,
+             timeout_s=_FOLLOW_TIMEOUT.value)
     elif mode == "compile_only":
       from train.aot import compile_report, describe
       from train.loop import build_experiment

@@ -67,6 +67,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.optim.weight_decay = 1e-5
   c.optim.clip_norm = 1.0
 
+  c.tracker = "tensorboard"          # or "wandb": TensorBoard plus Weights & Biases, offline (train/trackers.py)
+
   c.profile = ml_collections.ConfigDict()   # a jax.profiler trace into workdir/profile (train/profiling.py)
   c.profile.start_step = 10         # the first traced step (metrics.jsonl numbering)
   c.profile.num_steps = 0           # 0: no profiling

@@ -158,3 +158,87 @@ def test_a_failed_checkpoint_write_stops_with_one_line_and_keeps_the_previous_st
   assert sorted(n for n in os.listdir(os.path.join(wd, "checkpoints")) if n.isdigit()) == ["3"]
   train(config, wd)
   assert train_losses(wd) == train_losses(ref)
+
+
+def test_follower_evaluates_each_committed_step_once_and_writes_nothing_into_the_run(profiled_run, tmp_path):
+  """eval --follow on a finished run: steps 3 and 6 once each, the last one equal to the trainer's own final
+  evaluation; a restarted follower evaluates nothing again; the checkpoint folder is untouched."""
+  import shutil
+
+  from train.follow import follow
+  _, done, _ = profiled_run
+  wd = str(tmp_path / "run")
+  shutil.copytree(done, wd)
+  ckpts = os.path.join(wd, "checkpoints")
+  listing = sorted(os.path.relpath(os.path.join(d, f), ckpts) for d, _, fs in os.walk(ckpts) for f in fs)
+  notes = []
+  assert follow(wd, poll_s=0.1, timeout_s=5, note=notes.append) == [3, 6]
+  records = [json.loads(line) for line in open(os.path.join(wd, "eval_results.jsonl"))]
+  assert [r["step"] for r in records] == [3, 6] and all(r["follow"] for r in records)
+  trainer = [json.loads(line) for line in open(os.path.join(wd, "metrics.jsonl")) if '"eval"' in line]
+  assert abs(records[-1]["loss"] - trainer[-1]["loss"]) < 1e-6
+  assert glob.glob(os.path.join(wd, "eval_follow", "events.out.tfevents.*"))
+  assert follow(wd, poll_s=0.1, timeout_s=1, note=notes.append) == []
+  assert sorted(os.path.relpath(os.path.join(d, f), ckpts) for d, _, fs in os.walk(ckpts) for f in fs) == listing
+
+
+@pytest.mark.slow   # a trainer and a follower at once, two processes (about a minute)
+def test_follower_beside_a_running_trainer_evaluates_every_committed_step_once(tmp_path):
+  import subprocess
+
+  from tests.helpers import ROOT, launch_cmd, subprocess_env
+  wd = str(tmp_path)
+  args = ["--config.train.num_steps=8", "--config.train.checkpoint_every=2", "--config.checkpoint.max_to_keep=10",
+          "--config.train.eval_every=0"]
+  trainer = subprocess.Popen(launch_cmd(wd, *args), cwd=ROOT, env=subprocess_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+  follower = subprocess.run(launch_cmd(wd, "--mode=eval", "--follow", "--follow_poll_s=0.2",
+                                       "--follow_timeout_s=120", config=None), cwd=ROOT, env=subprocess_env(),
+                            capture_output=True, text=True, timeout=600)
+  trainer.communicate(timeout=600)
+  assert trainer.returncode == 0 and follower.returncode == 0, follower.stderr[-2000:]
+  steps = [json.loads(line)["step"] for line in open(os.path.join(wd, "eval_results.jsonl"))]
+  assert steps == [2, 4, 6, 8]
+  assert sorted(os.listdir(os.path.join(wd, "checkpoints"))) == ["2", "4", "6", "8"]
+
+
+def test_a_failing_tracker_warns_once_and_training_goes_on(capsys):
+  from train.loop import check_trainer_config
+  from train.trackers import Guarded
+
+  class Flaky:
+    calls = 0
+
+    def scalars(self, prefix, values, step):
+      Flaky.calls += 1
+      raise ConnectionError("tracker service unreachable")
+
+  t = Guarded("flaky", Flaky)
+  for step in range(3):
+    t.scalars("train", {"loss": 1.0}, step)      # raises inside on the first call only, never outside
+  t.text("samples", "x", 3)
+  t.close()
+  lines = capsys.readouterr().out.splitlines()
+  assert lines == ["warning: tracker flaky failed (ConnectionError: tracker service unreachable); training "
+                   "continues without it"] and Flaky.calls == 1 and not t.active
+  broken = Guarded("broken", lambda: 1 / 0)       # a tracker that cannot even start
+  broken.scalars("train", {"loss": 1.0}, 0)
+  assert not broken.active and capsys.readouterr().out.count("warning: tracker broken failed") == 1
+  with pytest.raises(ConfigError, match=r"tracker='mlflow' is not one of \['tensorboard', 'wandb'\]"):
+    check_trainer_config(tiny_config(**{"tracker": "mlflow"}))
+
+
+@pytest.mark.slow   # starts the wandb service (offline); ~30 s
+def test_wandb_tracker_logs_offline_beside_tensorboard(tmp_path, monkeypatch):
+  from tests.helpers import require
+  from train.loop import train
+  require("wandb")
+  monkeypatch.delenv("WANDB_MODE", raising=False)
+  config = tiny_config(**{"tracker": "wandb", "train.eval_every": 3})
+  train(config, str(tmp_path), stop_at_step=3)
+  train(config, str(tmp_path))                    # resumed: the same W&B run continues
+  runs = glob.glob(os.path.join(tmp_path, "wandb", "offline-run-*", "run-*.wandb"))
+  run_id = open(os.path.join(tmp_path, "wandb_run_id")).read().strip()
+  assert runs and all(r.endswith(f"run-{run_id}.wandb") for r in runs)
+  assert any(b"train/loss" in open(r, "rb").read() and b"eval/loss" in open(r, "rb").read() for r in runs)
+  assert glob.glob(os.path.join(tmp_path, "tensorboard", "events.out.tfevents.*"))

@@ -28,6 +28,10 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self._mgr.latest_step()
 
+  def reload(self) -> None:
+    """Re-reads the committed steps from disk (a reader beside a writing trainer)."""
+    self._mgr.reload()
+
   def all_steps(self) -> list[int]:
     return sorted(self._mgr.all_steps())
 

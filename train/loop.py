@@ -30,6 +30,7 @@ from train.mesh import data_parallel_size, logical_sharding, make_mesh
 from train.optim import SCHEDULES, build_optimizer
 from train.profiling import StepProfiler
 from train.reporting import Reporter
+from train.trackers import TRACKERS
 from train.state import TrainState, make_init_fn, state_shardings
 from train.step import make_eval_step, make_train_step
 
@@ -94,7 +95,7 @@ def _check_batch(name: str, batch: int, mesh: Mesh, accum: int = 1) -> None:
 
 
 # Enumerated trainer keys (the family's own are checked by configs.families.check_config).
-TRAINER_CHOICES = {"optim.schedule": SCHEDULES, "data.packing": PACKINGS}
+TRAINER_CHOICES = {"optim.schedule": SCHEDULES, "data.packing": PACKINGS}   # and `tracker` (check_trainer_config)
 
 
 # Trainer keys that must be at least this large.
@@ -113,6 +114,8 @@ def check_trainer_config(config: Any) -> None:
     value = config[section][leaf]
     if not isinstance(value, int) or value < low:
       raise ConfigError(f"{key}={value!r} must be an integer >= {low}; set --config.{key}")
+  if config.get("tracker", "tensorboard") not in TRACKERS:
+    raise ConfigError(f"tracker={config.tracker!r} is not one of {list(TRACKERS)}; set --config.tracker to one of them")
   for key, choices in TRAINER_CHOICES.items():
     section, leaf = key.split(".")
     value = config[section][leaf]
@@ -303,7 +306,8 @@ def train(config: Any, workdir: str, *, stop_at_step: int | None = None) -> dict
     reporter = Reporter(workdir, total_steps=c.train.num_steps, start_step=start, tokens_per_step=tokens_per_step,
                         flops_per_step=fam.flops_per_token(fam.tokens_per_example) * tokens_per_step,
                         peak_flops=peak_flops,
-                        log_every=c.train.log_every)
+                        log_every=c.train.log_every, tracker=c.get("tracker", "tensorboard"),
+                        config=stored_config.to_jsonable(c))
     for n in [param_overview(exp)] + notes:
       reporter.note(n)
     profiler = StepProfiler(workdir, c.profile.start_step, c.profile.num_steps)

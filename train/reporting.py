@@ -1,4 +1,5 @@
-"""Metrics: console lines with tokens/s, MFU and ETA, a progress bar, TensorBoard events and metrics.jsonl.
+"""Metrics: console lines with tokens/s, MFU and ETA, a progress bar, metrics.jsonl, and the trackers
+(TensorBoard events, optionally Weights & Biases: train/trackers.py).
 
 Only process 0 writes; every process computes the same values.
 """
@@ -22,16 +23,17 @@ GUARDED = ("loss", "grad_norm", "update_norm", "param_norm")
 
 class Reporter:
   def __init__(self, workdir: str, *, total_steps: int, start_step: int, tokens_per_step: int,
-               flops_per_step: float, peak_flops: float, log_every: int):
+               flops_per_step: float, peak_flops: float, log_every: int, tracker: str = "tensorboard",
+               config: Any = None):
     self.enabled = jax.process_index() == 0
     self.total_steps, self.log_every = total_steps, max(log_every, 1)
     self.tokens_per_step, self.flops_per_step, self.peak_flops = tokens_per_step, flops_per_step, peak_flops
     self._t0, self._last_step, self._last_time = time.time(), start_step, None
-    self._writer = self._jsonl = self._bar = None
+    self._trackers, self._jsonl, self._bar = [], None, None
     if self.enabled:
-      import tensorboardX
+      from train.trackers import make_trackers
       os.makedirs(workdir, exist_ok=True)
-      self._writer = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"))
+      self._trackers = make_trackers(workdir, tracker, config or {})
       self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
       # The bar only on a terminal: in log files the console lines below carry the same information.
       self._bar = tqdm.tqdm(total=total_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True,
@@ -65,8 +67,8 @@ class Reporter:
       else:
         eta = float("nan")
       self._last_step, self._last_time = step, now
-      for k, v in values.items():
-        self._writer.add_scalar(f"train/{k}", v, step)
+      for t in self._trackers:
+        t.scalars("train", values, step)
       self._jsonl.flush()
       line = (f"step {step}/{self.total_steps} | loss {values['loss']:.4f} | lr {values.get('lr', 0):.2e}"
               + (f" | {values['tokens_per_s']:,.0f} tok/s" if "tokens_per_s" in values else "")
@@ -79,11 +81,11 @@ class Reporter:
   def eval(self, step: int, metrics: dict[str, float]) -> None:
     if not self.enabled:
       return
-    for k, v in metrics.items():
-      self._writer.add_scalar(f"eval/{k}", v, step)
     self._jsonl.write(json.dumps({"step": step, "split": "eval", **metrics}) + "\n")
     self._jsonl.flush()
-    self._writer.flush()
+    for t in self._trackers:
+      t.scalars("eval", metrics, step)
+      t.flush()
     msg = f"eval @ {step}: " + " | ".join(f"{k} {v:.4f}" for k, v in metrics.items())
     self._bar.write(msg)
     logging.info("%s", msg)
@@ -91,7 +93,8 @@ class Reporter:
   def text(self, step: int, tag: str, text: str) -> None:
     if not self.enabled:
       return
-    self._writer.add_text(tag, text, step)
+    for t in self._trackers:
+      t.text(tag, text, step)
     self._bar.write(f"{tag} @ {step}:\n{text}")
 
   def note(self, message: str) -> None:
@@ -102,5 +105,6 @@ class Reporter:
   def close(self) -> None:
     if self.enabled:
       self._bar.close()
-      self._writer.close()
+      for t in self._trackers:
+        t.close()
       self._jsonl.close()

@@ -26,7 +26,8 @@ _PARTS = flags.DEFINE_list("parts", ["prepare", "pipeline", "memory"], "prepare,
 _PREPARE_MB = flags.DEFINE_integer("prepare_mb", 64, "Corpus size for the prepare timings (MB of text).")
 _MEMORY_MB = flags.DEFINE_list("memory_mb", ["256", "1100"], "Corpus sizes for the memory part (MB of text).")
 _BATCHES = flags.DEFINE_integer("batches", 2000, "Batches read in each memory measurement.")
-_STEPS = flags.DEFINE_integer("steps", 3, "Timed trainer steps per shape (bench.train_throughput.measure).")
+_TRAINER_STEPS = flags.DEFINE_integer("trainer_steps", 3,
+                                      "Timed trainer steps per shape (bench.train_throughput.measure).")
 
 
 def corpus_file(megabytes: int) -> str:
@@ -122,7 +123,7 @@ def part_pipeline() -> None:
   print("| shape | batch x seq | trainer step (s) | trainer tokens/s | pipeline tokens/s | pipeline / trainer |")
   print("|---|---|---|---|---|---|")
   for name in ("default", "base"):
-    r = train_throughput.measure(name, _STEPS.value, peak, overrides={"data.corpus": f"tokenized:{out}",
+    r = train_throughput.measure(name, _TRAINER_STEPS.value, peak, overrides={"data.corpus": f"tokenized:{out}",
                                                                       "data.vocab": "byte"})
     print(f"| {name} | {r['batch']} x {r['seq']} | {r['step_s']:.3f} | {r['tps']:,.0f} | {r['pipeline_tps']:,.0f} | "
           f"{r['pipeline_tps'] / r['tps']:.0f}x |", flush=True)

@@ -8,6 +8,7 @@ Only process 0 tracks.
 """
 import json
 import os
+import uuid
 from typing import Any, Mapping, Protocol
 
 TRACKERS = ("tensorboard", "wandb")
@@ -53,7 +54,7 @@ class Wandb:
   def __init__(self, workdir: str, config: Mapping[str, Any]):
     import wandb
     id_file = os.path.join(workdir, "wandb_run_id")
-    run_id = open(id_file).read().strip() if os.path.exists(id_file) else wandb.util.generate_id()
+    run_id = open(id_file).read().strip() if os.path.exists(id_file) else uuid.uuid4().hex[:12]
     with open(id_file, "w") as f:
       f.write(run_id)
     self._run = wandb.init(project=os.environ.get("WANDB_PROJECT", "lmkit"), dir=workdir, id=run_id,

@@ -164,7 +164,7 @@ def part_memory() -> None:
         "(MB) |\n|---|---|---|---|---|---|")
   for mb in map(int, _MEMORY_MB.value):
     corpus = corpus_file(mb)
-    out, s = prepared(corpus, "byte", f"byte_{mb}mb")
+    out, _ = prepared(corpus, "byte", f"byte_{mb}mb")
     shards = sum(os.path.getsize(os.path.join(out, "shards", f)) for f in os.listdir(os.path.join(out, "shards")))
     tok = _peak_rss(f"tokenized:{out}")
     text = _peak_rss(corpus)

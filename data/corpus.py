@@ -37,7 +37,6 @@ class Corpus:
   train: Sequence[str]     # or token arrays (seqio tasks, data.corpus=tokenized:DIR)
   validation: Sequence[str]
   fingerprint: str   # identifies the text (for vocabulary caching)
-  vocab_fingerprint: str | None = None   # token-array corpora: the vocabulary they were tokenized with
 
 
 def _is_validation(relpath: str, percent: int) -> bool:

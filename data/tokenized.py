@@ -63,7 +63,7 @@ def read_index(directory: str | pathlib.Path) -> dict:
 
 @functools.lru_cache(maxsize=4)
 def load(directory: str):
-  """-> data.corpus.Corpus whose splits are TokenShards and whose vocab_fingerprint is the index's."""
+  """-> data.corpus.Corpus whose splits are TokenShards (its fingerprint: the vocabulary's, from the index)."""
   from data.corpus import Corpus
   root = pathlib.Path(directory)
   index = read_index(root)
@@ -74,8 +74,7 @@ def load(directory: str):
       raise ValueError(f"data.corpus=tokenized:{directory} has no {name} documents; prepare it with more input or "
                        "another --validation_percent")
     splits[name] = TokenShards(root, s["shards"], index["dtype"], s["documents"], s["max_doc_tokens"])
-  return Corpus(splits["train"], splits["validation"], index["vocab"]["fingerprint"],
-                vocab_fingerprint=index["vocab"]["fingerprint"])
+  return Corpus(splits["train"], splits["validation"], index["vocab"]["fingerprint"])
 
 
 def check_vocab(directory: str, vocab) -> None:

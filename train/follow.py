@@ -27,7 +27,8 @@ def _done_steps(path: str) -> set[int]:
   if not os.path.exists(path):
     return set()
   with open(path) as f:
-    return {json.loads(line)["step"] for line in f if line.strip() and json.loads(line).get("follow")}
+    records = [json.loads(line) for line in f if line.strip()]
+  return {r["step"] for r in records if r.get("follow")}
 
 
 def follow(workdir: str, overrides: dict[str, Any] | None = None, *, poll_s: float = 5.0,

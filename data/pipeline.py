@@ -1,12 +1,19 @@
 """Grain pipelines: documents -> tokens -> packed rows (segment ids, positions) -> batches -> global arrays.
 
-Determinism across process counts: the global batch is assembled from `num_shards` independent streams, each
-reading every num_shards-th document. Process p owns the shards [p·k, (p+1)·k) with k = num_shards / process_count
-and yields their rows in order, so the global batch at step s is a pure function of (seed, num_shards, s) whatever
-the number of processes. `data.num_shards=0` means one shard per process (the scalable default on pods).
+Determinism across process counts: the global batch is assembled from `num_shards` independent streams (shards),
+each reading every num_shards-th document; shard s gives rows [s·r, (s+1)·r) of every global batch (r = batch /
+num_shards). Process p holds rows [p·b, (p+1)·b) (b = batch / process_count) and reads the shards that overlap them,
+so the global batch at step s is a pure function of (seed, num_shards, s) whatever the number of processes. When
+processes outnumber shards, a shard is read by each process that needs some of its rows (each keeps its own rows;
+the reading is repeated, the data is not). `data.num_shards=0` means one shard per process at the run's first
+start (the scalable default on pods); the trainer keeps that count when it resumes on another process count.
+
+Checkpoints store one data position per shard (`portable_state`), so a run restores on any process count that
+divides its batch, with the same `num_shards`.
 """
+import dataclasses
 import json
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import grain
 import jax
@@ -82,47 +89,100 @@ def packed_dataset(docs: Sequence[str] | Sequence[np.ndarray], vocab: Vocabulary
   return it.batch(batch_size, drop_remainder=True).map(_rename)
 
 
-class ShardedBatchIterator:
-  """Concatenates the rows of this process's shard streams; checkpointable through grain's orbax handler.
+@dataclasses.dataclass(frozen=True)
+class ShardPlan:
+  """The rows of the global batch this process holds, [first_row, first_row + num_rows), and the shards it reads
+  for them (each shard gives `rows_per_shard` consecutive rows)."""
+  num_shards: int
+  rows_per_shard: int
+  first_row: int
+  num_rows: int
 
-  `get_state`/`set_state` use JSON bytes (the protocol grain's CheckpointHandler expects of non-grain iterators),
-  holding one grain iterator state per shard.
+  @property
+  def shards(self) -> range:
+    return range(self.first_row // self.rows_per_shard,
+                 -(-(self.first_row + self.num_rows) // self.rows_per_shard))
+
+  @property
+  def offset(self) -> int:
+    """Where this process's rows start within the concatenated rows of its shards."""
+    return self.first_row - self.shards.start * self.rows_per_shard
+
+  def writes(self, shard: int) -> bool:
+    """Whether this process stores the shard's position in a checkpoint (the holder of its first row: one each)."""
+    return self.first_row <= shard * self.rows_per_shard < self.first_row + self.num_rows
+
+
+def shard_plan(global_batch: int, num_shards: int, process_index: int, process_count: int) -> ShardPlan:
+  num_shards = num_shards or process_count
+  if global_batch % num_shards:
+    raise ValueError(f"train.batch_size={global_batch} must be divisible by data.num_shards={num_shards}")
+  if global_batch % process_count:
+    raise ValueError(f"train.batch_size={global_batch} must be divisible by the process count {process_count}")
+  b = global_batch // process_count
+  return ShardPlan(num_shards, global_batch // num_shards, process_index * b, b)
+
+
+def shard_key(shard: int, num_shards: int) -> str:
+  """The name of a shard's record in a checkpoint (the shard count in it: another count is another stream)."""
+  return f"shard_{shard}-of-{num_shards}"
+
+
+class ShardedBatchIterator:
+  """This process's rows of the global batch, cut from the concatenated rows of the shards it reads.
+
+  Checkpointing: `portable_state()` gives the records this process stores ({shard_key: grain iterator state} for
+  the shards whose first row it holds) and `set_portable_state(read)` restores from records written by any
+  process count (train/checkpoint.py). `get_state`/`set_state` (JSON bytes, grain's protocol for non-grain
+  iterators) hold this process's shards only.
   """
 
-  def __init__(self, datasets: Sequence[grain.IterDataset]):
-    self._iters = [iter(ds) for ds in datasets]
+  def __init__(self, datasets: Sequence[grain.IterDataset], plan: ShardPlan):
+    if len(datasets) != len(plan.shards):
+      raise ValueError(f"{len(datasets)} datasets for shards {list(plan.shards)}")
+    self._plan = plan
+    self._iters = {s: iter(ds) for s, ds in zip(plan.shards, datasets)}
 
   def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
     return self
 
   def __next__(self) -> dict[str, np.ndarray]:
-    parts = [next(it) for it in self._iters]
-    return {k: np.concatenate([p[k] for p in parts], axis=0) for k in parts[0]}
+    parts = [next(it) for it in self._iters.values()]
+    rows = {k: np.concatenate([p[k] for p in parts], axis=0) for k in parts[0]}
+    o, n = self._plan.offset, self._plan.num_rows
+    if o or len(next(iter(rows.values()))) != n:
+      rows = {k: v[o:o + n] for k, v in rows.items()}
+    return rows
+
+  def portable_state(self) -> dict[str, Any]:
+    return {shard_key(s, self._plan.num_shards): it.get_state() for s, it in self._iters.items()
+            if self._plan.writes(s)}
+
+  def set_portable_state(self, read: Callable[[str], Any]) -> None:
+    for s, it in self._iters.items():
+      it.set_state(read(shard_key(s, self._plan.num_shards)))
 
   def get_state(self) -> bytes:
-    return json.dumps([it.get_state() for it in self._iters]).encode()
+    return json.dumps({shard_key(s, self._plan.num_shards): it.get_state() for s, it in self._iters.items()}).encode()
 
   def set_state(self, state: bytes) -> None:
     states = json.loads(state)
-    if len(states) != len(self._iters):
-      raise ValueError(f"data iterator checkpoint has {len(states)} shards but this process reads "
-                       f"{len(self._iters)}; keep data.num_shards and the process count of the saved run")
-    for it, s in zip(self._iters, states):
-      it.set_state(s)
+    if isinstance(states, list):   # written before shard keys (one list per process, in shard order)
+      if len(states) != len(self._iters):
+        raise ValueError(f"data iterator checkpoint has {len(states)} shards but this process reads "
+                         f"{len(self._iters)}; keep data.num_shards and the process count of the saved run")
+      states = {shard_key(s, self._plan.num_shards): v for s, v in zip(self._iters, states)}
+    self.set_portable_state(lambda key: _record(states, key))
 
   def start_prefetch(self) -> None:  # called by grain's checkpoint handler after a restore
     pass
 
 
-def shard_layout(global_batch: int, num_shards: int, process_index: int, process_count: int) -> tuple[range, int]:
-  """(shards this process reads, rows per shard)."""
-  num_shards = num_shards or process_count
-  if num_shards % process_count:
-    raise ValueError(f"data.num_shards={num_shards} must be a multiple of the process count {process_count}")
-  if global_batch % num_shards:
-    raise ValueError(f"train.batch_size={global_batch} must be divisible by data.num_shards={num_shards}")
-  per = num_shards // process_count
-  return range(process_index * per, (process_index + 1) * per), global_batch // num_shards
+def _record(records: dict[str, Any], key: str) -> Any:
+  if key not in records:
+    raise ValueError(f"the data position has no record {key} (it holds {sorted(records)}); keep data.num_shards "
+                     "of the saved run")
+  return records[key]
 
 
 def make_iterator(docs: Sequence[str], vocab: Vocabulary, *, seq_len: int, global_batch: int, seed: int,
@@ -131,11 +191,10 @@ def make_iterator(docs: Sequence[str], vocab: Vocabulary, *, seq_len: int, globa
                   process_count: int | None = None) -> ShardedBatchIterator:
   pi = jax.process_index() if process_index is None else process_index
   pc = jax.process_count() if process_count is None else process_count
-  shards, rows = shard_layout(global_batch, num_shards, pi, pc)
-  n = num_shards or pc
+  plan = shard_plan(global_batch, num_shards, pi, pc)
   return ShardedBatchIterator([
-      packed_dataset(docs, vocab, seq_len=seq_len, batch_size=rows, seed=seed + s, shard_index=s, num_shards=n,
-                     repeat=repeat, packing=packing) for s in shards])
+      packed_dataset(docs, vocab, seq_len=seq_len, batch_size=plan.rows_per_shard, seed=seed + s, shard_index=s,
+                     num_shards=plan.num_shards, repeat=repeat, packing=packing) for s in plan.shards], plan)
 
 
 def to_global(batch: dict[str, np.ndarray], shardings: dict[str, jax.sharding.NamedSharding]) -> dict[str, jax.Array]:

@@ -20,7 +20,7 @@ import numpy as np
 
 from data import mnns, tokenized
 from data.corpus import Corpus, load_corpus
-from data.pipeline import make_iterator, shard_layout
+from data.pipeline import make_iterator, shard_plan
 from data.vocab import (ByteVocabulary, CharVocabulary, SentencePieceVocabulary, SymbolVocabulary, Vocabulary,
                         cached_sentencepiece)
 
@@ -139,13 +139,14 @@ class LabelledTask:
 
 
 class SyntheticIterator:
-  """Rows i = start, start+1, ... of this process, `example(seed, i)` each; state = the next global row index."""
+  """Rows i = start, start+1, ... of this process, `example(seed, i)` each; state = the step (one record, the same
+  for every process count, stored by process 0)."""
 
   def __init__(self, example: Callable[[int, int], dict[str, np.ndarray]], seed: int, global_batch: int,
                num_shards: int):
-    shards, rows = shard_layout(global_batch, num_shards, jax.process_index(), jax.process_count())
+    plan = shard_plan(global_batch, num_shards, jax.process_index(), jax.process_count())
     self._example, self._seed, self._global_batch = example, seed, global_batch
-    self._first, self._rows = shards.start * rows, len(shards) * rows
+    self._first, self._rows = plan.first_row, plan.num_rows
     self._step = 0
 
   def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
@@ -162,6 +163,12 @@ class SyntheticIterator:
 
   def set_state(self, state: bytes) -> None:
     self._step = int(json.loads(state)["step"])
+
+  def portable_state(self) -> dict[str, Any]:
+    return {"rows": {"step": self._step}} if jax.process_index() == 0 else {}
+
+  def set_portable_state(self, read: Callable[[str], Any]) -> None:
+    self._step = int(read("rows")["step"])
 
   def start_prefetch(self) -> None:  # grain's checkpoint handler calls it after a restore
     pass

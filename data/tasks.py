@@ -10,7 +10,7 @@ import grain
 import numpy as np
 
 from data.corpus import _is_validation, split_paragraphs, stdlib_files, stdlib_root
-from data.pipeline import ShardedBatchIterator, shard_layout
+from data.pipeline import ShardedBatchIterator, shard_plan
 from data.vocab import Vocabulary
 
 
@@ -72,7 +72,7 @@ def classification_dataset(examples, vocab: Vocabulary, *, seq_len: int, batch_s
 def make_classification_iterator(examples, vocab: Vocabulary, *, seq_len: int, global_batch: int, seed: int,
                                  num_shards: int = 0, process_index: int = 0,
                                  process_count: int = 1) -> ShardedBatchIterator:
-  shards, rows = shard_layout(global_batch, num_shards, process_index, process_count)
-  n = num_shards or process_count
-  return ShardedBatchIterator([classification_dataset(examples, vocab, seq_len=seq_len, batch_size=rows,
-                                                      seed=seed + s, shard_index=s, num_shards=n) for s in shards])
+  plan = shard_plan(global_batch, num_shards, process_index, process_count)
+  return ShardedBatchIterator([classification_dataset(examples, vocab, seq_len=seq_len, batch_size=plan.rows_per_shard,
+                                                      seed=seed + s, shard_index=s, num_shards=plan.num_shards)
+                               for s in plan.shards], plan)

@@ -106,8 +106,10 @@ class Objective:
 class DataSource(Protocol):
   """Host-side batches as dicts of NumPy arrays matching the family's batch_spec, this process's rows only.
 
-  Train iterators repeat forever and are checkpointable (`get_state`/`set_state`, grain's protocol); evaluation
-  iterators yield the same batches every time they are created with the same seed.
+  Train iterators repeat forever and are checkpointable: `portable_state()` / `set_portable_state(read)` (records
+  keyed by name, each stored by one process and readable on any process count: data/pipeline.py) or, restorable
+  on the same process count only, `get_state`/`set_state` (grain's protocol). Evaluation iterators yield the same
+  batches every time they are created with the same seed.
   """
 
   def train_iterator(self, *, global_batch: int, seed: int) -> Iterator[dict[str, np.ndarray]]: ...

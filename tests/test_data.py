@@ -77,17 +77,35 @@ def test_pipeline_is_deterministic_and_resumable(corpus):
   assert not np.array_equal(next(other_seed)["tokens"], next(mk())["tokens"])
 
 
-def test_global_batch_does_not_depend_on_process_count(corpus):
+def test_global_batch_and_data_position_do_not_depend_on_process_count(corpus):
+  """2 shards on 1, 2 and 4 processes (4: each shard is read by two processes, each keeping its rows): the same
+  global batches; positions stored by one process count restore on another (the checkpoint's records)."""
   vocab = ByteVocabulary()
   kw = dict(seq_len=32, global_batch=8, seed=0, num_shards=2)
-  one = make_iterator(corpus.train, vocab, process_index=0, process_count=1, **kw)
-  p0 = make_iterator(corpus.train, vocab, process_index=0, process_count=2, **kw)
-  p1 = make_iterator(corpus.train, vocab, process_index=1, process_count=2, **kw)
+  procs = lambda n: [make_iterator(corpus.train, vocab, process_index=i, process_count=n, **kw)  # noqa: E731
+                     for i in range(n)]
+  one, (two,) = procs(1), [procs(2)]
+  four = procs(4)
+  glob = lambda its: np.concatenate([next(it)["tokens"] for it in its])  # noqa: E731
   for _ in range(3):
-    g, a, b = next(one), next(p0), next(p1)
-    np.testing.assert_array_equal(g["tokens"], np.concatenate([a["tokens"], b["tokens"]]))
-  with pytest.raises(ValueError, match="data.num_shards=2 must be a multiple of the process count 4"):
-    make_iterator(corpus.train, vocab, process_index=0, process_count=4, **kw)
+    g = glob(one)
+    np.testing.assert_array_equal(g, glob(two))
+    np.testing.assert_array_equal(g, glob(four))
+  records = {}
+  for it in four:                      # what a 4-process checkpoint holds: each shard once
+    for key, value in it.portable_state().items():
+      assert key not in records
+      records[key] = value
+  assert sorted(records) == ["shard_0-of-2", "shard_1-of-2"]
+  expected = [glob(four) for _ in range(2)]
+  for n in (1, 2):                     # restored on other process counts: the batches continue
+    its = procs(n)
+    for it in its:
+      it.set_portable_state(records.__getitem__)
+    for e in expected:
+      np.testing.assert_array_equal(e, glob(its))
+  with pytest.raises(ValueError, match="must be divisible by the process count 3"):
+    make_iterator(corpus.train, vocab, process_index=0, process_count=3, **kw)
 
 
 def test_byte_vocabulary_round_trip_and_masks():

@@ -71,3 +71,31 @@ def test_checkpoint_with_other_vocab_size_is_refused_before_compiling(straight):
   with pytest.raises(ckpt_lib.ConfigError,
                      match=r"vocabulary size 320 but this config gives 512; set --config.model.vocab_size=320"):
     train(config, wd)
+
+
+def test_data_positions_written_per_process_restore_on_that_process_count_only(tmp_path):
+  """Checkpoints from before per-shard data records hold one grain state list per process: they restore on the
+  process count that wrote them, and on another count stop with one line (never a fallback that sets them aside)."""
+  import json
+
+  from etils import epath
+
+  from data.pipeline import make_iterator
+  from data.vocab import ByteVocabulary
+  docs = [f"document {i} " * (i % 7 + 1) for i in range(40)]
+  mk = lambda: make_iterator(docs, ByteVocabulary(), seq_len=16, global_batch=4, seed=0, process_index=0,  # noqa
+                             process_count=1)
+  a = mk()
+  next(a)
+  old = json.dumps(list(json.loads(a.get_state()).values()))   # the old format: [shard 0's state]
+  want = next(a)["tokens"]
+  handler = ckpt_lib.DataPositionHandler()
+  (tmp_path / "same").mkdir()
+  (tmp_path / "same" / "process_0-of-1.json").write_text(old)
+  b = handler.restore(epath.Path(tmp_path / "same"), ckpt_lib.DataPositionRestore(mk()))
+  np.testing.assert_array_equal(next(b)["tokens"], want)
+  (tmp_path / "other").mkdir()
+  (tmp_path / "other" / "process_0-of-2.json").write_text(old)
+  with pytest.raises(ckpt_lib.ConfigError, match=r"written per process by 2 processes; resume it on 2 processes "
+                                                 r"\(this run has 1\)"):
+    handler.restore(epath.Path(tmp_path / "other"), ckpt_lib.DataPositionRestore(mk()))

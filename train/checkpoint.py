@@ -1,19 +1,97 @@
-"""Orbax checkpoints: train state, grain iterator state and config in one atomic, asynchronous step directory.
+"""Orbax checkpoints: train state, data position and config in one atomic, asynchronous step directory.
 
 Orbax writes each step to a temporary directory and renames it on commit, so a crash (even SIGKILL during an
 async save) leaves the previous committed step as the latest; leftover temporary directories are cleaned up.
 All processes must call save and restore (orbax coordinates them).
+
+The data position (item `data_iter`) is stored by DataPositionHandler as one JSON record per data shard, whatever
+the process count, so a checkpoint restores on any number of processes (README "Elastic restore").
 """
 import contextlib
+import dataclasses
+import json
 import os
 from typing import Any
 
 import flax
-import grain
 import jax
 import orbax.checkpoint as ocp
 
 from train.errors import ConfigError, StorageError
+
+
+class DataPositionHandler:
+  """Orbax handler of a data iterator's position. Iterators with `portable_state()` (data/pipeline.py) write one
+  `<key>.json` per record, each record by one process; on restore, `set_portable_state(read)` reads the records
+  it needs, whoever wrote them. Other iterators (grain's protocol only) use one file per process, restorable on
+  the same process count. Records of checkpoints written before portable states (`process_<i>-of-<n>.json`) are
+  read on the process count that wrote them."""
+
+  def save(self, directory, args=None, item=None):
+    it = item if item is not None else args.item
+    if hasattr(it, "portable_state"):
+      for key, record in it.portable_state().items():
+        (directory / f"{key}.json").write_text(json.dumps(record))
+    else:
+      state = it.get_state()
+      (directory / _process_file()).write_text(state.decode() if isinstance(state, bytes) else json.dumps(state))
+
+  def restore(self, directory, args=None, item=None):
+    it = item if item is not None else args.item
+    per_process = sorted(p.name for p in directory.iterdir() if p.name.startswith("process_"))
+    if hasattr(it, "portable_state") and not per_process:
+      def read(key: str) -> Any:
+        path = directory / f"{key}.json"
+        if not path.exists():
+          held = sorted(p.name[:-5] for p in directory.iterdir() if p.name.endswith(".json"))
+          raise ConfigError(f"the checkpoint's data position ({directory}) has no record {key} (it holds "
+                            f"{', '.join(held[:4])}{' ...' if len(held) > 4 else ''}); resume with the saved run's "
+                            "data.num_shards")
+        return json.loads(path.read_text())
+      it.set_portable_state(read)
+      return it
+    path = directory / _process_file()
+    if not path.exists():
+      written = per_process[0].split("-of-")[-1][:-5] if per_process else "another number of"
+      raise ConfigError(f"the checkpoint's data position ({directory}) was written per process by {written} "
+                        f"processes; resume it on {written} processes (this run has {jax.process_count()})")
+    text = path.read_text()
+    it.set_state(text.encode() if hasattr(it, "start_prefetch") else json.loads(text))  # non-grain: bytes
+    return it
+
+  def metadata(self, directory):
+    del directory
+    return None
+
+  def structure(self, directory):
+    del directory
+    return None
+
+  def finalize(self, directory):
+    del directory
+
+  def close(self):
+    pass
+
+  @classmethod
+  def typestr(cls):
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _process_file() -> str:
+  return f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+
+
+@ocp.args.register_with_handler(DataPositionHandler, for_save=True)
+@dataclasses.dataclass
+class DataPositionSave(ocp.args.CheckpointArgs):
+  item: Any
+
+
+@ocp.args.register_with_handler(DataPositionHandler, for_restore=True)
+@dataclasses.dataclass
+class DataPositionRestore(ocp.args.CheckpointArgs):
+  item: Any
 
 
 class Checkpointer:
@@ -38,7 +116,7 @@ class Checkpointer:
   def save(self, step: int, state: Any, data_iter: Any, meta: dict, force: bool = True) -> bool:
     items = {"state": ocp.args.StandardSave(state), "meta": ocp.args.JsonSave(meta)}
     if data_iter is not None:
-      items["data_iter"] = grain.checkpoint.CheckpointSave(data_iter)
+      items["data_iter"] = DataPositionSave(data_iter)
     with self._writing(self._pending if self._pending is not None else step):   # a failed async save surfaces here
       self._mgr.wait_until_finished()
     self._pending = step
@@ -70,7 +148,7 @@ class Checkpointer:
   def restore(self, step: int, abstract_state: Any, data_iter: Any = None) -> tuple[Any, Any]:
     items = {"state": ocp.args.StandardRestore(abstract_state)}
     if data_iter is not None:
-      items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
+      items["data_iter"] = DataPositionRestore(data_iter)
     restored = self._mgr.restore(step, args=ocp.args.Composite(**items))
     return restored["state"], restored.get("data_iter") if data_iter is not None else None
 

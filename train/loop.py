@@ -18,7 +18,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 import configs.families as families
-from data.pipeline import PACKINGS, shard_layout, to_global
+from data.pipeline import PACKINGS, shard_plan, to_global
 from data.sources import vocab_from_config
 from data.vocab import Vocabulary
 from models.family import Family, check_batch
@@ -155,7 +155,7 @@ def build_experiment(config: Any, devices=None) -> Experiment:
   _check_batch("eval.batch_size", config.eval.batch_size, mesh)
   for name, batch in (("train.batch_size", config.train.batch_size), ("eval.batch_size", config.eval.batch_size)):
     try:
-      shard_layout(batch, config.data.num_shards, jax.process_index(), jax.process_count())
+      shard_plan(batch, config.data.num_shards, jax.process_index(), jax.process_count())
     except ValueError as e:
       raise ConfigError(f"{name}: {e}") from None
   try:
@@ -178,7 +178,40 @@ def param_overview(exp: Experiment) -> str:
 
 
 def _meta(exp: Experiment) -> dict:
-  return {"config": stored_config.to_jsonable(exp.config), **exp.family.compat, "process_count": jax.process_count()}
+  return {"config": stored_config.to_jsonable(exp.config), **exp.family.compat, "process_count": jax.process_count(),
+          "data_num_shards": exp.config.data.num_shards or jax.process_count()}
+
+
+def _saved_data_shards(meta: dict) -> int | None:
+  """The number of data shards a checkpoint's run read (checkpoints before `data_num_shards`: one per process)."""
+  if "config" not in meta:
+    return None
+  return meta.get("data_num_shards") or meta["config"]["data"]["num_shards"] or meta.get("process_count")
+
+
+def _keep_data_shards(config: Any, directory: str, note) -> Any:
+  """`data.num_shards=0` (one shard per process) is fixed at a run's first start: resuming reads the checkpoint's
+  shards, whatever the process count now, so the data stream and its position carry over (elastic restore)."""
+  if config.get("data", {}).get("num_shards", 0) or ("://" not in directory and not os.path.isdir(directory)):
+    return config
+  try:
+    ckpt = ckpt_lib.Checkpointer(directory, read_only=True)
+    try:
+      step = ckpt.latest_step()
+      saved = _saved_data_shards(ckpt.meta(step)) if step is not None else None
+    finally:
+      ckpt.close()
+  except Exception:  # noqa: BLE001 - an unreadable step: _initial_state sets it aside and says so
+    return config
+  if not saved:
+    return config
+  if saved != jax.process_count():
+    note(f"data.num_shards=0: reading the checkpoint's {saved} data shard(s) on {jax.process_count()} process(es), "
+         "so the data stream and its position carry over")
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.data.num_shards = saved
+  config.lock()
+  return config
 
 
 class _Preemption:
@@ -222,7 +255,14 @@ def _check_resume(exp: Experiment, meta: dict, where: str, note) -> None:
   """Stops (one line) if the run's stored config differs where a resume would silently change its meaning."""
   if "config" not in meta:
     return
-  refused, noted = stored_config.resume_differences(meta["config"], exp.config)
+  stored = meta["config"]
+  resolved = None
+  if not stored["data"]["num_shards"]:   # 0 meant the shards that run read (_keep_data_shards)
+    resolved = _saved_data_shards(meta)
+    stored = {**stored, "data": {**stored["data"], "num_shards": resolved}}
+  refused, noted = stored_config.resume_differences(stored, exp.config)
+  refused = [f"data.num_shards: 0 (= {resolved}, one per process at the first start) -> {exp.config.data.num_shards}"
+             if resolved and r.startswith("data.num_shards:") else r for r in refused]
   if refused:
     raise ConfigError(f"{where} was trained with a different config: {'; '.join(refused)}. Resume with the stored "
                       f"values (workdir/config.json) or use a fresh --workdir")
@@ -285,6 +325,8 @@ def train(config: Any, workdir: str, *, stop_at_step: int | None = None) -> dict
   `stop_at_step` ends the run early without a final save, as a crash would (for resume tests).
   """
   check_workdir(workdir)
+  notes: list[str] = []
+  config = _keep_data_shards(config, os.path.join(workdir, "checkpoints"), notes.append)
   exp = build_experiment(config)
   c = config
   ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=c.checkpoint.max_to_keep,
@@ -295,7 +337,6 @@ def train(config: Any, workdir: str, *, stop_at_step: int | None = None) -> dict
   fam = exp.family
   with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
     data_iter = exp.train_iterator()
-    notes = []
     try:
       state, data_iter = _initial_state(exp, ckpt, data_iter, notes.append)
     except BaseException:

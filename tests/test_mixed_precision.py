@@ -1,27 +1,38 @@
-"""bfloat16 compute keeps float32 parameters, optimiser state, logits and loss, and its gradients track float32's."""
+"""bfloat16 compute keeps float32 parameters, optimiser state, logits and loss; its gradients track float32's; and
+every dot of the compiled train step, forward and backward, takes bfloat16 operands and accumulates in float32."""
+import collections
+import re
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from tests.helpers import tiny_config
 from train.loop import build_experiment
 
 
-def _grads(dtype, params=None):
-  exp = build_experiment(tiny_config(**{"model.dtype": dtype, "mesh.data": 1}), devices=jax.devices()[:1])
+@pytest.fixture(scope="module")
+def experiments():
+  return {d: build_experiment(tiny_config(**{"model.dtype": d, "mesh.data": 1}), devices=jax.devices()[:1])
+          for d in ("float32", "bfloat16")}
+
+
+def _grads(exp, params=None):
   with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
     state = exp.init_state()
     params = state.params if params is None else params
     batch = exp.family.objective.prepare(exp.to_device(next(exp.train_iterator())), jax.random.PRNGKey(0))
     loss = lambda p: exp.family.objective.loss(exp.family.module.apply, p, batch, jax.random.PRNGKey(1))  # noqa
     (value, metrics), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
-  return value, grads, state, exp
+  return value, grads, state
 
 
-def test_bfloat16_gradients_track_float32_with_float32_state():
-  l32, g32, state32, _ = _grads("float32")
-  l16, g16, state16, exp = _grads("bfloat16", state32.params)     # the same parameters and batch
+def test_bfloat16_gradients_track_float32_with_float32_state(experiments):
+  l32, g32, state32 = _grads(experiments["float32"])
+  exp = experiments["bfloat16"]
+  l16, g16, state16 = _grads(exp, state32.params)     # the same parameters and batch
   assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(state16.params))
   assert all(x.dtype in (jnp.float32, jnp.int32) for x in jax.tree.leaves(state16.opt_state))
   assert l16.dtype == jnp.float32 and abs(float(l16) - float(l32)) < 1e-2 * abs(float(l32))
@@ -37,3 +48,27 @@ def test_bfloat16_gradients_track_float32_with_float32_state():
   from models.modernbert import ModernBertEncoder                 # inside, activations are bfloat16
   h = ModernBertEncoder(exp.family.hparams).apply({"params": state32.params["model"]}, jnp.ones((1, 32), jnp.int32))
   assert h.dtype == jnp.bfloat16
+
+
+def dot_types(hlo: str) -> collections.Counter:
+  """(result, lhs, rhs) element types of every dot in an optimised HLO module, with forward/backward (JAX names
+  the backward pass's ops `transpose(jvp(...))`; custom VJPs' backward products are not named so)."""
+  types = dict(re.findall(r"^\s*(?:ROOT )?%([\w.\-]+) = (\w+)\[", hlo, flags=re.M))
+  out = collections.Counter()
+  for result, lhs, rhs, rest in re.findall(r"= (\w+)\[[^ ]* dot\(%([\w.\-]+), %([\w.\-]+)\)(.*)", hlo):
+    out[(result, types[lhs], types[rhs], "backward" if "transpose(jvp(" in rest else "forward")] += 1
+  return out
+
+
+def test_every_dot_of_the_bfloat16_train_step_takes_bfloat16_operands(experiments):
+  got = {}
+  for dtype, exp in experiments.items():
+    with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
+      got[dtype] = dot_types(exp.compiled_train_step().as_text())
+  b16, f32 = got["bfloat16"], got["float32"]
+  assert {k[:3] for k in b16} == {("f32", "bf16", "bf16")}, b16      # float32 accumulation, bfloat16 inputs
+  assert {k[:3] for k in f32} == {("f32", "f32", "f32")}, f32        # the float32 path has no bfloat16 dot
+  fwd = sum(n for k, n in f32.items() if k[3] == "forward")          # both passes are there: 2 per forward dot
+  bwd = sum(n for k, n in f32.items() if k[3] == "backward")
+  assert fwd >= 14 and bwd >= 2 * fwd - 2, f32
+  assert sum(b16.values()) == fwd + bwd                              # the same dots, all in bfloat16

@@ -45,7 +45,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from models.layers import Embed
+from models.layers import Embed, matmul
 from models.layers.embeddings import embedding_param, lookup, tied_logits
 
 EMBEDDINGS = ("learned", "lexinvariant", "semi")
@@ -178,18 +178,17 @@ class LexicalEmbedding(nn.Module):
     h = h_BTD.astype(dt)
     if self.mode == "lexinvariant":
       c = (self.scale / math.sqrt(self.features)) if self.out_scale else jnp.float32(1.0)
-      special_BTS = jnp.einsum("btd,sd->bts", h, self.special.embedding.astype(dt),
-                               preferred_element_type=jnp.float32)
+      special_BTS = matmul.einsum("btd,sd->bts", h, self.special.embedding.astype(dt))
       is_special_V = jnp.arange(V) < S
     if ctx["full"]:
-      rand_BTV = jnp.einsum("btd,bvd->btv", h, ctx["E_BVD"].astype(dt), preferred_element_type=jnp.float32)
+      rand_BTV = matmul.einsum("btd,bvd->btv", h, ctx["E_BVD"].astype(dt))
       if self.mode == "semi":
         swap_BV = (jnp.arange(V) >= S)[None] & (ctx["coin_BV"] < self.semi_fraction)
         return jnp.where(swap_BV[:, None, :], rand_BTV, tied_logits(h_BTD, self.embedding, self.dtype))
       special_BTV = jnp.pad(special_BTS, ((0, 0), (0, 0), (0, V - S)))
       return c * jnp.where(is_special_V, special_BTV, rand_BTV)
     seg_BT, seg_BU = ctx["segments"], ctx["seg_BU"]
-    local_BTU = jnp.einsum("btd,bud->btu", h, ctx["E_BUD"].astype(dt), preferred_element_type=jnp.float32)
+    local_BTU = matmul.einsum("btd,bud->btu", h, ctx["E_BUD"].astype(dt))
     same_BTU = (seg_BU[:, None, :] == seg_BT[:, :, None]) & ctx["valid_BU"][:, None, :]
     if self.mode == "semi":
       same_BTU = same_BTU & (ctx["coin_BU"] < self.semi_fraction)[:, None, :]
@@ -197,6 +196,6 @@ class LexicalEmbedding(nn.Module):
     if self.mode == "semi":
       return jnp.where(present_BTV, vals_BTV, tied_logits(h_BTD, self.embedding, self.dtype))
     unseen_BTD = ctx["std"] * type_vectors(ctx["keys"], seg_BT, jnp.full_like(seg_BT, V), self.features)
-    unseen_BT = jnp.einsum("btd,btd->bt", h, unseen_BTD.astype(dt), preferred_element_type=jnp.float32)
+    unseen_BT = matmul.einsum("btd,btd->bt", h, unseen_BTD.astype(dt))
     base_BTV = jnp.where(is_special_V, jnp.pad(special_BTS, ((0, 0), (0, 0), (0, V - S))), unseen_BT[..., None])
     return c * jnp.where(present_BTV, vals_BTV, base_BTV)

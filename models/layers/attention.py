@@ -5,6 +5,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from models.layers import matmul
 from models.layers.linear import Linear
 from models.layers.rope import apply_rope
 
@@ -50,8 +51,7 @@ def dot_product_attention(q_BTHD: jax.Array, k_BSHD: jax.Array, v_BSHD: jax.Arra
                                         implementation=implementation)
   if implementation != "einsum":
     raise ValueError(f"model.attention_impl={implementation!r}: use 'einsum', 'chunked', 'xla' or 'cudnn'")
-  logits_BHTS = jnp.einsum("bthd,bshd->bhts", q_BTHD * jnp.asarray(scale, q_BTHD.dtype), k_BSHD,
-                           preferred_element_type=jnp.float32)
+  logits_BHTS = matmul.einsum("bthd,bshd->bhts", q_BTHD * jnp.asarray(scale, q_BTHD.dtype), k_BSHD)
   logits_BHTS = jnp.where(mask_B1TS, logits_BHTS, jnp.finfo(jnp.float32).min)
   probs_BHTS = jax.nn.softmax(logits_BHTS, axis=-1)
   if dropout is not None:
@@ -59,7 +59,7 @@ def dot_product_attention(q_BTHD: jax.Array, k_BSHD: jax.Array, v_BSHD: jax.Arra
     keep = jax.random.bernoulli(rng, 1.0 - rate, probs_BHTS.shape)
     probs_BHTS = jnp.where(keep, probs_BHTS / (1.0 - rate), 0.0)
   probs_BHTS = probs_BHTS.astype(v_BSHD.dtype)
-  return jnp.einsum("bhts,bshd->bthd", probs_BHTS, v_BSHD, preferred_element_type=jnp.float32).astype(v_BSHD.dtype)
+  return matmul.einsum("bhts,bshd->bthd", probs_BHTS, v_BSHD).astype(v_BSHD.dtype)
 
 
 def _segment_allowed(seg_q, seg_k):
@@ -94,11 +94,10 @@ def banded_attention(q_BTHD: jax.Array, k_BTHD: jax.Array, v_BTHD: jax.Array, se
   if causal:
     allowed &= dist >= 0
   allowed = allowed[None] & _segment_allowed(segq, segk)                     # [B, nb, C, 3C]
-  logits = jnp.einsum("bnchd,bnkhd->bnhck", qb * jnp.asarray(scale, qb.dtype), kb,
-                      preferred_element_type=jnp.float32)
+  logits = matmul.einsum("bnchd,bnkhd->bnhck", qb * jnp.asarray(scale, qb.dtype), kb)
   logits = jnp.where(allowed[:, :, None], logits, jnp.finfo(jnp.float32).min)
   probs = jax.nn.softmax(logits, axis=-1).astype(vb.dtype)
-  out = jnp.einsum("bnhck,bnkhd->bnchd", probs, vb, preferred_element_type=jnp.float32).astype(v_BTHD.dtype)
+  out = matmul.einsum("bnhck,bnkhd->bnchd", probs, vb).astype(v_BTHD.dtype)
   return out.reshape(B, nb * C, H, D)[:, :T]
 
 
@@ -117,14 +116,13 @@ def chunked_attention(q_BTHD: jax.Array, k_BTHD: jax.Array, v_BTHD: jax.Array, s
   @jax.checkpoint
   def block(args):
     qi, si, start = args                                      # [B, C, H, D], [B, C], scalar
-    logits = jnp.einsum("bchd,bshd->bhcs", qi * jnp.asarray(scale, qi.dtype), k_BTHD,
-                        preferred_element_type=jnp.float32)
+    logits = matmul.einsum("bchd,bshd->bhcs", qi * jnp.asarray(scale, qi.dtype), k_BTHD)
     allowed = _segment_allowed(si, segment_ids_BT)           # [B, C, T]
     if causal:
       allowed &= k_idx[None, None, :] <= (start + jnp.arange(C))[None, :, None]
     logits = jnp.where(allowed[:, None], logits, jnp.finfo(jnp.float32).min)
     probs = jax.nn.softmax(logits, axis=-1).astype(v_BTHD.dtype)
-    return jnp.einsum("bhcs,bshd->bchd", probs, v_BTHD, preferred_element_type=jnp.float32).astype(v_BTHD.dtype)
+    return matmul.einsum("bhcs,bshd->bchd", probs, v_BTHD).astype(v_BTHD.dtype)
 
   out = jax.lax.map(block, (jnp.moveaxis(q, 1, 0), jnp.moveaxis(segq, 1, 0), jnp.arange(nq) * C))
   return jnp.moveaxis(out, 0, 1).reshape(B, nq * C, H, D)[:, :T]

@@ -5,6 +5,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from models.layers import matmul
+
 
 def lookup(table_VD: jax.Array, ids: jax.Array, dtype: Any) -> jax.Array:
   return jnp.take(table_VD, ids, axis=0).astype(dtype)
@@ -12,7 +14,7 @@ def lookup(table_VD: jax.Array, ids: jax.Array, dtype: Any) -> jax.Array:
 
 def tied_logits(h: jax.Array, table_VD: jax.Array, dtype: Any) -> jax.Array:
   """[..., embed] -> float32 logits [..., vocab] (the tied decoder h @ E^T, float32 accumulation)."""
-  return jnp.einsum("...d,vd->...v", h.astype(dtype), table_VD.astype(dtype), preferred_element_type=jnp.float32)
+  return matmul.einsum("...d,vd->...v", h.astype(dtype), table_VD.astype(dtype))
 
 
 def embedding_param(module: nn.Module, shape: tuple[int, int], init_std: float,

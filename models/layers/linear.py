@@ -5,6 +5,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from models.layers.matmul import contract_last
+
 Initializer = Callable[..., jax.Array]
 
 
@@ -13,7 +15,7 @@ class Linear(nn.Module):
 
   The kernel has shape `x.shape[-n_in:] + features` and logical names `kernel_axes` (one per kernel axis),
   so a fused projection such as QKV can be stored as [embed, 3, heads, kv] and sharded over heads.
-  Matmuls accumulate in float32 (`preferred_element_type`), which is also the fast bf16 path on CPU.
+  Matmuls accumulate in float32 with operands in `dtype`, forward and backward (models/layers/matmul.py).
   """
   features: Sequence[int]
   kernel_axes: Sequence[str | None]
@@ -31,10 +33,7 @@ class Linear(nn.Module):
       raise ValueError(f"{self.name}: kernel_axes {self.kernel_axes} must name all axes of kernel {kernel_shape}")
     kernel = self.param("kernel", nn.with_logical_partitioning(self.kernel_init, tuple(self.kernel_axes)),
                         kernel_shape, jnp.float32)
-    contract_x = tuple(range(x.ndim - self.n_in, x.ndim))
-    contract_k = tuple(range(self.n_in))
-    y = jax.lax.dot_general(x.astype(self.dtype), kernel.astype(self.dtype), ((contract_x, contract_k), ((), ())),
-                            preferred_element_type=jnp.float32)
+    y = contract_last(x.astype(self.dtype), kernel.astype(self.dtype), self.n_in)
     if self.use_bias:
       bias_axes = tuple(self.kernel_axes[self.n_in:])
       bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros, bias_axes), features, jnp.float32)

@@ -1,0 +1,94 @@
+"""Matrix products that accumulate in float32 and keep 16-bit operands 16-bit in the backward pass too.
+
+`einsum(spec, a, b)` returns float32. With float32 operands it is `jnp.einsum(..., preferred_element_type=float32)`.
+With bfloat16 (or float16) operands of one dtype it is a custom VJP whose forward product and both backward
+products take that dtype and accumulate in float32: JAX's own transpose of a float32-accumulating product would
+multiply the float32 cotangent by the other operand upcast to float32, so the whole backward pass would silently
+run at float32 speed (tests/test_mixed_precision.py checks every dot of the compiled train step). The cotangent
+is rounded to the operands' dtype before its products, as in mixed-precision training elsewhere (MaxText,
+PyTorch autocast).
+
+Specs are two-operand einsums whose every operand index appears in the other operand or the output (true of
+projections, attention scores and attention-weighted sums); "..." is allowed (the same broadcast axes wherever it
+appears).
+"""
+import functools
+import string
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def einsum(spec: str, a: jax.Array, b: jax.Array) -> jax.Array:
+  if a.dtype != b.dtype or a.dtype == jnp.float32 or not jnp.issubdtype(a.dtype, jnp.floating):
+    return jnp.einsum(spec, a, b, preferred_element_type=jnp.float32)
+  return _low_precision(_explicit(spec.replace(" ", ""), a.ndim, b.ndim))(a, b)
+
+
+def _explicit(spec: str, ndim_a: int, ndim_b: int) -> str:
+  """Replaces "..." (lower-case specs) by upper-case letters for the broadcast axes."""
+  if "..." not in spec:
+    return spec
+  operands, out = spec.split("->")
+  sa, sb = operands.split(",")
+  lead = max(ndim_a - len(sa.replace("...", "")) if "..." in sa else 0,
+             ndim_b - len(sb.replace("...", "")) if "..." in sb else 0)
+  return spec.replace("...", string.ascii_uppercase[:lead])
+
+
+@functools.cache
+def _low_precision(spec: str):
+  operands, out = spec.split("->")
+  sa, sb = operands.split(",")
+  grad_a, grad_b = f"{out},{sb}->{sa}", f"{sa},{out}->{sb}"
+
+  @jax.custom_vjp
+  def product(a, b):
+    return jnp.einsum(spec, a, b, preferred_element_type=jnp.float32)
+
+  def forward(a, b):
+    return product(a, b), (a, b)
+
+  def backward(res, ct):
+    a, b = res
+    ct = ct.astype(a.dtype)
+    return _batched_matmul(grad_a, ct, b).astype(a.dtype), _batched_matmul(grad_b, a, ct).astype(b.dtype)
+
+  product.defvjp(forward, backward)
+  return product
+
+
+def _batched_matmul(spec: str, a: jax.Array, b: jax.Array) -> jax.Array:
+  """`jnp.einsum(spec, a, b)` in float32 as one [G, M, K] x [G, K, N] product on operands laid out that way.
+
+  XLA:CPU runs 16-bit x 16-bit -> float32 dots only in that canonical form (elsewhere: "Unsupported element type
+  for DotThunk"); a backward product contracts an axis that is minor in neither operand, and XLA would fold a
+  plain transpose back into the dot (or swap its operands to absorb the output's), so the transposed operands and
+the product pass optimisation barriers.
+  """
+  operands, out = spec.split("->")
+  sa, sb = operands.split(",")
+  batch = [c for c in sa if c in sb and c in out]
+  contracted = [c for c in sa if c in sb and c not in out]
+  free_a = [c for c in sa if c not in sb]
+  free_b = [c for c in sb if c not in sa]
+  size = {**dict(zip(sa, a.shape)), **dict(zip(sb, b.shape))}
+  n = lambda cs: int(np.prod([size[c] for c in cs], dtype=np.int64))  # noqa: E731
+  a3 = jnp.transpose(a, [sa.index(c) for c in batch + free_a + contracted]).reshape(n(batch), n(free_a), n(contracted))
+  b3 = jnp.transpose(b, [sb.index(c) for c in batch + contracted + free_b]).reshape(n(batch), n(contracted), n(free_b))
+  a3, b3 = jax.lax.optimization_barrier((a3, b3))
+  y = jax.lax.optimization_barrier(
+      jax.lax.dot_general(a3, b3, (((2,), (1,)), ((0,), (0,))), preferred_element_type=jnp.float32))
+  order = batch + free_a + free_b
+  y = y.reshape([size[c] for c in order])
+  return jnp.transpose(y, [order.index(c) for c in out])
+
+
+def contract_last(x: jax.Array, kernel: jax.Array, n_in: int) -> jax.Array:
+  """x [..., *in] · kernel [*in, *out] -> [..., *out] in float32 (the dense layer's product)."""
+  letters = iter(string.ascii_letters)
+  lead = "".join(next(letters) for _ in range(x.ndim - n_in))
+  contracted = "".join(next(letters) for _ in range(n_in))
+  features = "".join(next(letters) for _ in range(kernel.ndim - n_in))
+  return einsum(f"{lead}{contracted},{contracted}{features}->{lead}{features}", x, kernel)

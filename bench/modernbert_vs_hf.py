@@ -1,8 +1,9 @@
 """ModernBERT-base: our Flax model against Hugging Face's PyTorch ModernBertForMaskedLM on the same machine.
 
-  python -m bench.modernbert_vs_hf [--batch=8 --seq=512 --long=8192 --repeats=3]
+  python -m bench.modernbert_vs_hf [--batch=8 --seq=512 --long=8192 --repeats=3] [--dtype=float32,bfloat16]
+      [--nomemory]
 
-Same config (ModernBERT-base shape, vocab 50,368, float32), same weights (HF's random init, converted with
+Same config (ModernBERT-base shape, vocab 50,368), same weights (HF's random init, converted with
 models.hf.load_modernbert). Measures, in one run:
   - forward tokens/s (inference: torch.inference_mode vs a jitted apply),
   - training-step tokens/s: ours is the trainer's own ahead-of-time compiled step (train.loop.Experiment for
@@ -14,6 +15,10 @@ models.hf.load_modernbert). Measures, in one run:
     it (the encoder's last hidden state: at 50k vocabulary the [T, V] float32 logits dominate both sides): each
     side in its own subprocess, peak RSS (VmHWM) minus the RSS before the forward; ours uses
     attention_impl="chunked" (banded local, chunked global layers).
+--dtype: the compute dtypes measured. bfloat16: ours is `model.dtype=bfloat16` (float32 parameters, optimiser,
+softmax, logits and loss; bf16 matmul operands with float32 accumulation, forward and backward); HF runs the same
+work under `torch.autocast(device_type="cpu", dtype=torch.bfloat16)` (float32 parameters and optimiser). With
+several dtypes the table adds each side's speed-up over its own float32. Memory is measured in float32 only.
 Timings are medians of --repeats after one warm-up; our compile time is excluded and reported separately. Each
 side runs in its own subprocess, one after the other (both training states at once exceed 24 GiB).
 Needs requirements-test.txt (torch, transformers).
@@ -32,6 +37,8 @@ _BATCH = flags.DEFINE_integer("batch", 8, "Batch size for throughput.")
 _SEQ = flags.DEFINE_integer("seq", 512, "Sequence length for throughput.")
 _LONG = flags.DEFINE_integer("long", 8192, "Sequence length for the peak-memory forward (batch 1).")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed repeats.")
+_DTYPE = flags.DEFINE_list("dtype", ["float32"], "Compute dtypes: float32, bfloat16 (HF: torch.autocast).")
+_MEMORY = flags.DEFINE_boolean("memory", True, "Also measure the peak memory of a --long forward (float32).")
 _MEMORY_CHILD = flags.DEFINE_string("memory_child", "", "internal: 'ours' or 'hf' (run one memory measurement).")
 _MEMORY_HEAD = flags.DEFINE_boolean("memory_head", True, "internal: measure the forward with the vocabulary head.")
 
@@ -88,8 +95,10 @@ def memory_child(which: str, path: str, T: int, head: bool) -> dict:
   return {"peak_increase_mib": (_rss_kib("VmHWM") - before) / 1024}
 
 
-def throughput_child(which: str, path: str, B: int, S: int, repeats: int) -> dict:
+def throughput_child(which: str, path: str, B: int, S: int, repeats: int, dtype: str = "float32") -> dict:
   """Forward and training-step tokens/s of one side (each side runs alone: both at once exceed 24 GiB)."""
+  import contextlib
+
   import numpy as np
   rng = np.random.default_rng(0)
   ids = rng.integers(5, 50000, (B, S))
@@ -103,10 +112,12 @@ def throughput_child(which: str, path: str, B: int, S: int, repeats: int) -> dic
     import torch
     hf = _hf_model(path)
     x_t, y_t = torch.tensor(ids), torch.tensor(np.where(selected, ids, -100))
+    autocast = (lambda: torch.autocast(device_type="cpu", dtype=torch.bfloat16)) if dtype == "bfloat16" else (
+        contextlib.nullcontext)
 
     def fwd():
-      with torch.inference_mode():
-        hf(input_ids=x_t).logits.sum().item()
+      with torch.inference_mode(), autocast():
+        hf(input_ids=x_t).logits.float().sum().item()
 
     out["forward"] = B * S / timed(fwd)
     hf.train()
@@ -115,7 +126,9 @@ def throughput_child(which: str, path: str, B: int, S: int, repeats: int) -> dic
 
     def train():
       opt.zero_grad(set_to_none=True)
-      hf(input_ids=x_t, labels=y_t).loss.backward()
+      with autocast():
+        loss = hf(input_ids=x_t, labels=y_t).loss
+      loss.backward()
       torch.nn.utils.clip_grad_norm_(hf.parameters(), o.clip_norm)
       opt.step()
 
@@ -127,7 +140,11 @@ def throughput_child(which: str, path: str, B: int, S: int, repeats: int) -> dic
 
   from models.hf import load_modernbert
   from train.loop import build_experiment
+  import dataclasses
+
+  from models.modernbert import ModernBertForMaskedLM
   model, params = load_modernbert(path)
+  model = ModernBertForMaskedLM(dataclasses.replace(model.cfg, dtype=dtype))
   params = jax.device_put(params)
   x = jnp.asarray(ids)
   f = jax.jit(lambda p, x: model.apply({"params": p}, x))
@@ -138,7 +155,7 @@ def throughput_child(which: str, path: str, B: int, S: int, repeats: int) -> dic
   # The trainer's own step: the Experiment users run, its ahead-of-time compiled step, from the converted weights.
   c = _trainer_config()
   c.unlock()
-  c.train.batch_size, c.data.seq_len = B, S
+  c.train.batch_size, c.data.seq_len, c.model.dtype = B, S, dtype
   exp = build_experiment(c, devices=jax.devices()[:1])
   batch = {"tokens": ids.astype(np.int32), "segment_ids": np.ones((B, S), np.int32),
            "positions": np.broadcast_to(np.arange(S, dtype=np.int32), (B, S)).copy()}
@@ -195,7 +212,7 @@ def main(argv):
     return
   if _THROUGHPUT_CHILD.value:
     which, path = _THROUGHPUT_CHILD.value.split(":", 1)
-    print(json.dumps(throughput_child(which, path, _BATCH.value, _SEQ.value, _REPEATS.value)))
+    print(json.dumps(throughput_child(which, path, _BATCH.value, _SEQ.value, _REPEATS.value, _DTYPE.value[0])))
     return
   import torch
   B, S = _BATCH.value, _SEQ.value
@@ -206,22 +223,31 @@ def main(argv):
   hf.save_pretrained(path)
   del hf
   extra = [f"--batch={B}", f"--seq={S}", f"--repeats={_REPEATS.value}", f"--long={_LONG.value}"]
-  thr = {w: _child(f"--throughput_child={w}:{path}", extra) for w in ("ours", "hf")}
+  dtypes = _DTYPE.value
+  thr = {(d, w): _child(f"--throughput_child={w}:{path}", [*extra, f"--dtype={d}"]) for d in dtypes
+         for w in ("ours", "hf")}
   mem = {(w, h): _child(f"--memory_child={w}:{path}", [*extra, f"--memory_head={h}"]).get("peak_increase_mib",
                                                                                       float("nan"))
-         for h in (True, False) for w in ("ours", "hf")}
+         for h in (True, False) for w in ("ours", "hf")} if _MEMORY.value else {}
   import jax
-  print(f"ModernBERT-base shape (149.7M), float32, batch {B} x {S}; torch {torch.__version__} "
+  compiles = "; ".join(f"{d}: forward {thr[(d, 'ours')].get('compile_forward_s', 0):.1f}s, train step "
+                       f"{thr[(d, 'ours')].get('compile_train_s', 0):.1f}s" for d in dtypes)
+  print(f"ModernBERT-base shape (149.7M), batch {B} x {S}; torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), jax {jax.__version__}, {os.cpu_count()} cores; HF model build "
-        f"{build_s:.0f}s; our compile: forward {thr['ours'].get('compile_forward_s', 0):.1f}s, train step "
-        f"{thr['ours'].get('compile_train_s', 0):.1f}s")
-  print("| measurement | ours | HF PyTorch | ratio (ours / HF) |\n|---|---|---|---|")
+        f"{build_s:.0f}s; our compile: {compiles}")
+  print("| measurement | dtype | ours | HF PyTorch | ratio (ours / HF) | ours / our float32 | HF / HF float32 |\n"
+        "|---|---|---|---|---|---|---|")
+  nan = float("nan")
   for key, name in (("forward", "forward"), ("train", "train step")):
-    o, h = thr["ours"].get(key, float("nan")), thr["hf"].get(key, float("nan"))
-    print(f"| {name} tokens/s (batch {B} x {S}) | {o:,.0f} | {h:,.0f} | {o / h:.2f} |")
-  for h, name in ((True, "with the vocabulary head"), (False, "encoder only")):
+    for d in dtypes:
+      o, h = thr[(d, "ours")].get(key, nan), thr[(d, "hf")].get(key, nan)
+      o32, h32 = thr.get(("float32", "ours"), {}).get(key, nan), thr.get(("float32", "hf"), {}).get(key, nan)
+      print(f"| {name} tokens/s (batch {B} x {S}) | {d} | {o:,.0f} | {h:,.0f} | {o / h:.2f} | {o / o32:.2f} | "
+            f"{h / h32:.2f} |")
+  for h, name in ((True, "with the vocabulary head"), (False, "encoder only")) if mem else ():
     o, r = mem[("ours", h)], mem[("hf", h)]
-    print(f"| peak memory increase, {_LONG.value}-token forward, {name} (MiB) | {o:,.0f} | {r:,.0f} | {o / r:.2f} |")
+    print(f"| peak memory increase, {_LONG.value}-token forward, {name} (MiB) | float32 | {o:,.0f} | {r:,.0f} | "
+          f"{o / r:.2f} | | |")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ _SAMPLES = flags.DEFINE_integer("samples", 20000, "Samples per sampler.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the model, prompt and samplers.")
 _TEMPERATURE = flags.DEFINE_float("temperature", 1.0, "Sampling temperature (both passes).")
 _INIT_SCALE = flags.DEFINE_float("init_scale", 0.6, "Std of the random weights (larger: peakier conditionals).")
+_CACHE = flags.DEFINE_boolean("cache", False, "ASSD over the rank cache (decode/assd_cached.py).")
 
 
 def build(vocab: int, seed: int, init_scale: float):
@@ -40,14 +41,17 @@ def build(vocab: int, seed: int, init_scale: float):
   return model, nn.unbox(params)
 
 
-def exactness(vocab, length, prompt, k, samples, seed, temperature=1.0, init_scale=0.6, vocab_limit=None, pad=0):
+def exactness(vocab, length, prompt, k, samples, seed, temperature=1.0, init_scale=0.6, vocab_limit=None, pad=0,
+              cache=False):
   """`vocab_limit`: only ids below it may be generated (the decoders' banned embedding rows); `pad`: padding
-  positions appended to the row (never read, never generated), as every batched decode has."""
+  positions appended to the row (never read, never generated), as every batched decode has; `cache`: ASSD over
+  the rank cache (decode/assd_cached.py) instead of re-encoding the row at every call."""
   import jax
   import jax.numpy as jnp
   from scipy import stats
 
   from decode.assd import assd_sample, joint_log_prob, parallel_sample
+  from decode.assd_cached import assd_sample_cached
   from models.asarm import canonical_ranks
   model, params = build(vocab, seed, init_scale)
   rng = np.random.default_rng(seed)
@@ -91,9 +95,10 @@ def exactness(vocab, length, prompt, k, samples, seed, temperature=1.0, init_sca
     tv = 0.5 * float(np.abs(counts / S - target / total).sum())
     return tv, p_value, np.asarray(nfe), np.asarray(rounds)
 
-  assd_tv, assd_p, nfe, rounds = draw(assd_sample, k=k)
+  assd_tv, assd_p, nfe, rounds = draw(assd_sample_cached if cache else assd_sample, k=k)
   par_tv, par_p, _, _ = draw(parallel_sample)
   return {"vocab": vocab, "length": length, "prompt": prompt, "pad": pad, "vocab_limit": vocab_limit, "k": k,
+          "cache": cache,
           "samples": samples, "seed": seed,
           "target_mass": total, "assd_tv": assd_tv, "assd_p": assd_p, "parallel_tv": par_tv, "parallel_p": par_p,
           "nfe_per_token": float(nfe.mean()) / (N - M), "max_nfe": int(nfe.max()),
@@ -103,7 +108,7 @@ def exactness(vocab, length, prompt, k, samples, seed, temperature=1.0, init_sca
 def main(argv):
   del argv
   r = exactness(_VOCAB.value, _LENGTH.value, _PROMPT.value, _K.value, _SAMPLES.value, _SEED.value,
-                _TEMPERATURE.value, _INIT_SCALE.value)
+                _TEMPERATURE.value, _INIT_SCALE.value, cache=_CACHE.value)
   print(json.dumps(r))
   print(" ".join(f"{k}={r[k]:.4g}" for k in ("assd_tv", "assd_p", "parallel_tv", "parallel_p", "nfe_per_token")))
 

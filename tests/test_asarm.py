@@ -7,14 +7,18 @@ import pytest
 
 from bench.assd_exactness import build, exactness
 from decode.assd import assd_sample, joint_log_prob, sequential_sample
+from decode.assd_cached import _call, _pending, _prefill, assd_sample_cached, sequential_sample_cached
 from models.asarm import AnySubsetObjective, banned_log_probs, canonical_ranks
 
 
-@pytest.mark.parametrize("vocab, length, prompt, k, temperature, seed", [
-    pytest.param(4, 6, 2, 3, 1.0, 0, marks=pytest.mark.slow), (3, 7, 2, 2, 1.0, 1), (4, 6, 1, 5, 0.7, 2),
-    (3, 6, 3, 4, 1.3, 3)])
-def test_assd_samples_the_exact_joint_and_naive_parallel_does_not(vocab, length, prompt, k, temperature, seed):
-  r = exactness(vocab, length, prompt, k, samples=20000, seed=seed, temperature=temperature)
+@pytest.mark.parametrize("vocab, length, prompt, k, temperature, seed, cache", [
+    pytest.param(4, 6, 2, 3, 1.0, 0, False, marks=pytest.mark.slow),
+    pytest.param(3, 7, 2, 2, 1.0, 1, False, marks=pytest.mark.slow), (3, 7, 2, 2, 1.0, 1, True),
+    (4, 6, 1, 5, 0.7, 2, False), pytest.param(4, 6, 1, 5, 0.7, 2, True, marks=pytest.mark.slow),
+    (3, 6, 3, 4, 1.3, 3, False), pytest.param(3, 6, 3, 4, 1.3, 3, True, marks=pytest.mark.slow)])
+def test_assd_samples_the_exact_joint_and_naive_parallel_does_not(vocab, length, prompt, k, temperature, seed, cache):
+  """`cache`: the cached decoder (decode/assd_cached.py); the uncached one re-encodes the row at every call."""
+  r = exactness(vocab, length, prompt, k, samples=20000, seed=seed, temperature=temperature, cache=cache)
   assert abs(r["target_mass"] - 1.0) < 1e-5          # the enumerated chain is a distribution
   assert r["assd_p"] > 1e-3 and r["assd_tv"] < 0.05, r
   assert r["parallel_p"] < 1e-6 and r["parallel_tv"] > 0.1, r
@@ -23,9 +27,10 @@ def test_assd_samples_the_exact_joint_and_naive_parallel_does_not(vocab, length,
     assert r["nfe_per_token"] == 1.0                   # k = 2: every round writes exactly 2 tokens for 2 calls
 
 
-def test_assd_is_exact_with_a_vocabulary_limit_and_padding():
+@pytest.mark.parametrize("cache", [False, True])
+def test_assd_is_exact_with_a_vocabulary_limit_and_padding(cache):
   """The path every real decode takes: embedding rows above the vocabulary banned, rows padded to a batch length."""
-  r = exactness(4, 6, 2, 3, samples=20000, seed=4, vocab_limit=3, pad=2)
+  r = exactness(4, 6, 2, 3, samples=20000, seed=4, vocab_limit=3, pad=2, cache=cache)
   assert abs(r["target_mass"] - 1.0) < 1e-5          # the limited, padded chain is still a distribution
   assert r["assd_p"] > 1e-3 and r["assd_tv"] < 0.05, r
   assert r["parallel_p"] < 1e-6 and r["parallel_tv"] > 0.1, r
@@ -70,13 +75,14 @@ def test_nfe_never_exceeds_generated_tokens(k):
       assert nfe.mean() < generated.mean()                             # drafts do get accepted
 
 
-def test_sequential_decoding_uses_one_call_per_token_and_matches_enumeration(tiny):
+@pytest.mark.parametrize("cache", [False, True])
+def test_sequential_decoding_uses_one_call_per_token_and_matches_enumeration(tiny, cache):
   model, params = tiny
   S = 8000
   visible = np.array([True, False, False, False])
   rank = canonical_ranks(jnp.asarray(visible))
   prompt = np.array([2, 0, 0, 0], np.int32)
-  out, nfe, _ = sequential_sample(model.apply, params, jnp.asarray(np.repeat(prompt[None], S, 0)),
+  out, nfe, _ = (sequential_sample_cached if cache else sequential_sample)(model.apply, params, jnp.asarray(np.repeat(prompt[None], S, 0)),
                                   jnp.repeat(rank[None], S, 0), jnp.ones((S,), jnp.int32), jax.random.PRNGKey(1),
                                   mask_id=5)
   assert (np.asarray(nfe) == 3).all()
@@ -119,6 +125,65 @@ def test_draft_and_verify_agree_on_the_first_target(tiny):
   d, v = jnp.exp(banned_log_probs(draft, 5)), jnp.exp(banned_log_probs(verify, 5))
   assert float(jnp.abs(d[:, 0] - v[:, 0]).max()) < 1e-5
   assert float(jnp.abs(d[:, 1:] - v[:, 1:]).max()) > 1e-2     # later targets do differ (drafts read in verify)
+
+
+def test_cached_calls_give_the_uncached_logits_at_every_step(tiny):
+  """Along whole decodes of random rows (prompts, orders, padding): at every step n the cached draft call (the
+  pending token as content) and verify call (drafts as content) give the uncached passes' probabilities within
+  1e-5 (logits within float32 rounding), and the cache keeps only final entries (those of ranks < n)."""
+  model, params = tiny
+  rng = np.random.default_rng(5)
+  B, N, k = 32, 9, 3
+  tokens, rank, m, _ = _random_rows(rng, B, N, 5)
+  valid = jnp.asarray(np.arange(N)[None] < rng.integers(N - 2, N + 1, (B, 1)))
+  visible = (rank < m[:, None]) | ~valid                           # padding is prompt (ranks below m)
+  rank, m = canonical_ranks(visible), jnp.sum(visible, 1).astype(jnp.int32)
+  order = jnp.argsort(rank, axis=-1)
+  apply = jax.jit(model.apply)                                     # the same shapes at every step: one compile
+  call = jax.jit(lambda *a: _call(model.apply, params, *a))
+  t_K = jnp.arange(k)
+  worst = worst_logit = scale = 0.0
+  cache = None
+  for n in range(int(m.min()), N):
+    n_B = jnp.maximum(m, n)
+    slot = jnp.minimum(n_B[:, None] + t_K[None], N - 1)
+    pos = jnp.take_along_axis(order, slot, 1)
+    decoded = rank < n_B[:, None]
+    content = jnp.where(decoded, tokens, 5)
+    limit = jnp.broadcast_to(n_B[:, None], (B, k))
+    draft = apply({"params": params}, content, rank, m, pos, limit, valid)
+    drafts = jnp.take_along_axis(tokens, pos, 1)
+    verify = apply({"params": params}, content.at[jnp.arange(B)[:, None], pos].set(drafts), rank, m, pos,
+                         slot, valid)
+    if cache is None:                                                # the first call is the prefill
+      c_draft, cache = _prefill(model.apply, params, content, rank, m, valid, pos, limit)
+    else:                                                            # rank n - 1 is pending where n > m
+      tok, prank, ppos, live = _pending(tokens, order, n_B, jnp.minimum(n_B, jnp.maximum(m, n - 1)))
+      c_draft, (kk, vv) = call(cache, tok, prank, ppos, live, m, pos, limit)
+      cache = cache.write(kk, vv, prank, live)
+    by_rank = (jnp.arange(N)[None] < n_B[:, None]) & jnp.take_along_axis(valid, order, 1)   # slots are ranks
+    np.testing.assert_array_equal(np.asarray(cache.readable_BN), np.asarray(by_rank))
+    c_verify, _ = call(cache, drafts, slot, pos, (n_B[:, None] + t_K[None]) < N, m, pos, slot)
+    real = np.asarray((n_B[:, None] + t_K[None]) < N)
+    for a, b in ((draft, c_draft), (verify, c_verify)):              # probabilities (logits reach ~1e2 here)
+      pa, pb = (np.exp(np.asarray(banned_log_probs(x, 5))) for x in (a, b))
+      worst = max(worst, float(np.abs(pa - pb)[real].max()))
+      scale = max(scale, float(np.abs(np.asarray(a)).max()))
+      worst_logit = max(worst_logit, float(np.abs(np.asarray(a) - np.asarray(b))[real].max()))
+  assert worst < 1e-5, worst
+  assert worst_logit < 3e-6 * scale, (worst_logit, scale)   # float32 rounding (~1e-5 at |logit| ~ 10); a wrong
+  # read (a slot, a mask, a position) moves them by 1e-2 or more
+
+
+def test_cached_decoders_draw_what_the_uncached_ones_draw(tiny):
+  """Same seeds, same rows: the cached samplers return the uncached ones' tokens, NFE and rounds (their logits
+  agree to ~1e-7, so a draw could flip only on a tie within that; 128 rows of varied prompts)."""
+  model, params = tiny
+  tokens, rank, m, _ = _random_rows(np.random.default_rng(6), 128, 9, 5)
+  a = assd_sample(model.apply, params, tokens, rank, m, jax.random.PRNGKey(4), k=4, mask_id=5)
+  b = assd_sample_cached(model.apply, params, tokens, rank, m, jax.random.PRNGKey(4), k=4, mask_id=5)
+  for x, y in zip(a, b):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 def test_no_position_sees_a_token_it_must_not_see(tiny):

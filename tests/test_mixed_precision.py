@@ -43,10 +43,12 @@ def test_bfloat16_gradients_track_float32_with_float32_state(experiments):
   assert cosine > 0.999, cosine                                   # same direction ...
   assert abs(np.linalg.norm(b) / np.linalg.norm(a) - 1) < 2e-2    # ... and size
   assert np.abs(a - b).max() > 0                                  # but the compute really ran in bfloat16
-  logits = exp.family.module.apply({"params": state32.params}, jnp.ones((1, 32), jnp.int32))
+  ids = jnp.ones((1, 32), jnp.int32)
+  logits = jax.eval_shape(lambda p: exp.family.module.apply({"params": p}, ids), state32.params)
   assert logits.dtype == jnp.float32
   from models.modernbert import ModernBertEncoder                 # inside, activations are bfloat16
-  h = ModernBertEncoder(exp.family.hparams).apply({"params": state32.params["model"]}, jnp.ones((1, 32), jnp.int32))
+  h = jax.eval_shape(lambda p: ModernBertEncoder(exp.family.hparams).apply({"params": p}, ids),
+                     state32.params["model"])
   assert h.dtype == jnp.bfloat16
 
 

@@ -14,18 +14,23 @@ class AsArmLayer(nn.Module):
   cfg: AsArmConfig
 
   @nn.compact
-  def __call__(self, x_BLD, positions_BL, mask_B1LL):
+  def __call__(self, x_BLD, positions_BL, mask_B1LL, memory=None):
+    """`memory=(k_BSHD, v_BSHD)`: also attend those cached keys/values (mask over [memory | x]); then returns
+    (x, (k, v) of x's tokens)."""
     cfg, dt = self.cfg, self.cfg.compute_dtype
     init = nn.initializers.truncated_normal(cfg.initializer_range)
     out_init = nn.initializers.truncated_normal(cfg.initializer_range / math.sqrt(2.0 * cfg.num_layers))
     h = LayerNorm(cfg.norm_eps, dtype=dt, name="attn_norm")(x_BLD)
-    x_BLD = x_BLD + SelfAttention(num_heads=cfg.num_heads, head_dim=cfg.head_dim, rope_theta=cfg.rope_theta,
-                                  implementation="einsum", dtype=dt, qkv_init=init, out_init=out_init,
-                                  name="attn")(h, None, positions_BL, mask_B1TT=mask_B1LL)
+    attn = SelfAttention(num_heads=cfg.num_heads, head_dim=cfg.head_dim, rope_theta=cfg.rope_theta,
+                         implementation="einsum", dtype=dt, qkv_init=init, out_init=out_init,
+                         name="attn")(h, None, positions_BL, mask_B1TT=mask_B1LL, memory=memory)
+    attn, kv = attn if memory is not None else (attn, None)
+    x_BLD = x_BLD + attn
     h = LayerNorm(cfg.norm_eps, dtype=dt, name="mlp_norm")(x_BLD)
     x_BLD = x_BLD + GegluMlp(cfg.hidden_size, cfg.intermediate_size, cfg.hidden_activation, dtype=dt,
                              in_init=init, out_init=out_init, name="mlp")(h)
-    return nn.with_logical_constraint(x_BLD, ("batch", "length", "embed"))
+    x_BLD = nn.with_logical_constraint(x_BLD, ("batch", "length", "embed"))
+    return x_BLD if memory is None else (x_BLD, kv)
 
 
 class AsArm(nn.Module):
@@ -51,21 +56,61 @@ class AsArm(nn.Module):
     self.decoder_bias = self.param("decoder_bias", nn.with_logical_partitioning(nn.initializers.zeros, ("vocab",)),
                                    (cfg.vocab_size,), jnp.float32)
 
+  def _stream(self, tokens_BP, num_queries):
+    content_BPD = self.embed(tokens_BP)
+    B, D = tokens_BP.shape[0], self.cfg.hidden_size
+    query_BQD = jnp.broadcast_to(self.query_embedding.astype(content_BPD.dtype), (B, num_queries, D))
+    return jnp.concatenate([content_BPD, query_BQD], axis=1)
+
+  def _head(self, h_BQD):
+    logits_BQV = self.embed.attend(self.final_norm(h_BQD)) + self.decoder_bias
+    return nn.with_logical_constraint(logits_BQV, ("batch", "length", "vocab"))
+
   def __call__(self, tokens_BN, rank_BN, m_B, query_pos_BT, query_limit_BT, segment_ids_BN=None, positions_BN=None):
     B, N = tokens_BN.shape
     T = query_pos_BT.shape[1]
-    content_BND = self.embed(tokens_BN)
-    query_BTD = jnp.broadcast_to(self.query_embedding.astype(content_BND.dtype), (B, T, self.cfg.hidden_size))
-    x_BLD = jnp.concatenate([content_BND, query_BTD], axis=1)
+    x_BLD = self._stream(tokens_BN, T)
     if positions_BN is None:
       positions_BN = jnp.broadcast_to(jnp.arange(N), (B, N))
     positions_BL = jnp.concatenate([positions_BN, jnp.take_along_axis(positions_BN, query_pos_BT, axis=1)], axis=1)
     mask = one_stream_mask(rank_BN, m_B, query_limit_BT, segment_ids_BN, query_pos_BT)
     for layer in self.layers:
       x_BLD = layer(x_BLD, positions_BL, mask)
-    h_BTD = self.final_norm(x_BLD[:, N:])
-    logits_BTV = self.embed.attend(h_BTD) + self.decoder_bias
-    return nn.with_logical_constraint(logits_BTV, ("batch", "length", "vocab"))
+    return self._head(x_BLD[:, N:])
+
+  def cached(self, cache_k_LBSHD, cache_v_LBSHD, readable_BS, tokens_BP, rank_BP, pos_BP, live_BP, m_B,
+             query_pos_BQ, query_limit_BQ):
+    """One call of the cached decoder: (logits [B, Q, V] of the queries, (k, v) [L, B, P, H, Dh] of the content).
+
+    The cache holds, per layer, the keys and values of content tokens by rank (slot r = the token of rank r;
+    `readable_BS`: slots whose entries are final and real). Content states are final once written: a decoded
+    token reads only lower ranks (models/asarm/masks.py), so the call encodes only the P content tokens not yet
+    cached (`tokens_BP` at row positions `pos_BP`, ranks `rank_BP`, `live_BP` = real) and the Q queries; it
+    applies the one-stream rules over [cache | content | queries]: content reads lower ranks (and, in the
+    prompt, all of the prompt) and itself, a query reads ranks below its limit and itself. With an empty cache
+    and the whole row as content it is the uncached forward (the prefill). Rows of one document (padding
+    excluded through `live_BP` / `readable_BS`; no packed segments).
+    """
+    B, P = tokens_BP.shape
+    Q, S = query_pos_BQ.shape[1], readable_BS.shape[1]
+    slot_S = jnp.arange(S)
+    prompt_BP = rank_BP < m_B[:, None]
+    c_cache = readable_BS[:, None, :] & (slot_S[None, None, :] < rank_BP[:, :, None])
+    c_content = ((rank_BP[:, None, :] < rank_BP[:, :, None]) | (prompt_BP[:, None, :] & prompt_BP[:, :, None]))
+    c_content = (c_content & live_BP[:, None, :]) | jnp.eye(P, dtype=bool)[None]
+    q_cache = readable_BS[:, None, :] & (slot_S[None, None, :] < query_limit_BQ[:, :, None])
+    q_content = (rank_BP[:, None, :] < query_limit_BQ[:, :, None]) & live_BP[:, None, :]
+    top = jnp.concatenate([c_cache, c_content, jnp.zeros((B, P, Q), bool)], axis=2)
+    bottom = jnp.concatenate([q_cache, q_content, jnp.broadcast_to(jnp.eye(Q, dtype=bool), (B, Q, Q))], axis=2)
+    mask = jnp.concatenate([top, bottom], axis=1)[:, None]
+    x_BLD = self._stream(tokens_BP, Q)
+    positions_BL = jnp.concatenate([pos_BP, query_pos_BQ], axis=1)
+    ks, vs = [], []
+    for i, layer in enumerate(self.layers):
+      x_BLD, (k, v) = layer(x_BLD, positions_BL, mask, memory=(cache_k_LBSHD[i], cache_v_LBSHD[i]))
+      ks.append(k[:, :P])
+      vs.append(v[:, :P])
+    return self._head(x_BLD[:, P:]), (jnp.stack(ks), jnp.stack(vs))
 
 
 def banned_log_probs(logits: jax.Array, mask_id: int, temperature: float = 1.0,

@@ -153,7 +153,9 @@ class SelfAttention(nn.Module):
   with model.dtype=float32). `chunk_size`: queries per block of "chunked" global attention.
   Without a cache it attends within segments (packing/padding) with optional causal and window masks. With
   `kv_cache=(k_BSHD, v_BSHD, start_B)` it writes the new keys and values at rows start_B.. of the cache, attends
-  the cache causally (decoding), and returns (output, (k, v)).
+  the cache causally (decoding), and returns (output, (k, v)). With `memory=(k_BSHD, v_BSHD)` (keys and values
+  computed earlier, RoPE applied) and `mask_B1TT` over [memory | own tokens] ([B, 1, T, S + T]) it attends both and
+  returns (output, (k_BTHD, v_BTHD)) of its own tokens, for the caller to keep (any-order caches).
   """
   num_heads: int
   head_dim: int
@@ -171,7 +173,7 @@ class SelfAttention(nn.Module):
   @nn.compact
   def __call__(self, x_BTD: jax.Array, segment_ids_BT: jax.Array | None, positions_BT: jax.Array,
                kv_cache: tuple[jax.Array, jax.Array, jax.Array] | None = None, mask_B1TT: jax.Array | None = None,
-               deterministic: bool = True):
+               deterministic: bool = True, memory: tuple[jax.Array, jax.Array] | None = None):
     """`mask_B1TT` (boolean, query i may read key j) replaces the segment/causal/window mask when given (models
     with their own visibility rules, e.g. any-order models); it runs the dense kernel. `deterministic=False` with
     dropout_rate > 0 drops attention probabilities (rng stream "dropout"; dense "einsum" kernel)."""
@@ -185,6 +187,13 @@ class SelfAttention(nn.Module):
     q_BTHD = nn.with_logical_constraint(q_BTHD, ("batch", "length", "heads", "kv"))
     scale = self.head_dim ** -0.5
     banded = self.half_window is not None and self.implementation in ("auto", "chunked")
+    if memory is not None:
+      if mask_B1TT is None:
+        raise ValueError("attention over a memory needs mask_B1TT over [memory | own tokens]")
+      keys = jnp.concatenate([memory[0].astype(k_BTHD.dtype), k_BTHD], axis=1)
+      values = jnp.concatenate([memory[1].astype(v_BTHD.dtype), v_BTHD], axis=1)
+      out_BTHD = dot_product_attention(q_BTHD, keys, values, mask_B1TT, scale, "einsum")
+      return self._output(out_BTHD, D), (k_BTHD, v_BTHD)
     if kv_cache is None and mask_B1TT is None and (banded or self.implementation == "chunked"):   # no T x T scores
       if self.half_window is not None:
         out_BTHD = banded_attention(q_BTHD, k_BTHD, v_BTHD, segment_ids_BT, self.half_window, scale, self.causal)

@@ -1,6 +1,6 @@
 """ELECTRA-small joint pretraining step: ours (Flax, jitted) against transformers' PyTorch generator + discriminator.
 
-  python -m bench.electra_throughput [--batch=32 --seq=128 --repeats=5 --rounds=3]
+  python -m bench.electra_throughput [--batch=32 --seq=128 --repeats=5 --rounds=3] [--dtype=float32,bfloat16]
 
 Same config on both sides: ELECTRA-small discriminator (12 layers, d 256, E 128, vocab 30,522) with the paper's
 1/4 generator (d 64, 1 head, FFN 256), embeddings shared (in torch the generator's `electra.embeddings` module is
@@ -13,7 +13,9 @@ the original implementation does. A second HF variant ("head on masked only") ru
 head on the masked positions only: the same algorithm as ours. The FLOP count (and MFU) is ours.
 Ours is one jitted step with the batch passed as an argument (a constant batch would let XLA fold the masking).
 Timing: median of --repeats steps after a warm-up, sides interleaved over --rounds rounds in one process; our
-compile time excluded and reported. The float32 matmul peak is measured in the same run for MFU.
+compile time excluded and reported. The float32 matmul peak is measured in the same run for MFU. --dtype adds our
+step in bfloat16 (`dtype=bfloat16`: bf16 matmul operands, float32 accumulation, parameters, softmax and losses)
+as another side of the same rounds; its ratio is against our float32 step.
 Needs requirements-test.txt (torch, transformers).
 """
 import json
@@ -30,6 +32,7 @@ _BATCH = flags.DEFINE_integer("batch", 32, "Batch size.")
 _SEQ = flags.DEFINE_integer("seq", 128, "Sequence length.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed steps per round and side.")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Interleaved rounds (ours, HF, ours, HF, ...).")
+_DTYPE = flags.DEFINE_list("dtype", ["float32"], "Our compute dtypes (float32 always; bfloat16 adds a side).")
 
 V, MASK, RATE = 30522, 103, 0.15
 
@@ -80,7 +83,8 @@ def _hf_step_fn(gen, disc, ids, B, S, sparse_head=False):
   return step
 
 
-def _our_step_fn(gen, disc, ids, B, S):
+def _our_step_fn(gen, disc, ids, B, S, dtype="float32"):
+  import dataclasses
   import tempfile
 
   import jax
@@ -93,6 +97,8 @@ def _our_step_fn(gen, disc, ids, B, S):
     disc.save_pretrained(os.path.join(tmp, "d"))
     gen.save_pretrained(os.path.join(tmp, "g"))
     model, params = load_electra_pretraining(os.path.join(tmp, "d"), os.path.join(tmp, "g"))
+  if dtype != "float32":
+    model = type(model)(dataclasses.replace(model.cfg, dtype=dtype))   # the generator's config derives from it
   objective = ReplacedTokenDetectionObjective(SlotMasking(mask_id=MASK, special_ids=(0, 101, 102, 103),
                                                           vocab_size=V, random_low=999, mask_rate=RATE))
   tx = optax.adamw(1e-4)
@@ -135,6 +141,8 @@ def main(argv):
   ours, compile_s, cfg = _our_step_fn(gen, disc, ids, B, S)
   sides = {"ours": ours, "hf": _hf_step_fn(gen, disc, ids, B, S),
            "hf_sparse": _hf_step_fn(gen, disc, ids, B, S, sparse_head=True)}
+  if "bfloat16" in _DTYPE.value:
+    sides["ours_bf16"], compile_bf16_s, _ = _our_step_fn(gen, disc, ids, B, S, "bfloat16")
   for fn in sides.values():
     fn()
   times = {k: [] for k in sides}
@@ -154,6 +162,9 @@ def main(argv):
         f"| our MFU (f32 peak {peak / 1e9:.0f} GFLOP/s) |\n|---|---|---|---|---|---|---|---|\n| {B} x {S} | "
         f"{tps['ours']:,.0f} | {tps['hf']:,.0f} | {tps['ours'] / tps['hf']:.2f}x | {tps['hf_sparse']:,.0f} | "
         f"{tps['ours'] / tps['hf_sparse']:.2f}x | {compile_s:.1f} | {100 * result['our_mfu']:.1f}% |")
+  if "ours_bf16" in tps:
+    print(f"\nbfloat16 (ours): {tps['ours_bf16']:,.0f} tokens/s, {tps['ours_bf16'] / tps['ours']:.2f}x our float32 "
+          f"step, {tps['ours_bf16'] / tps['hf_sparse']:.2f}x HF head-on-masked float32 (compile {compile_bf16_s:.1f}s)")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,18 @@
-"""Tests see 8 simulated CPU devices (set before anything imports jax)."""
+"""Tests see 8 simulated CPU devices (set before anything imports jax), and share one persistent compilation cache
+per session: the suite compiles the same tiny programs in many tests and launch.py subprocesses (which inherit the
+variable), and an identical program then compiles once. A cache directory given in JAX_COMPILATION_CACHE_DIR is
+used as is; otherwise a fresh one is made and removed at exit, so no run reads another run's cache."""
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 
 if "jax" not in sys.modules:
   os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+  if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="lmkit_test_jax_cache_")
+    atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:

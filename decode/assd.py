@@ -46,6 +46,29 @@ def _start(tokens_BN, rank_BN, m_B, mask_id):
   return tokens_BN, jnp.argsort(rank_BN, axis=-1)
 
 
+def accept_and_resample(logq, logp, drafts_BK, valid_BK, kp_B, r_accept, r_resid):
+  """One ASSD round's verdict: accept draft i while u < p_i/q_i (the first always), draw from (p - q)+ (p if it
+  vanishes) at the first rejection j. Returns (values to write [B, K], j [B] = first rejected or k', whether a draft
+  was rejected [B], the resampled slot [B, K])."""
+  B, k = drafts_BK.shape
+  t_K = jnp.arange(k)
+  lq_x = jnp.take_along_axis(logq, drafts_BK[..., None], -1)[..., 0]
+  lp_x = jnp.take_along_axis(logp, drafts_BK[..., None], -1)[..., 0]
+  u_BK = jax.random.uniform(r_accept, (B, k))
+  accept_BK = (t_K[None] == 0) | (u_BK < jnp.exp(lp_x - lq_x))
+  rejected_BK = valid_BK & ~accept_BK
+  has_rej_B = rejected_BK.any(axis=1)
+  j_B = jnp.where(has_rej_B, jnp.argmax(rejected_BK, axis=1), kp_B)
+  j_safe = jnp.minimum(j_B, k - 1)
+  p_V = jnp.exp(jnp.take_along_axis(logp, j_safe[:, None, None], 1)[:, 0])
+  q_V = jnp.exp(jnp.take_along_axis(logq, j_safe[:, None, None], 1)[:, 0])
+  resid_V = jnp.maximum(p_V - q_V, 0.0)
+  resid_V = jnp.where(resid_V.sum(-1, keepdims=True) > 1e-12, resid_V, p_V)
+  resampled_B = jax.random.categorical(r_resid, jnp.log(resid_V))
+  at_j = (t_K[None] == j_B[:, None]) & has_rej_B[:, None]
+  return jnp.where(at_j, resampled_B[:, None], drafts_BK), j_B, has_rej_B, at_j
+
+
 @partial(jax.jit, static_argnames=("apply_fn", "k", "mask_id", "temperature", "vocab_limit"))
 def assd_sample(apply_fn, params: Any, tokens_BN: jax.Array, rank_BN: jax.Array, m_B: jax.Array, rng: jax.Array,
                 valid_BN: jax.Array | None = None, *, k: int, mask_id: int, temperature: float = 1.0,
@@ -76,21 +99,7 @@ def assd_sample(apply_fn, params: Any, tokens_BN: jax.Array, rank_BN: jax.Array,
     logp = jax.lax.cond(need_verify,                                                    # verify pass
                         lambda: log_probs(_scatter(tokens, pos_BK, drafts_BK, valid_BK), pos_BK, slot_rank_BK),
                         lambda: logq)
-    lq_x = jnp.take_along_axis(logq, drafts_BK[..., None], -1)[..., 0]
-    lp_x = jnp.take_along_axis(logp, drafts_BK[..., None], -1)[..., 0]
-    u_BK = jax.random.uniform(r_accept, (B, k))
-    accept_BK = (t_K[None] == 0) | (u_BK < jnp.exp(lp_x - lq_x))
-    rejected_BK = valid_BK & ~accept_BK
-    has_rej_B = rejected_BK.any(axis=1)
-    j_B = jnp.where(has_rej_B, jnp.argmax(rejected_BK, axis=1), kp_B)
-    j_safe = jnp.minimum(j_B, k - 1)
-    p_V = jnp.exp(jnp.take_along_axis(logp, j_safe[:, None, None], 1)[:, 0])
-    q_V = jnp.exp(jnp.take_along_axis(logq, j_safe[:, None, None], 1)[:, 0])
-    resid_V = jnp.maximum(p_V - q_V, 0.0)
-    resid_V = jnp.where(resid_V.sum(-1, keepdims=True) > 1e-12, resid_V, p_V)
-    resampled_B = jax.random.categorical(r_resid, jnp.log(resid_V))
-    at_j = (t_K[None] == j_B[:, None]) & has_rej_B[:, None]
-    values_BK = jnp.where(at_j, resampled_B[:, None], drafts_BK)
+    values_BK, j_B, has_rej_B, at_j = accept_and_resample(logq, logp, drafts_BK, valid_BK, kp_B, r_accept, r_resid)
     write_BK = valid_BK & ((t_K[None] < j_B[:, None]) | at_j)
     tokens = _scatter(tokens, pos_BK, values_BK, write_BK)
     written_B = jnp.where(has_rej_B, j_B + 1, kp_B)

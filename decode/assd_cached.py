@@ -24,7 +24,7 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from decode.assd import _rows, _scatter, _start
+from decode.assd import _rows, _scatter, _start, accept_and_resample
 from models.asarm.model import banned_log_probs
 
 
@@ -156,21 +156,7 @@ def assd_sample_cached(apply_fn, params: Any, tokens_BN: jax.Array, rank_BN: jax
       return logq, jnp.zeros(shape, cache.k.dtype), jnp.zeros(shape, cache.v.dtype), jnp.bool_(False)
 
     logp, kp, vp, verified = jax.lax.cond(need_verify, verify, skip)
-    lq_x = jnp.take_along_axis(logq, drafts_BK[..., None], -1)[..., 0]
-    lp_x = jnp.take_along_axis(logp, drafts_BK[..., None], -1)[..., 0]
-    u_BK = jax.random.uniform(r_accept, (B, k))
-    accept_BK = (t_K[None] == 0) | (u_BK < jnp.exp(lp_x - lq_x))
-    rejected_BK = valid_BK & ~accept_BK
-    has_rej_B = rejected_BK.any(axis=1)
-    j_B = jnp.where(has_rej_B, jnp.argmax(rejected_BK, axis=1), kp_B)
-    j_safe = jnp.minimum(j_B, k - 1)
-    p_V = jnp.exp(jnp.take_along_axis(logp, j_safe[:, None, None], 1)[:, 0])
-    q_V = jnp.exp(jnp.take_along_axis(logq, j_safe[:, None, None], 1)[:, 0])
-    resid_V = jnp.maximum(p_V - q_V, 0.0)
-    resid_V = jnp.where(resid_V.sum(-1, keepdims=True) > 1e-12, resid_V, p_V)
-    resampled_B = jax.random.categorical(r_resid, jnp.log(resid_V))
-    at_j = (t_K[None] == j_B[:, None]) & has_rej_B[:, None]
-    values_BK = jnp.where(at_j, resampled_B[:, None], drafts_BK)
+    values_BK, j_B, has_rej_B, at_j = accept_and_resample(logq, logp, drafts_BK, valid_BK, kp_B, r_accept, r_resid)
     accepted_BK = valid_BK & (t_K[None] < j_B[:, None])
     write_BK = accepted_BK | (valid_BK & at_j)
     tokens = _scatter(tokens, pos_BK, values_BK, write_BK)

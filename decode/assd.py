@@ -11,6 +11,8 @@ ASSD (Guo & Ermon 2025) per round, for each row with n < N decoded ranks and k' 
 Each round costs 2 network calls (1 for a final single token) and writes >= 2 tokens when k' >= 2, so the number
 of calls (NFE) never exceeds the number of generated tokens. Rows of a batch advance independently (per-row n and
 NFE); a batch's call serves every unfinished row. No KV cache on any path, so NFE ratios are wall-clock ratios.
+Draws use decode/sampling.inverse_cdf_categorical (one uniform per row; the categorical law, cheaper on CPU than
+Gumbel-max over the vocabulary).
 """
 from functools import partial
 from typing import Any
@@ -18,6 +20,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from decode.sampling import inverse_cdf_categorical
 from models.asarm.model import banned_log_probs
 
 
@@ -64,7 +67,7 @@ def accept_and_resample(logq, logp, drafts_BK, valid_BK, kp_B, r_accept, r_resid
   q_V = jnp.exp(jnp.take_along_axis(logq, j_safe[:, None, None], 1)[:, 0])
   resid_V = jnp.maximum(p_V - q_V, 0.0)
   resid_V = jnp.where(resid_V.sum(-1, keepdims=True) > 1e-12, resid_V, p_V)
-  resampled_B = jax.random.categorical(r_resid, jnp.log(resid_V))
+  resampled_B = inverse_cdf_categorical(r_resid, jnp.log(resid_V))
   at_j = (t_K[None] == j_B[:, None]) & has_rej_B[:, None]
   return jnp.where(at_j, resampled_B[:, None], drafts_BK), j_B, has_rej_B, at_j
 
@@ -94,7 +97,7 @@ def assd_sample(apply_fn, params: Any, tokens_BN: jax.Array, rank_BN: jax.Array,
     pos_BK = jnp.take_along_axis(order_BN, slot_rank_BK, axis=1)
     valid_BK = (t_K[None] < kp_B[:, None]) & active_B[:, None]
     logq = log_probs(tokens, pos_BK, jnp.broadcast_to(n_B[:, None], (B, k)))          # draft pass
-    drafts_BK = jax.random.categorical(r_draft, logq)
+    drafts_BK = inverse_cdf_categorical(r_draft, logq)
     need_verify = jnp.any(valid_BK[:, 1:])
     logp = jax.lax.cond(need_verify,                                                    # verify pass
                         lambda: log_probs(_scatter(tokens, pos_BK, drafts_BK, valid_BK), pos_BK, slot_rank_BK),
@@ -131,7 +134,7 @@ def sequential_sample(apply_fn, params: Any, tokens_BN: jax.Array, rank_BN: jax.
     pos_B1 = jnp.take_along_axis(order_BN, slot_B1, axis=1)
     logp = banned_log_probs(apply_fn({"params": params}, tokens, rank_BN, m_B, pos_B1, slot_B1, valid_BN),
                             mask_id, temperature, vocab_limit)
-    tokens = _scatter(tokens, pos_B1, jax.random.categorical(r, logp), active_B[:, None])
+    tokens = _scatter(tokens, pos_B1, inverse_cdf_categorical(r, logp), active_B[:, None])
     return tokens, n_B + active_B, nfe_B + active_B, key
 
   state = (tokens_BN, m_B.astype(jnp.int32), jnp.zeros((B,), jnp.int32), rng)
@@ -151,7 +154,7 @@ def parallel_sample(apply_fn, params: Any, tokens_BN: jax.Array, rank_BN: jax.Ar
   logq = banned_log_probs(apply_fn({"params": params}, tokens_BN, rank_BN, m_B, pos_BN,
                                    jnp.broadcast_to(m_B[:, None], (B, N)), valid_BN), mask_id, temperature,
                           vocab_limit)
-  tokens = _scatter(tokens_BN, pos_BN, jax.random.categorical(rng, logq), slot_valid_BN)
+  tokens = _scatter(tokens_BN, pos_BN, inverse_cdf_categorical(rng, logq), slot_valid_BN)
   nfe_B = jnp.ones((B,), jnp.int32)
   return tokens, nfe_B, nfe_B
 

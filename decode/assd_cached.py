@@ -3,16 +3,23 @@
 The same samplers as decode/assd.py (same target, same accept/resample rule, same random draws per round), but
 each network call encodes only what is new (AsArm.cached): a decoded token's content state reads only lower
 ranks, so it is final once computed, and slot r of the cache holds the keys and values of the token of rank r.
-Per row: `n` ranks are decoded, `done` <= n of them have final cache entries; the rest (at most one: the token
-sampled last, or the resampled token of an ASSD round) are "pending" and ride along as content in the next call.
+A call writes its content tokens' entries at their slots (in place: one buffer per layer, never copied) and
+attends the cache; `readable` says which slots hold final entries. Per row: `n` ranks are decoded, `done` <= n of
+them have final entries; the rest (at most one, of rank n - 1: the token sampled last, an ASSD round's resampled
+token or its accepted last draft) are "pending" and ride along as content in the next call.
 
   prefill: the first call (of a sequential step or an ASSD draft pass) takes the whole row as content (the prompt
-    bidirectional) with no cache, and keeps the prompt's entries.
-  sequential step: [pending content | query sigma(n), limit n]; the pending entry is kept.
-  ASSD round: draft call [pending | k draft queries, limit n] (the pending entry kept), then the verify call
-    [k drafts as content | k queries, limits n..n+k-1]; the entries of the accepted drafts are kept (they read
-    only accepted tokens), a resampled token becomes pending.
-The calls are the uncached path's, one for one (the same NFE and rounds), each smaller.
+    bidirectional) with an empty cache, and keeps the prompt's entries.
+  sequential step: [pending content | query sigma(n), limit n]; the pending entry becomes final.
+  ASSD round: draft call [pending | k draft queries, limit n] (the pending entry becomes final), then the verify
+    call [drafts 0..k-2 as content | queries for drafts 1..k-1, limits n+1..n+k-1]: draft 0's verify query is
+    not asked, its answer being the draft's own (the same conditional; the first draft is always accepted), and
+    draft k-1's content is not encoded, no verify query reading it. The entries of the accepted drafts among
+    0..k-2 become final (they read only accepted tokens); an accepted last draft, or the resampled token, is
+    pending in the next call. A rejected draft's slot is rewritten when its rank is decoded.
+The calls are the uncached path's, one for one (the same NFE and rounds, 3k - 1 rows per round instead of
+2(N + k)), except that the verify call also runs in a final round of one token, where the uncached path skips it
+(its verdict is fixed there; an unconditional call is cheaper than a cond on CPU; NFE counts the oracle's calls).
 Batches advance per row (per-row n, done and NFE). The uncached samplers stay the oracle: tests check both paths
 against enumeration and the cached logits against the uncached ones at every step.
 Letters: B batch, N row length (= cache slots), L layers, H heads, D head dim, K drafts, V vocabulary.
@@ -25,23 +32,23 @@ import jax
 import jax.numpy as jnp
 
 from decode.assd import _rows, _scatter, _start, accept_and_resample
+from decode.sampling import inverse_cdf_categorical
 from models.asarm.model import banned_log_probs
 
 
 @flax.struct.dataclass
 class RankCache:
-  """k, v: [L, B, N, H, D] by rank slot; readable_BN: slot entries that are final and real (not padding)."""
-  k: jax.Array
-  v: jax.Array
+  """k: L arrays [B, H, D, N], v: [B, H, N, D] by rank slot (laid out as the attention products read them) (one per layer: each is updated in place inside the loop);
+  readable_BN: slot entries that are final and real (not padding)."""
+  k: tuple[jax.Array, ...]
+  v: tuple[jax.Array, ...]
   readable_BN: jax.Array
 
-  def write(self, k_LBPHD: jax.Array, v_LBPHD: jax.Array, rank_BP: jax.Array, keep_BP: jax.Array) -> "RankCache":
-    N = self.k.shape[2]
-    slot_BP = jnp.where(keep_BP, rank_BP, N)            # dropped where not kept
-    k = self.k.at[:, _rows(rank_BP), slot_BP].set(k_LBPHD.astype(self.k.dtype), mode="drop")
-    v = self.v.at[:, _rows(rank_BP), slot_BP].set(v_LBPHD.astype(self.v.dtype), mode="drop")
-    readable = self.readable_BN.at[_rows(rank_BP), slot_BP].set(True, mode="drop")
-    return RankCache(k, v, readable)
+  def mark(self, rank_BP: jax.Array, keep_BP: jax.Array) -> "RankCache":
+    """The entries written at these ranks' slots are final where keep."""
+    N = self.readable_BN.shape[1]
+    readable = self.readable_BN.at[_rows(rank_BP), jnp.where(keep_BP, rank_BP, N)].set(True, mode="drop")
+    return self.replace(readable_BN=readable)
 
 
 def _model_dims(apply_fn):
@@ -49,23 +56,24 @@ def _model_dims(apply_fn):
   return cfg.num_layers, cfg.num_heads, cfg.head_dim, cfg.compute_dtype
 
 
+def _call(apply_fn, params, cache, tokens_BP, rank_BP, pos_BP, live_BP, m_B, query_pos_BQ, query_limit_BQ):
+  """One cached call: (logits [B, Q, V], the cache with the live content's entries written, none marked)."""
+  logits, (k, v) = apply_fn({"params": params}, cache.k, cache.v, cache.readable_BN, tokens_BP, rank_BP, pos_BP,
+                            live_BP, m_B, query_pos_BQ, query_limit_BQ, method="cached")
+  return logits, cache.replace(k=k, v=v)
+
+
 def _prefill(apply_fn, params, tokens_BN, rank_BN, m_B, valid_BN, query_pos_BQ, query_limit_BQ):
-  """The first call: the whole row as content (the prompt's entries are kept) and the first queries.
+  """The first call: the whole row as content (the prompt's entries are written and kept) and the first queries.
   Returns (logits [B, Q, V], cache)."""
   B, N = tokens_BN.shape
   L, H, D, dtype = _model_dims(apply_fn)
-  empty = jnp.zeros((L, B, 0, H, D), dtype)
+  empty = RankCache(tuple(jnp.zeros((B, H, D, N), dtype) for _ in range(L)),
+                    tuple(jnp.zeros((B, H, N, D), dtype) for _ in range(L)), jnp.zeros((B, N), bool))
   prompt_BN = (rank_BN < m_B[:, None]) & valid_BN
-  logits, (k, v) = apply_fn({"params": params}, empty, empty, jnp.zeros((B, 0), bool), tokens_BN, rank_BN,
-                            jnp.broadcast_to(jnp.arange(N), (B, N)), prompt_BN, m_B, query_pos_BQ, query_limit_BQ,
-                            method="cached")
-  cache = RankCache(jnp.zeros((L, B, N, H, D), dtype), jnp.zeros((L, B, N, H, D), dtype), jnp.zeros((B, N), bool))
-  return logits, cache.write(k, v, rank_BN, prompt_BN)
-
-
-def _call(apply_fn, params, cache, tokens_BP, rank_BP, pos_BP, live_BP, m_B, query_pos_BQ, query_limit_BQ):
-  return apply_fn({"params": params}, cache.k, cache.v, cache.readable_BN, tokens_BP, rank_BP, pos_BP, live_BP, m_B,
-                  query_pos_BQ, query_limit_BQ, method="cached")
+  logits, cache = _call(apply_fn, params, empty, tokens_BN, rank_BN, jnp.broadcast_to(jnp.arange(N), (B, N)),
+                        prompt_BN, m_B, query_pos_BQ, query_limit_BQ)
+  return logits, cache.mark(rank_BN, prompt_BN)
 
 
 def _pending(tokens, order_BN, n_B, done_B):
@@ -101,10 +109,10 @@ def sequential_sample_cached(apply_fn, params: Any, tokens_BN: jax.Array, rank_B
       logits, cache = _prefill(apply_fn, params, tokens, rank_BN, m_B, valid_BN, pos_B1, slot_B1)
     else:
       tok_B1, prank_B1, ppos_B1, live_B1 = _pending(tokens, order_BN, n_B, done_B)
-      logits, (k, v) = _call(apply_fn, params, cache, tok_B1, prank_B1, ppos_B1, live_B1, m_B, pos_B1, slot_B1)
-      cache = cache.write(k, v, prank_B1, live_B1)
+      logits, cache = _call(apply_fn, params, cache, tok_B1, prank_B1, ppos_B1, live_B1, m_B, pos_B1, slot_B1)
+      cache = cache.mark(prank_B1, live_B1)
     logp = banned_log_probs(logits, mask_id, temperature, vocab_limit)
-    tokens = _scatter(tokens, pos_B1, jax.random.categorical(r, logp), active_B[:, None])
+    tokens = _scatter(tokens, pos_B1, inverse_cdf_categorical(r, logp), active_B[:, None])
     return tokens, cache, n_B + active_B, jnp.where(active_B, n_B, done_B), nfe_B + active_B, key
 
   state = step((tokens_BN, None, m_B, m_B, jnp.zeros((B,), jnp.int32), rng), first=True)
@@ -139,30 +147,26 @@ def assd_sample_cached(apply_fn, params: Any, tokens_BN: jax.Array, rank_BN: jax
       logits_q, cache = _prefill(apply_fn, params, tokens, rank_BN, m_B, valid_BN, pos_BK, draft_limit_BK)
     else:
       tok_B1, prank_B1, ppos_B1, live_B1 = _pending(tokens, order_BN, n_B, done_B)
-      logits_q, (kq, vq) = _call(apply_fn, params, cache, tok_B1, prank_B1, ppos_B1, live_B1, m_B, pos_BK,
-                                 draft_limit_BK)
-      cache = cache.write(kq, vq, prank_B1, live_B1)
+      logits_q, cache = _call(apply_fn, params, cache, tok_B1, prank_B1, ppos_B1, live_B1, m_B, pos_BK,
+                              draft_limit_BK)
+      cache = cache.mark(prank_B1, live_B1)
     logq = banned_log_probs(logits_q, mask_id, temperature, vocab_limit)
-    drafts_BK = jax.random.categorical(r_draft, logq)
-    need_verify = jnp.any(valid_BK[:, 1:])
-
-    def verify():                                                                         # verify pass
-      logits_p, (kp, vp) = _call(apply_fn, params, cache, drafts_BK.astype(jnp.int32), slot_rank_BK, pos_BK,
-                                 valid_BK, m_B, pos_BK, slot_rank_BK)
-      return banned_log_probs(logits_p, mask_id, temperature, vocab_limit), kp, vp, jnp.bool_(True)
-
-    def skip():
-      shape = cache.k.shape[:2] + (k,) + cache.k.shape[3:]
-      return logq, jnp.zeros(shape, cache.k.dtype), jnp.zeros(shape, cache.v.dtype), jnp.bool_(False)
-
-    logp, kp, vp, verified = jax.lax.cond(need_verify, verify, skip)
+    drafts_BK = inverse_cdf_categorical(r_draft, logq)
+    if k > 1:   # verify pass: drafts 0..k-2 as content, queries for drafts 1..k-1 (see the module docstring)
+      live_BC = valid_BK[:, :-1] & (t_K[None, :-1] < kp_B[:, None] - 1)
+      logits_p, cache = _call(apply_fn, params, cache, drafts_BK[:, :-1], slot_rank_BK[:, :-1], pos_BK[:, :-1],
+                              live_BC, m_B, pos_BK[:, 1:], slot_rank_BK[:, 1:])
+      logp = jnp.concatenate([logq[:, :1], banned_log_probs(logits_p, mask_id, temperature, vocab_limit)], axis=1)
+    else:
+      logp = logq
     values_BK, j_B, has_rej_B, at_j = accept_and_resample(logq, logp, drafts_BK, valid_BK, kp_B, r_accept, r_resid)
     accepted_BK = valid_BK & (t_K[None] < j_B[:, None])
     write_BK = accepted_BK | (valid_BK & at_j)
     tokens = _scatter(tokens, pos_BK, values_BK, write_BK)
-    cache = cache.write(kp, vp, slot_rank_BK, accepted_BK & verified)   # accepted drafts' entries are final
+    if k > 1:                                         # accepted drafts' written entries are final
+      cache = cache.mark(slot_rank_BK[:, :-1], accepted_BK[:, :-1] & live_BC)
+    kept_B = jnp.where(has_rej_B, j_B, kp_B - 1)      # the last draft, accepted, is pending
     written_B = jnp.where(has_rej_B, j_B + 1, kp_B)
-    kept_B = jnp.where(verified, jnp.where(has_rej_B, j_B, kp_B), 0)
     new_n_B = jnp.where(active_B, n_B + written_B, n_B)
     done_B = jnp.where(active_B, n_B + kept_B, done_B)
     nfe_B = nfe_B + jnp.where(active_B, jnp.where(kp_B > 1, 2, 1), 0)

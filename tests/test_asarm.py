@@ -159,8 +159,8 @@ def test_cached_calls_give_the_uncached_logits_at_every_step(tiny):
       c_draft, cache = _prefill(model.apply, params, content, rank, m, valid, pos, limit)
     else:                                                            # rank n - 1 is pending where n > m
       tok, prank, ppos, live = _pending(tokens, order, n_B, jnp.minimum(n_B, jnp.maximum(m, n - 1)))
-      c_draft, (kk, vv) = call(cache, tok, prank, ppos, live, m, pos, limit)
-      cache = cache.write(kk, vv, prank, live)
+      c_draft, cache = call(cache, tok, prank, ppos, live, m, pos, limit)
+      cache = cache.mark(prank, live)
     by_rank = (jnp.arange(N)[None] < n_B[:, None]) & jnp.take_along_axis(valid, order, 1)   # slots are ranks
     np.testing.assert_array_equal(np.asarray(cache.readable_BN), np.asarray(by_rank))
     c_verify, _ = call(cache, drafts, slot, pos, (n_B[:, None] + t_K[None]) < N, m, pos, slot)

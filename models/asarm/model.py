@@ -15,8 +15,8 @@ class AsArmLayer(nn.Module):
 
   @nn.compact
   def __call__(self, x_BLD, positions_BL, mask_B1LL, memory=None):
-    """`memory=(k_BSHD, v_BSHD)`: also attend those cached keys/values (mask over [memory | x]); then returns
-    (x, (k, v) of x's tokens)."""
+    """`memory=(k_BHDS, v_BHSD, slot_BL, self_BL)`: write x's keys/values at those slots, attend the memory (the
+    mask over its slots) and, where self_BL, the token itself; then returns (x, (k, v) memory with the writes)."""
     cfg, dt = self.cfg, self.cfg.compute_dtype
     init = nn.initializers.truncated_normal(cfg.initializer_range)
     out_init = nn.initializers.truncated_normal(cfg.initializer_range / math.sqrt(2.0 * cfg.num_layers))
@@ -78,39 +78,44 @@ class AsArm(nn.Module):
       x_BLD = layer(x_BLD, positions_BL, mask)
     return self._head(x_BLD[:, N:])
 
-  def cached(self, cache_k_LBSHD, cache_v_LBSHD, readable_BS, tokens_BP, rank_BP, pos_BP, live_BP, m_B,
-             query_pos_BQ, query_limit_BQ):
-    """One call of the cached decoder: (logits [B, Q, V] of the queries, (k, v) [L, B, P, H, Dh] of the content).
+  def cached(self, cache_k, cache_v, readable_BS, tokens_BP, rank_BP, pos_BP, live_BP, m_B, query_pos_BQ,
+             query_limit_BQ):
+    """One call of the cached decoder: (logits [B, Q, V] of the queries, (cache_k, cache_v) with the content's
+    entries written).
 
-    The cache holds, per layer, the keys and values of content tokens by rank (slot r = the token of rank r;
-    `readable_BS`: slots whose entries are final and real). Content states are final once written: a decoded
-    token reads only lower ranks (models/asarm/masks.py), so the call encodes only the P content tokens not yet
-    cached (`tokens_BP` at row positions `pos_BP`, ranks `rank_BP`, `live_BP` = real) and the Q queries; it
-    applies the one-stream rules over [cache | content | queries]: content reads lower ranks (and, in the
-    prompt, all of the prompt) and itself, a query reads ranks below its limit and itself. With an empty cache
-    and the whole row as content it is the uncached forward (the prefill). Rows of one document (padding
-    excluded through `live_BP` / `readable_BS`; no packed segments).
+    The cache holds, per layer (`cache_k`: L arrays [B, H, Dh, S], `cache_v`: [B, H, S, Dh]), the keys and values of content
+    tokens by rank (slot r = the token of rank r; `readable_BS`: slots whose entries are final and real). Content
+    states are final once written: a decoded token reads only lower ranks (models/asarm/masks.py), so the call
+    encodes only the P content tokens not yet cached (`tokens_BP` at row positions `pos_BP`, ranks `rank_BP`,
+    `live_BP` = real) and the Q queries. It writes each live content token's entries at its rank's slot first
+    and then applies the one-stream rules over [cache | queries]: content reads lower ranks (and, in the prompt,
+    all of the prompt) and itself, a query reads ranks below its limit and itself. The caller decides which
+    written slots become readable (an ASSD verify call writes drafts that may be rejected; a later call
+    overwrites them). With an empty cache and the whole row as content it is the uncached forward (the prefill).
+    Rows of one document (padding excluded through `live_BP` / `readable_BS`; no packed segments).
     """
     B, P = tokens_BP.shape
     Q, S = query_pos_BQ.shape[1], readable_BS.shape[1]
     slot_S = jnp.arange(S)
     prompt_BP = rank_BP < m_B[:, None]
-    c_cache = readable_BS[:, None, :] & (slot_S[None, None, :] < rank_BP[:, :, None])
-    c_content = ((rank_BP[:, None, :] < rank_BP[:, :, None]) | (prompt_BP[:, None, :] & prompt_BP[:, :, None]))
-    c_content = (c_content & live_BP[:, None, :]) | jnp.eye(P, dtype=bool)[None]
-    q_cache = readable_BS[:, None, :] & (slot_S[None, None, :] < query_limit_BQ[:, :, None])
-    q_content = (rank_BP[:, None, :] < query_limit_BQ[:, :, None]) & live_BP[:, None, :]
-    top = jnp.concatenate([c_cache, c_content, jnp.zeros((B, P, Q), bool)], axis=2)
-    bottom = jnp.concatenate([q_cache, q_content, jnp.broadcast_to(jnp.eye(Q, dtype=bool), (B, Q, Q))], axis=2)
-    mask = jnp.concatenate([top, bottom], axis=1)[:, None]
+    new_BPS = live_BP[:, :, None] & (rank_BP[:, :, None] == slot_S[None, None])     # content p is written at s
+    new_BS = new_BPS.any(axis=1)
+    prompt_S = slot_S[None, None, :] < m_B[:, None, None]
+    below_BPS = slot_S[None, None, :] < rank_BP[:, :, None]
+    c_cache = ((readable_BS[:, None, :] & below_BPS) | (new_BS[:, None, :] & (below_BPS | (prompt_BP[:, :, None]
+               & prompt_S))) | new_BPS)                                          # own entry through its slot
+    q_cache = (readable_BS | new_BS)[:, None, :] & (slot_S[None, None, :] < query_limit_BQ[:, :, None])
+    mask = jnp.concatenate([c_cache, q_cache], axis=1)[:, None]                   # [B, 1, P + Q, S]
+    self_BL = jnp.concatenate([~live_BP, jnp.ones((B, Q), bool)], axis=1)        # unstored tokens read themselves
     x_BLD = self._stream(tokens_BP, Q)
     positions_BL = jnp.concatenate([pos_BP, query_pos_BQ], axis=1)
+    slot_BL = jnp.concatenate([jnp.where(live_BP, rank_BP, S), jnp.full((B, Q), S, rank_BP.dtype)], axis=1)
     ks, vs = [], []
     for i, layer in enumerate(self.layers):
-      x_BLD, (k, v) = layer(x_BLD, positions_BL, mask, memory=(cache_k_LBSHD[i], cache_v_LBSHD[i]))
-      ks.append(k[:, :P])
-      vs.append(v[:, :P])
-    return self._head(x_BLD[:, P:]), (jnp.stack(ks), jnp.stack(vs))
+      x_BLD, (k, v) = layer(x_BLD, positions_BL, mask, memory=(cache_k[i], cache_v[i], slot_BL, self_BL))
+      ks.append(k)
+      vs.append(v)
+    return self._head(x_BLD[:, P:]), (tuple(ks), tuple(vs))
 
 
 def banned_log_probs(logits: jax.Array, mask_id: int, temperature: float = 1.0,

@@ -144,6 +144,36 @@ def write_cache(cache_BSHD: jax.Array, new_BTHD: jax.Array, start_B: jax.Array) 
       cache_BSHD, new_BTHD, start_B)
 
 
+def write_slots(mem: jax.Array, new_BTHD: jax.Array, slot_BT: jax.Array, slot_axis: int) -> jax.Array:
+  """mem ([B, H, S, Dh] or [B, H, Dh, S]: `slot_axis` 2 or 3) with token t's entry at slot[b, t]; slots >= S are
+  dropped (tokens not stored)."""
+  rows_B1 = jnp.arange(mem.shape[0])[:, None]
+  index = (rows_B1, slice(None), slot_BT) if slot_axis == 2 else (rows_B1, slice(None), slice(None), slot_BT)
+  return mem.at[index].set(new_BTHD.astype(mem.dtype), mode="drop")
+
+
+def memory_attention(q_BTHD: jax.Array, k_mem_BHDS: jax.Array, v_mem_BHSD: jax.Array, k_BTHD: jax.Array,
+                     v_BTHD: jax.Array, mask_B1TS: jax.Array, self_BT: jax.Array, scale: float) -> jax.Array:
+  """Attention over a memory under `mask_B1TS`, plus each token's own key where `self_BT` (a token whose entry is
+  not in the memory); one softmax over both. The memory is laid out as the batched products read it (keys
+  [B, H, Dh, S], values [B, H, S, Dh]), so a loop-carried cache is read in place, never copied or transposed."""
+  q_BTHD = q_BTHD * jnp.asarray(scale, q_BTHD.dtype)
+  dt = q_BTHD.dtype
+  # canonical batched products [G, M, K] x [G, K, N] (other orders run on a slow Eigen path on CPU)
+  mem_BHTS = matmul.einsum("bhtd,bhds->bhts", q_BTHD.transpose(0, 2, 1, 3), k_mem_BHDS.astype(dt))
+  mem_BHTS = jnp.where(mask_B1TS, mem_BHTS, jnp.finfo(jnp.float32).min)
+  self_BHT = jnp.einsum("bthd,bthd->bht", q_BTHD, k_BTHD, preferred_element_type=jnp.float32)
+  self_BHT = jnp.where(self_BT[:, None], self_BHT, jnp.finfo(jnp.float32).min)
+  top_BHT = jnp.maximum(mem_BHTS.max(axis=-1), self_BHT)
+  e_mem_BHTS = jnp.exp(mem_BHTS - top_BHT[..., None])
+  e_self_BHT = jnp.exp(self_BHT - top_BHT)
+  norm_BHT = e_mem_BHTS.sum(axis=-1) + e_self_BHT
+  out_BHTD = matmul.einsum("bhts,bhsd->bhtd", (e_mem_BHTS / norm_BHT[..., None]).astype(dt), v_mem_BHSD.astype(dt))
+  out_BTHD = (out_BHTD.transpose(0, 2, 1, 3)
+              + (e_self_BHT / norm_BHT).transpose(0, 2, 1)[..., None].astype(dt) * v_BTHD)
+  return out_BTHD.astype(v_BTHD.dtype)
+
+
 class SelfAttention(nn.Module):
   """Fused-QKV self-attention with optional RoPE. Wqkv: [embed, 3, heads, kv]; Wo: [heads, kv, embed].
 
@@ -153,9 +183,10 @@ class SelfAttention(nn.Module):
   with model.dtype=float32). `chunk_size`: queries per block of "chunked" global attention.
   Without a cache it attends within segments (packing/padding) with optional causal and window masks. With
   `kv_cache=(k_BSHD, v_BSHD, start_B)` it writes the new keys and values at rows start_B.. of the cache, attends
-  the cache causally (decoding), and returns (output, (k, v)). With `memory=(k_BSHD, v_BSHD)` (keys and values
-  computed earlier, RoPE applied) and `mask_B1TT` over [memory | own tokens] ([B, 1, T, S + T]) it attends both and
-  returns (output, (k_BTHD, v_BTHD)) of its own tokens, for the caller to keep (any-order caches).
+  the cache causally (decoding), and returns (output, (k, v)). With `memory=(k_BHDS, v_BHSD, slot_BT, self_BT)` (keys and values computed
+  earlier, RoPE applied) it writes its own tokens' keys and values at slots `slot_BT` (a slot >= S: not
+  stored), attends the memory under `mask_B1TT` ([B, 1, T, S]; a stored token reads itself through its slot) and,
+  where `self_BT`, its own key; returns (output, (k_mem, v_mem)) with the writes (any-order caches).
   """
   num_heads: int
   head_dim: int
@@ -189,11 +220,11 @@ class SelfAttention(nn.Module):
     banded = self.half_window is not None and self.implementation in ("auto", "chunked")
     if memory is not None:
       if mask_B1TT is None:
-        raise ValueError("attention over a memory needs mask_B1TT over [memory | own tokens]")
-      keys = jnp.concatenate([memory[0].astype(k_BTHD.dtype), k_BTHD], axis=1)
-      values = jnp.concatenate([memory[1].astype(v_BTHD.dtype), v_BTHD], axis=1)
-      out_BTHD = dot_product_attention(q_BTHD, keys, values, mask_B1TT, scale, "einsum")
-      return self._output(out_BTHD, D), (k_BTHD, v_BTHD)
+        raise ValueError("attention over a memory needs mask_B1TT over the memory slots")
+      k_mem, v_mem, slot_BT, self_BT = memory
+      k_mem, v_mem = write_slots(k_mem, k_BTHD, slot_BT, 3), write_slots(v_mem, v_BTHD, slot_BT, 2)
+      out_BTHD = memory_attention(q_BTHD, k_mem, v_mem, k_BTHD, v_BTHD, mask_B1TT, self_BT, scale)
+      return self._output(out_BTHD, D), (k_mem, v_mem)
     if kv_cache is None and mask_B1TT is None and (banded or self.implementation == "chunked"):   # no T x T scores
       if self.half_window is not None:
         out_BTHD = banded_attention(q_BTHD, k_BTHD, v_BTHD, segment_ids_BT, self.half_window, scale, self.causal)

@@ -54,7 +54,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.train.eval_every = 100
   c.train.checkpoint_every = 100
   c.train.sample_every = 0          # 0: sample only at the end
-  c.train.peak_flops_per_device = 0.0   # for MFU; 0: a table by device kind, measured on CPU
+  c.train.peak_flops_per_device = 0.0   # for MFU; 0: a table by device kind, measured on CPU (model.dtype)
 
   c.optim = ml_collections.ConfigDict()
   c.optim.lr = 1e-3

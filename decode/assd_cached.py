@@ -38,8 +38,9 @@ from models.asarm.model import banned_log_probs
 
 @flax.struct.dataclass
 class RankCache:
-  """k: L arrays [B, H, D, N], v: [B, H, N, D] by rank slot (laid out as the attention products read them) (one per layer: each is updated in place inside the loop);
-  readable_BN: slot entries that are final and real (not padding)."""
+  """k: L arrays [B, H, D, N], v: L arrays [B, H, N, D], by rank slot (one per layer, each updated in place inside
+  the loop; laid out as the attention products read them); readable_BN: slot entries that are final and real (not
+  padding)."""
   k: tuple[jax.Array, ...]
   v: tuple[jax.Array, ...]
   readable_BN: jax.Array

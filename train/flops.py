@@ -37,8 +37,11 @@ def measure_matmul_peak(n: int = PEAK_N, dtype=jnp.float32, repeats: int = PEAK_
 
 
 @functools.lru_cache(maxsize=None)
-def total_peak_flops(devices: Sequence[jax.Device], per_device: float = 0.0) -> float:
-  """Peak FLOP/s of the devices this run uses: configured, else the table, else (CPU) a measurement."""
+def total_peak_flops(devices: Sequence[jax.Device], per_device: float = 0.0, compute_dtype: str = "float32") -> float:
+  """Peak FLOP/s of the devices this run uses: configured, else the table (bf16, whatever the run's dtype, as
+  MFU is usually quoted on accelerators), else (CPU) a measurement of products of the run's compute dtype
+  (bfloat16 operands with float32 accumulation run about 2-4x the float32 rate on CPUs with AVX-512 BF16 / AMX,
+  so a bfloat16 run measured against the float32 peak would overstate its MFU)."""
   if per_device > 0:
     return per_device * len(devices)
   kind = devices[0].device_kind
@@ -46,5 +49,5 @@ def total_peak_flops(devices: Sequence[jax.Device], per_device: float = 0.0) -> 
     if kind.startswith(name):
       return peak * len(devices)
   if devices[0].platform == "cpu":  # simulated CPU devices share the same cores: the machine's peak counts once
-    return measure_matmul_peak(device=devices[0])
+    return measure_matmul_peak(dtype=jnp.dtype(compute_dtype), device=devices[0])
   return 0.0

@@ -333,7 +333,8 @@ def train(config: Any, workdir: str, *, stop_at_step: int | None = None) -> dict
                                async_save=c.checkpoint.async_save)
   if jax.process_index() == 0:
     stored_config.write_if_fresh(config, workdir, ckpt.latest_step() is not None)
-  peak_flops = total_peak_flops(tuple(jax.devices()), c.train.peak_flops_per_device)  # outside the mesh context
+  peak_flops = total_peak_flops(tuple(jax.devices()), c.train.peak_flops_per_device,   # outside the mesh context
+                               c.model.get("dtype", "float32"))
   fam = exp.family
   with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
     data_iter = exp.train_iterator()

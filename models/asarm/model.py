@@ -83,15 +83,15 @@ class AsArm(nn.Module):
     """One call of the cached decoder: (logits [B, Q, V] of the queries, (cache_k, cache_v) with the content's
     entries written).
 
-    The cache holds, per layer (`cache_k`: L arrays [B, H, Dh, S], `cache_v`: [B, H, S, Dh]), the keys and values of content
-    tokens by rank (slot r = the token of rank r; `readable_BS`: slots whose entries are final and real). Content
-    states are final once written: a decoded token reads only lower ranks (models/asarm/masks.py), so the call
-    encodes only the P content tokens not yet cached (`tokens_BP` at row positions `pos_BP`, ranks `rank_BP`,
-    `live_BP` = real) and the Q queries. It writes each live content token's entries at its rank's slot first
-    and then applies the one-stream rules over [cache | queries]: content reads lower ranks (and, in the prompt,
-    all of the prompt) and itself, a query reads ranks below its limit and itself. The caller decides which
-    written slots become readable (an ASSD verify call writes drafts that may be rejected; a later call
-    overwrites them). With an empty cache and the whole row as content it is the uncached forward (the prefill).
+    The cache holds, per layer (`cache_k`: L arrays [B, H, Dh, S], `cache_v`: [B, H, S, Dh]), the keys and values
+    of content tokens by rank (slot r = the token of rank r; `readable_BS`: slots whose entries are final and
+    real). Content states are final once written: a decoded token reads only lower ranks (models/asarm/masks.py),
+    so the call encodes only the P content tokens not yet cached (`tokens_BP` at row positions `pos_BP`, ranks
+    `rank_BP`, `live_BP` = real) and the Q queries. It writes each live content token's entries at its rank's slot
+    first and then applies the one-stream rules over [cache | queries]: content reads lower ranks (and, in the
+    prompt, all of the prompt) and itself, a query reads ranks below its limit and itself. The caller decides which
+    written slots become readable (an ASSD verify call writes drafts that may be rejected; a later call overwrites
+    them). With an empty cache and the whole row as content it is the uncached forward (the prefill).
     Rows of one document (padding excluded through `live_BP` / `readable_BS`; no packed segments).
     """
     B, P = tokens_BP.shape

@@ -183,10 +183,10 @@ class SelfAttention(nn.Module):
   with model.dtype=float32). `chunk_size`: queries per block of "chunked" global attention.
   Without a cache it attends within segments (packing/padding) with optional causal and window masks. With
   `kv_cache=(k_BSHD, v_BSHD, start_B)` it writes the new keys and values at rows start_B.. of the cache, attends
-  the cache causally (decoding), and returns (output, (k, v)). With `memory=(k_BHDS, v_BHSD, slot_BT, self_BT)` (keys and values computed
-  earlier, RoPE applied) it writes its own tokens' keys and values at slots `slot_BT` (a slot >= S: not
-  stored), attends the memory under `mask_B1TT` ([B, 1, T, S]; a stored token reads itself through its slot) and,
-  where `self_BT`, its own key; returns (output, (k_mem, v_mem)) with the writes (any-order caches).
+  the cache causally (decoding), and returns (output, (k, v)). With `memory=(k_BHDS, v_BHSD, slot_BT, self_BT)`
+  (keys and values computed earlier, RoPE applied) it writes its own tokens' keys and values at slots `slot_BT` (a
+  slot >= S: not stored), attends the memory under `mask_B1TT` ([B, 1, T, S]; a stored token reads itself through
+  its slot) and, where `self_BT`, its own key; returns (output, (k_mem, v_mem)) with the writes (any-order caches).
   """
   num_heads: int
   head_dim: int
@@ -204,7 +204,7 @@ class SelfAttention(nn.Module):
   @nn.compact
   def __call__(self, x_BTD: jax.Array, segment_ids_BT: jax.Array | None, positions_BT: jax.Array,
                kv_cache: tuple[jax.Array, jax.Array, jax.Array] | None = None, mask_B1TT: jax.Array | None = None,
-               deterministic: bool = True, memory: tuple[jax.Array, jax.Array] | None = None):
+               deterministic: bool = True, memory: tuple[jax.Array, ...] | None = None):
     """`mask_B1TT` (boolean, query i may read key j) replaces the segment/causal/window mask when given (models
     with their own visibility rules, e.g. any-order models); it runs the dense kernel. `deterministic=False` with
     dropout_rate > 0 drops attention probabilities (rng stream "dropout"; dense "einsum" kernel)."""

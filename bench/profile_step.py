@@ -1,0 +1,118 @@
+"""Where the trainer's compiled step spends its time: a `jax.profiler` trace of a few steps, every executed XLA
+op's time summed by what it belongs to (its HLO `op_name`: layer part, forward or backward, optimiser, copies).
+
+  python -m bench.profile_step [--config=base] [--dtype=float32] [--steps=2] [--top=25]
+
+The step is bench/train_throughput.py's (the generic trainer's ahead-of-time compiled train step at that shape),
+2 warm-up steps, then --steps traced steps. Op times are the durations of the executed XLA:CPU ops (thunks) on
+the runtime's worker threads, summed; with 2 threads they add up to about twice the wall time when both are busy,
+so the shares, not the sums, compare with the step time. "layout copies" are copy / transpose ops XLA inserted
+(op_name ends in `copy` or `transpose`, or none). Prints the step time, MFU against the float32 (or bfloat16)
+matmul peak measured in the same run, a table by category and the --top single ops (for BENCHMARKS.md).
+"""
+import collections
+import glob
+import re
+import statistics
+import tempfile
+import time
+
+from absl import app, flags
+
+from bench.timing import cpu_model
+
+_CONFIG = flags.DEFINE_string("config", "base", "Shape: default or base (bench/train_throughput.py's).")
+_DTYPE = flags.DEFINE_string("dtype", "float32", "model.dtype: float32 or bfloat16.")
+_STEPS = flags.DEFINE_integer("steps", 2, "Traced steps.")
+_TOP = flags.DEFINE_integer("top", 25, "Single ops listed.")
+
+# (category, pattern over the op's op_name); the first match wins. Backward ops carry "transpose(" in op_name.
+_PARTS = [
+    ("optimiser (AdamW, clipping, schedule)", r"optax|adam|scale_by|clip|apply_updates|schedule|global_norm|"
+                                            r"tree_map|/update|opt_state"),
+    ("loss and metrics", r"loss|cross_entropy|log_softmax|logsumexp|accuracy|metrics|take_along_axis"),
+    ("MLM head and decoder (vocabulary)", r"head|decoder|attend"),
+    ("embeddings", r"embed"),
+    ("attention projections (Wqkv, Wo)", r"attn/(Wqkv|Wo|attn\._output)"),
+    ("attention core (scores, softmax, weighted sum; RoPE)", r"attn|rope|attention"),
+    ("MLP (Wi, Wo, GeGLU)", r"mlp"),
+    ("norms", r"norm"),
+    ("residual adds and rest of the layers", r"layers_\d+"),
+]
+
+
+def _category(op_name: str | None, hlo_op: str) -> str:
+  if not op_name or hlo_op.startswith(("copy", "transpose")):
+    return "layout copies / unattributed"
+  direction = "backward" if "transpose(" in op_name else "forward"
+  for label, pattern in _PARTS:
+    if re.search(pattern, op_name):
+      return label if label.startswith(("optimiser", "loss")) else f"{label}, {direction}"
+  return f"other, {direction}"
+
+
+def main(argv):
+  del argv
+  import flax.linen as nn
+  import jax
+  import jax.numpy as jnp
+  from jax.profiler import ProfileData
+
+  from bench.train_throughput import _config
+  from train.flops import measure_matmul_peak
+  from train.loop import build_experiment
+  c = _config(_CONFIG.value)
+  c.unlock()
+  c.model.dtype = _DTYPE.value
+  exp = build_experiment(c, devices=jax.devices()[:1])
+  tokens = c.train.batch_size * c.data.seq_len
+  peak = measure_matmul_peak(dtype=jnp.dtype(_DTYPE.value))
+  trace_dir = tempfile.mkdtemp(prefix="profile_step_")
+  with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
+    state = exp.init_state()
+    step = exp.compiled_train_step()
+    hlo = step.as_text()
+    it = exp.train_iterator()
+    batches = [exp.to_device(next(it)) for _ in range(2 + _STEPS.value)]
+    for b in batches[:2]:
+      state, m = step(state, b)
+    jax.block_until_ready(m["loss"])
+    times = []
+    jax.profiler.start_trace(trace_dir)
+    for b in batches[2:]:
+      t = time.perf_counter()
+      state, m = step(state, b)
+      jax.block_until_ready(m["loss"])
+      times.append(time.perf_counter() - t)
+    jax.profiler.stop_trace()
+  step_s = statistics.median(times)
+  flops = exp.family.flops_per_token(c.data.seq_len) * tokens
+  op_names = {m.group(1): m.group(2) for m in re.finditer(
+      r'^\s+(?:ROOT )?%([\w.\-]+) = .*?metadata=\{op_name="([^"]*)"', hlo, re.M)}
+  hlo_ops = {m.group(1): m.group(2) for m in re.finditer(r'^\s+(?:ROOT )?%([\w.\-]+) = \S+ ([\w\-]+)\(', hlo, re.M)}
+  path = sorted(glob.glob(f"{trace_dir}/**/*.xplane.pb", recursive=True))[-1]
+  by_cat, by_op = collections.Counter(), collections.Counter()
+  for plane in ProfileData.from_file(path).planes:
+    for line in plane.lines:
+      if not line.name.startswith("tf_XLA"):      # the XLA:CPU runtime's worker threads
+        continue
+      for ev in line.events:
+        if ev.name not in hlo_ops:              # executor bookkeeping, nested regions
+          continue
+        by_cat[_category(op_names.get(ev.name), hlo_ops[ev.name])] += ev.duration_ns
+        by_op[ev.name] += ev.duration_ns
+  total = sum(by_cat.values())
+  print(f"\n{c.model.dtype} {_CONFIG.value} train step ({c.train.batch_size} x {c.data.seq_len}): {step_s * 1e3:.0f} ms "
+        f"median of {len(times)} traced steps, {tokens / step_s:,.0f} tokens/s, MFU {flops / step_s / peak:.1%} "
+        f"against the {_DTYPE.value} matmul peak measured in this run ({peak / 1e9:.0f} GFLOP/s); op time summed "
+        f"over worker threads {total / 1e6 / len(times):.0f} ms per step; {cpu_model()}, jax {jax.__version__}")
+  print("\n| where | share of op time | ms per step (summed over threads) |\n|---|---|---|")
+  for cat, ns in by_cat.most_common():
+    print(f"| {cat} | {ns / total:.1%} | {ns / 1e6 / len(times):.1f} |")
+  print(f"\n| op | kind | share | op_name |\n|---|---|---|---|")
+  for name, ns in by_op.most_common(_TOP.value):
+    print(f"| {name} | {hlo_ops[name]} | {ns / total:.1%} | {(op_names.get(name) or '')[-110:]} |")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -74,3 +74,23 @@ def test_every_dot_of_the_bfloat16_train_step_takes_bfloat16_operands(experiment
   bwd = sum(n for k, n in f32.items() if k[3] == "backward")
   assert fwd >= 14 and bwd >= 2 * fwd - 2, f32
   assert sum(b16.values()) == fwd + bwd                              # the same dots, all in bfloat16
+
+
+def test_bias_gradient_product_equals_the_reduction():
+  """models.layers.matmul.add_bias (bias gradient as ones · cotangent): the gradients of y + b, exactly up to
+  float32 summation order, and within bfloat16 rounding of the cotangent on the bfloat16 path."""
+  from models.layers.matmul import add_bias
+  y = jax.random.normal(jax.random.PRNGKey(0), (4, 33, 40))
+  b = jax.random.normal(jax.random.PRNGKey(1), (40,))
+  w = jax.random.normal(jax.random.PRNGKey(2), (4, 33, 40))
+
+  def grads(f):
+    return jax.jit(jax.grad(lambda y, b: jnp.sum(jnp.sin(f(y, b)) * w), (0, 1)))(y, b)
+
+  want = grads(lambda y, b: y + b)
+  for dtype, tol in ((jnp.float32, 1e-5), (jnp.bfloat16, 3e-2)):
+    got = grads(lambda y, b: add_bias(y, b, dtype))
+    np.testing.assert_array_equal(np.asarray(got[0]), np.asarray(want[0]))
+    err = float(jnp.abs(got[1] - want[1]).max() / jnp.abs(want[1]).max())
+    assert err < tol, (dtype, err)
+  assert float(jnp.abs(grads(lambda y, b: add_bias(y, b, jnp.bfloat16))[1] - want[1]).max()) > 0   # really bf16

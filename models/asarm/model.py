@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 from models.asarm.config import AsArmConfig
 from models.asarm.masks import one_stream_mask
-from models.layers import Embed, GegluMlp, LayerNorm, SelfAttention
+from models.layers import Embed, GegluMlp, LayerNorm, SelfAttention, matmul
 
 
 class AsArmLayer(nn.Module):
@@ -63,7 +63,7 @@ class AsArm(nn.Module):
     return jnp.concatenate([content_BPD, query_BQD], axis=1)
 
   def _head(self, h_BQD):
-    logits_BQV = self.embed.attend(self.final_norm(h_BQD)) + self.decoder_bias
+    logits_BQV = matmul.add_bias(self.embed.attend(self.final_norm(h_BQD)), self.decoder_bias, self.cfg.compute_dtype)
     return nn.with_logical_constraint(logits_BQV, ("batch", "length", "vocab"))
 
   def __call__(self, tokens_BN, rank_BN, m_B, query_pos_BT, query_limit_BT, segment_ids_BN=None, positions_BN=None):

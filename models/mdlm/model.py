@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from models.layers import matmul
 from models.modernbert.config import ModernBertConfig
 from models.modernbert.model import ModernBertEncoder, ModernBertPredictionHead
 
@@ -46,7 +47,7 @@ class MaskedDiffusionLM(nn.Module):
     return self.model(tokens_BT, segment_ids_BT, positions_BT)
 
   def logits_from_hidden(self, h_BTD, tokens_BT):
-    logits_BTV = self.model.attend(self.head(h_BTD)) + self.decoder_bias
+    logits_BTV = matmul.add_bias(self.model.attend(self.head(h_BTD)), self.decoder_bias, self.cfg.compute_dtype)
     logits_BTV = nn.with_logical_constraint(logits_BTV, ("batch", "length", "vocab"))
     return subs_logits(logits_BTV, tokens_BT, mask_id=self.mask_id, vocab_limit=self.vocab_limit)
 

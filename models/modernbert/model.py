@@ -4,7 +4,7 @@ import math
 import flax.linen as nn
 import jax.numpy as jnp
 
-from models.layers import Embed, GegluMlp, LayerNorm, Linear, SelfAttention
+from models.layers import Embed, GegluMlp, LayerNorm, Linear, SelfAttention, matmul
 from models.layers.inputs import default_inputs
 from models.layers.mlp import activation
 from models.modernbert.config import ModernBertConfig
@@ -101,5 +101,5 @@ class ModernBertForMaskedLM(nn.Module):
     h_BTD = ModernBertPredictionHead(cfg, name="head")(encoder(tokens_BT, segment_ids_BT, positions_BT))
     bias = self.param("decoder_bias", nn.with_logical_partitioning(nn.initializers.zeros, ("vocab",)),
                       (cfg.vocab_size,), jnp.float32)
-    logits_BTV = encoder.attend(h_BTD) + bias
+    logits_BTV = matmul.add_bias(encoder.attend(h_BTD), bias, cfg.compute_dtype)
     return nn.with_logical_constraint(logits_BTV, ("batch", "length", "vocab"))

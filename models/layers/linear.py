@@ -5,7 +5,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from models.layers.matmul import add_bias, contract_last
+from models.layers.matmul import contract_last
 
 Initializer = Callable[..., jax.Array]
 
@@ -37,5 +37,5 @@ class Linear(nn.Module):
     if self.use_bias:
       bias_axes = tuple(self.kernel_axes[self.n_in:])
       bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros, bias_axes), features, jnp.float32)
-      y = add_bias(y, bias, self.dtype)
+      y = y + bias
     return y.astype(self.dtype)

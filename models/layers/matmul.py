@@ -99,7 +99,8 @@ def add_bias(y: jax.Array, bias: jax.Array, dtype=jnp.float32) -> jax.Array:
   """y [..., *F] + bias [*F], whose bias gradient is a product (ones [N] · cotangent [N, F], operands in `dtype`,
   float32 accumulation, like every product here) rather than a reduction over the leading axes: XLA:CPU ran that
   reduction 28x slower than the product ([8, 512, 50368] -> [50368]: 875 ms vs 31 ms), 4% of the float32
-  ModernBERT-base train step (bench/profile_step.py, BENCHMARKS.md)."""
+  ModernBERT-base train step (bench/profile_step.py, BENCHMARKS.md). For vocabulary-sized biases only: with
+  hidden-size biases the reduction is as fast and, fused in place, faster (ELECTRA's biased layers)."""
   return y + bias
 
 

@@ -6,9 +6,11 @@ op's time summed by what it belongs to (its HLO `op_name`: layer part, forward o
 The step is bench/train_throughput.py's (the generic trainer's ahead-of-time compiled train step at that shape),
 2 warm-up steps, then --traced_steps traced steps. Op times are the durations of the executed XLA:CPU ops (thunks) on
 the runtime's worker threads, summed; with 2 threads they add up to about twice the wall time when both are busy,
-so the shares, not the sums, compare with the step time. "layout copies" are copy / transpose ops and the fusions XLA
-built around them (`copy_*` fusions: e.g. a residual cotangent summed into another layout), whatever their op_name. Prints the step time, MFU against the float32 (or bfloat16)
-matmul peak measured in the same run, a table by category and the --top single ops (for BENCHMARKS.md).
+so the shares, not the sums, compare with the step time. "layout copies" are copy / transpose ops and the fusions
+XLA built around them (`copy_*` fusions: e.g. a residual cotangent summed into another layout), whatever their
+op_name; ops whose op_name names no part of the step (the optimiser's among them) count as "other". Prints the
+step time, MFU against the matmul peak of the dtype measured before and after the steps, a table by category and
+the --top single ops (for BENCHMARKS.md).
 """
 import collections
 import glob
@@ -105,7 +107,8 @@ def main(argv):
         by_cat[_category(op_names.get(ev.name), ev.name, hlo_ops[ev.name])] += ev.duration_ns
         by_op[ev.name] += ev.duration_ns
   total = sum(by_cat.values())
-  print(f"\n{c.model.dtype} {_CONFIG.value} train step ({c.train.batch_size} x {c.data.seq_len}): {step_s * 1e3:.0f} ms "
+  shape = f"{c.train.batch_size} x {c.data.seq_len}"
+  print(f"\n{c.model.dtype} {_CONFIG.value} train step ({shape}): {step_s * 1e3:.0f} ms "
         f"median of {len(times)} traced steps, {tokens / step_s:,.0f} tokens/s, MFU {flops / step_s / peak:.1%} / "
         f"{flops / step_s / peak_after:.1%} against the {_DTYPE.value} matmul peak measured before / after the steps "
         f"({peak / 1e9:.0f} / {peak_after / 1e9:.0f} GFLOP/s); op time summed "
@@ -113,7 +116,7 @@ def main(argv):
   print("\n| where | share of op time | ms per step (summed over threads) |\n|---|---|---|")
   for cat, ns in by_cat.most_common():
     print(f"| {cat} | {ns / total:.1%} | {ns / 1e6 / len(times):.1f} |")
-  print(f"\n| op | kind | share | op_name |\n|---|---|---|---|")
+  print("\n| op | kind | share | op_name |\n|---|---|---|---|")
   for name, ns in by_op.most_common(_TOP.value):
     print(f"| {name} | {hlo_ops[name]} | {ns / total:.1%} | {(op_names.get(name) or '')[-110:]} |")
 

@@ -23,6 +23,8 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
+from models.layers.categorical import inverse_cdf_categorical  # noqa: F401  (re-exported: decode/assd*.py)
+
 NEG_INF = -jnp.inf
 
 
@@ -208,36 +210,3 @@ def sample(key: jax.Array, logits: jax.Array, cfg: SamplerConfig | None = None) 
   if cfg is None:
     return jnp.argmax(logits, axis=-1)
   return jax.random.categorical(key, apply_chain(logits, cfg), axis=-1)
-
-
-def _first_or_last(cond, fallback):
-  """Index of the first True of `cond` along the last axis, else of the last True of `fallback`."""
-  last = fallback.shape[-1] - 1 - jnp.argmax(fallback[..., ::-1], axis=-1)
-  return jnp.where(cond.any(-1), jnp.argmax(cond, axis=-1), last)
-
-
-def inverse_cdf_categorical(key: jax.Array, log_probs: jax.Array, block: int = 64) -> jax.Array:
-  """Draws ids [...] from (unnormalised) log-probabilities [..., V]: the law of `jax.random.categorical`, not its
-  draws, for a fraction of its cost where a call draws from a few rows of a large vocabulary on CPU.
-
-  One uniform per row against the cumulative distribution (Gumbel-max draws V uniforms and 2V logarithms per row,
-  and on CPU threefry runs as a rolled loop: 0.75 ms against 0.13 for 5 x 4,096 on our CPU). The cumulative sums
-  are two small triangular products, over blocks of `block` ids and within the chosen block (XLA's cumsum lowering
-  is a long chain of reduce-windows). Only ids of positive mass can be drawn (an -inf id never is, whatever the
-  rounding of the sums: the search is confined to blocks and ids of positive mass).
-  """
-  V = log_probs.shape[-1]
-  nb = -(-V // block)
-  lp = log_probs.astype(jnp.float32)
-  p = jnp.exp(lp - jnp.max(lp, axis=-1, keepdims=True))
-  p = jnp.pad(p, [(0, 0)] * (p.ndim - 1) + [(0, nb * block - V)]).reshape(p.shape[:-1] + (nb, block))
-  within = jnp.matmul(p, jnp.triu(jnp.ones((block, block), jnp.float32)), precision="highest")  # inclusive
-  bsum = within[..., -1]
-  bcdf = jnp.matmul(bsum, jnp.triu(jnp.ones((nb, nb), jnp.float32)), precision="highest")
-  t = jax.random.uniform(key, log_probs.shape[:-1], jnp.float32) * bcdf[..., -1]
-  b = _first_or_last((bcdf > t[..., None]) & (bsum > 0), bsum > 0)
-  row_within = jnp.take_along_axis(within, b[..., None, None], axis=-2)[..., 0, :]
-  row_p = jnp.take_along_axis(p, b[..., None, None], axis=-2)[..., 0, :]
-  mass_before = (jnp.take_along_axis(bcdf, b[..., None], axis=-1) - jnp.take_along_axis(bsum, b[..., None], axis=-1))
-  i = _first_or_last((row_within > t[..., None] - mass_before) & (row_p > 0), row_p > 0)
-  return (b * block + i).astype(jnp.int32)

@@ -1,12 +1,14 @@
 """Training throughput and MFU of the generic trainer, with this machine's matmul peak measured in the same run.
 
   python -m bench.train_throughput [--configs=default,base] [--steps=5] [--dtype=float32,bfloat16]
+      [--moment_dtype=float32,bfloat16]
 
 For each config and compute dtype (`model.dtype`; parameters, optimiser, softmax and loss stay float32): the
 compiled train step's median step time over --steps timed steps (after 2 warm-up steps), tokens/s, MFU =
 (training FLOPs per token x tokens/s) / the measured matmul peak of that dtype (FLOPs per token from the model's
 formula 6·N + 12·L·S·d, dense attention), the speed-up over float32 of the same config, and the input pipeline's
-own token rate (packed batches, no model).
+own token rate (packed batches, no model). --moment_dtype adds rows with AdamW's first moment stored in that dtype
+(`optim.moment_dtype`); the optimiser state's bytes (the live state's arrays) are in the last column.
 The base shape uses ModernBERT-base dimensions (22 layers, d=768, vocab 50368, seq 512, batch 8) on byte-level
 data: throughput depends on the shapes, not on the tokenizer.
 Prints a Markdown table for BENCHMARKS.md.
@@ -22,6 +24,7 @@ from bench.timing import cpu_model
 _CONFIGS = flags.DEFINE_list("configs", ["default", "base"], "Which shapes to measure: default, base.")
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps per config.")
 _DTYPE = flags.DEFINE_list("dtype", ["float32"], "Compute dtypes to measure (model.dtype): float32, bfloat16.")
+_MOMENT = flags.DEFINE_list("moment_dtype", ["float32"], "optim.moment_dtype values to measure: float32, bfloat16.")
 
 
 def _config(name, overrides=None):
@@ -70,7 +73,9 @@ def measure(name: str, steps: int, peak: float, overrides: dict | None = None) -
     n += 1
   pipeline_tps = n * tokens / (time.perf_counter() - t)
   params = sum(int(x.size) for x in jax.tree.leaves(exp.abstract_state.params))
-  return dict(name=name, dtype=c.model.dtype, params=params, batch=c.train.batch_size, seq=c.data.seq_len, compile_s=compile_s,
+  opt_bytes = sum(int(x.nbytes) for x in jax.tree.leaves(state.opt_state))
+  return dict(name=name, dtype=c.model.dtype, moment_dtype=c.optim.moment_dtype, opt_bytes=opt_bytes, params=params,
+              batch=c.train.batch_size, seq=c.data.seq_len, compile_s=compile_s,
               step_s=step_s, tps=tokens / step_s, gflops=flops / step_s / 1e9, mfu=flops / step_s / peak,
               pipeline_tps=pipeline_tps)
 
@@ -84,23 +89,26 @@ def main(argv):
   peak32 = measure_matmul_peak(dtype=jnp.float32)
   peak16 = measure_matmul_peak(dtype=jnp.bfloat16)
   peaks = {"float32": peak32, "bfloat16": peak16}
-  rows = [measure(name, _STEPS.value, peaks[dtype], {"model.dtype": dtype})
-          for name in _CONFIGS.value for dtype in _DTYPE.value]
-  f32_tps = {r["name"]: r["tps"] for r in rows if r["dtype"] == "float32"}
+  rows = [measure(name, _STEPS.value, peaks[dtype], {"model.dtype": dtype, "optim.moment_dtype": moment})
+          for name in _CONFIGS.value for dtype in _DTYPE.value for moment in _MOMENT.value]
+  f32_tps = {r["name"]: r["tps"] for r in rows if r["dtype"] == r["moment_dtype"] == "float32"}
   peak32_after = measure_matmul_peak(dtype=jnp.float32)
   print(f"\nmachine: {cpu_model()}, {os.cpu_count()} cores, jax {jax.__version__} ({jax.devices()[0].platform}); "
         f"load average before: {load:.2f}")
   print(f"measured matmul peak (train.flops.measure_matmul_peak, as the trainer's MFU): float32 "
         f"{peak32 / 1e9:.0f} GFLOP/s before, {peak32_after / 1e9:.0f} after; "
         f"bf16 in / f32 accumulate {peak16 / 1e9:.0f} GFLOP/s\n")
-  print("| config | dtype | params | batch x seq | compile (s) | step (s) | tokens/s | vs float32 | model GFLOP/s | "
-        "MFU (peak of the dtype) | input pipeline tokens/s | pipeline / trainer |")
-  print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+  print("| config | dtype | moments | params | batch x seq | compile (s) | step (s) | tokens/s | vs float32 | "
+        "model GFLOP/s | MFU (peak of the dtype) | input pipeline tokens/s | pipeline / trainer | "
+        "optimiser state (MiB) |")
+  print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
   for r in rows:
     ratio = f"{r['tps'] / f32_tps[r['name']]:.2f}x" if r["name"] in f32_tps else "-"
-    print(f"| {r['name']} | {r['dtype']} | {r['params'] / 1e6:.1f}M | {r['batch']} x {r['seq']} | "
+    print(f"| {r['name']} | {r['dtype']} | {r['moment_dtype']} | {r['params'] / 1e6:.1f}M | "
+          f"{r['batch']} x {r['seq']} | "
           f"{r['compile_s']:.1f} | {r['step_s']:.3f} | {r['tps']:,.0f} | {ratio} | {r['gflops']:.1f} | "
-          f"{100 * r['mfu']:.1f}% | {r['pipeline_tps']:,.0f} | {r['pipeline_tps'] / r['tps']:.0f}x |")
+          f"{100 * r['mfu']:.1f}% | {r['pipeline_tps']:,.0f} | {r['pipeline_tps'] / r['tps']:.0f}x | "
+          f"{r['opt_bytes'] / 2 ** 20:,.1f} |")
 
 
 if __name__ == "__main__":

@@ -66,6 +66,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.optim.eps = 1e-6
   c.optim.weight_decay = 1e-5
   c.optim.clip_norm = 1.0
+  c.optim.moment_dtype = "float32"  # or "bfloat16": AdamW's first moment stored in bf16 (train/optim.py)
 
   c.tracker = "tensorboard"          # or "wandb": TensorBoard plus Weights & Biases, offline (train/trackers.py)
 

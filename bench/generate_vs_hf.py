@@ -1,11 +1,14 @@
 """Generation throughput: our jitted KV-cache generation against Hugging Face `generate`, same GPT-2 weights.
 
-  python -m bench.generate_vs_hf [--batches=1,8 --new_tokens=128 --prompt=16 --repeats=3]
+  python -m bench.generate_vs_hf [--batches=1,8 --new_tokens=128 --prompt=16 --repeats=3] [--size=small]
+      [--torch_device=cpu]
 
-Builds a random-weight GPT-2 small (124M) in transformers, converts it with models.hf.load_gpt2, checks that both
-produce the same greedy tokens, then times greedy generation of --new_tokens tokens (min = max, no early stop)
-for each batch size: median of --repeats runs each, ours after a separate compile-and-run (compile time reported
-separately). Prints a Markdown table for BENCHMARKS.md. Needs requirements-test.txt (torch, transformers).
+Builds a random-weight GPT-2 (--size: small, 124M, or medium, 355M) in transformers, converts it with
+models.hf.load_gpt2, checks that both produce the same greedy tokens, then times greedy generation of
+--new_tokens tokens (min = max, no early stop) for each batch size: median of --repeats runs each, ours after a separate compile-and-run (compile time reported
+separately). --torch_device=cuda runs the reference on the GPU that JAX uses (bench/accelerator.sh); the greedy
+tokens are then compared as computed (TF32 / kernel choices may move a near-tie). Prints a Markdown table for
+BENCHMARKS.md. Needs requirements-test.txt (torch, transformers).
 """
 import os
 import statistics
@@ -18,6 +21,8 @@ _BATCHES = flags.DEFINE_list("batches", ["1", "8"], "Batch sizes.")
 _NEW = flags.DEFINE_integer("new_tokens", 128, "Tokens to generate.")
 _PROMPT = flags.DEFINE_integer("prompt", 16, "Prompt length.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed runs per setting.")
+_SIZE = flags.DEFINE_enum("size", "small", ["small", "medium"], "GPT-2 size (random weights).")
+_TORCH_DEVICE = flags.DEFINE_string("torch_device", "cpu", "Where the transformers reference runs: cpu or cuda.")
 
 
 def main(argv):
@@ -31,13 +36,16 @@ def main(argv):
   from decode.generate import generate
   from models.hf import load_gpt2
   torch.manual_seed(0)
-  hf = transformers.GPT2LMHeadModel(transformers.GPT2Config()).eval()
+  shape = {} if _SIZE.value == "small" else dict(n_embd=1024, n_layer=24, n_head=16)
+  hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(**shape)).eval()
   path = tempfile.mkdtemp()
   hf.save_pretrained(path)
   model, params = load_gpt2(path)
   params = jax.device_put(params)
   n = _NEW.value
-  print(f"GPT-2 small (random weights), prompt {_PROMPT.value}, {n} new tokens, greedy; torch {torch.__version__} "
+  hf = hf.to(_TORCH_DEVICE.value)
+  print(f"GPT-2 {_SIZE.value} (random weights), reference on {_TORCH_DEVICE.value}, prompt {_PROMPT.value}, "
+        f"{n} new tokens, greedy; torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), jax {jax.__version__} ({jax.devices()[0].platform}), "
         f"{os.cpu_count()} cores")
   print("| batch | ours tokens/s | HF tokens/s | ratio | our compile + first run (s) | same tokens |")
@@ -57,8 +65,9 @@ def main(argv):
 
     def theirs():
       with torch.inference_mode():
-        return hf.generate(torch.tensor(prompt, dtype=torch.long), do_sample=False, max_new_tokens=n,
-                           min_new_tokens=n, pad_token_id=0, eos_token_id=None).numpy()
+        out = hf.generate(torch.tensor(prompt, dtype=torch.long, device=_TORCH_DEVICE.value), do_sample=False,
+                          max_new_tokens=n, min_new_tokens=n, pad_token_id=0, eos_token_id=None)
+        return out.cpu().numpy()   # the copy back waits for the GPU, as ours does
 
     hf_tokens = theirs()
     same = bool(np.array_equal(our_tokens, hf_tokens))

@@ -1,7 +1,7 @@
 """Training throughput and MFU of the generic trainer, with this machine's matmul peak measured in the same run.
 
   python -m bench.train_throughput [--configs=default,base] [--steps=5] [--dtype=float32,bfloat16]
-      [--moment_dtype=float32,bfloat16]
+      [--moment_dtype=float32,bfloat16] [--batch_size=0]
 
 For each config and compute dtype (`model.dtype`; parameters, optimiser, softmax and loss stay float32): the
 compiled train step's median step time over --steps timed steps (after 2 warm-up steps), tokens/s, MFU =
@@ -9,8 +9,10 @@ compiled train step's median step time over --steps timed steps (after 2 warm-up
 formula 6·N + 12·L·S·d, dense attention), the speed-up over float32 of the same config, and the input pipeline's
 own token rate (packed batches, no model). --moment_dtype adds rows with AdamW's first moment stored in that dtype
 (`optim.moment_dtype`); the optimiser state's bytes (the live state's arrays) are in the last column.
-The base shape uses ModernBERT-base dimensions (22 layers, d=768, vocab 50368, seq 512, batch 8) on byte-level
-data: throughput depends on the shapes, not on the tokenizer.
+Shapes (`_config`): default, base and large (ModernBERT-base / -large, 8 x 512, vocab 50,368), gpt2_medium (the
+causal LM at GPT-2-medium shape, 8 x 1024), on byte-level data: throughput depends on the shapes, not on the
+tokenizer. On an accelerator MFU is against the chip's dense bf16 peak (train/flops.py's table, as MFU is quoted
+there); bench/accelerator.sh runs the accelerator set.
 Prints a Markdown table for BENCHMARKS.md.
 """
 import os
@@ -21,20 +23,37 @@ from absl import app, flags
 
 from bench.timing import cpu_model
 
-_CONFIGS = flags.DEFINE_list("configs", ["default", "base"], "Which shapes to measure: default, base.")
+_CONFIGS = flags.DEFINE_list("configs", ["default", "base"], "Shapes: default, base, large, gpt2_medium.")
+_BATCH = flags.DEFINE_integer("batch_size", 0, "train.batch_size for every shape (0: the shape's own).")
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps per config.")
 _DTYPE = flags.DEFINE_list("dtype", ["float32"], "Compute dtypes to measure (model.dtype): float32, bfloat16.")
 _MOMENT = flags.DEFINE_list("moment_dtype", ["float32"], "optim.moment_dtype values to measure: float32, bfloat16.")
 
 
+SHAPES = ("default", "base", "large", "gpt2_medium")
+
+
 def _config(name, overrides=None):
-  from configs import modernbert_mlm
-  c = modernbert_mlm.get_config("base" if name == "base" else None)
-  c.unlock()
+  """default: configs/modernbert_mlm.py; base / large: its ModernBERT-base / -large shapes (8 x 512); gpt2_medium:
+  configs/causal_lm.py at GPT-2-medium shape (24 layers, d 1024, 16 heads, FFN 4096, vocab 50,257; 8 x 1024).
+  Byte-level data throughout: throughput depends on the shapes, not on the tokenizer."""
+  from configs import causal_lm, modernbert_mlm
+  if name not in SHAPES:
+    raise ValueError(f"--configs: unknown shape {name!r}; use one of {SHAPES}")
+  if name == "gpt2_medium":
+    c = causal_lm.get_config()
+    c.unlock()
+    m = c.model
+    m.hidden_size, m.num_layers, m.num_heads, m.intermediate_size = 1024, 24, 16, 4096
+    m.max_position_embeddings, m.vocab_size = 1024, 50257
+    c.data.seq_len, c.train.batch_size = 1024, 8
+  else:
+    c = modernbert_mlm.get_config(None if name == "default" else name)
+    c.unlock()
   c.mesh.data = 1
-  if name == "base":
+  if name != "default":
     c.data.vocab = "byte"
-    c.model.vocab_size = 50368
+    c.model.vocab_size = c.model.vocab_size or 50368
   for key, value in (overrides or {}).items():   # e.g. {"data.corpus": "tokenized:DIR"} (bench/data_pipeline.py)
     section, leaf = key.rsplit(".", 1)
     c[section][leaf] = value
@@ -84,12 +103,20 @@ def main(argv):
   del argv
   import jax
   import jax.numpy as jnp
-  from train.flops import measure_matmul_peak
+  from train.flops import measure_matmul_peak, total_peak_flops
   load = os.getloadavg()[0]
   peak32 = measure_matmul_peak(dtype=jnp.float32)
   peak16 = measure_matmul_peak(dtype=jnp.bfloat16)
   peaks = {"float32": peak32, "bfloat16": peak16}
-  rows = [measure(name, _STEPS.value, peaks[dtype], {"model.dtype": dtype, "optim.moment_dtype": moment})
+  device = jax.devices()[0]
+  if device.platform != "cpu":     # accelerators: MFU against the chip's dense bf16 peak (train/flops.py's table)
+    table = total_peak_flops([device])
+    if table <= 0:
+      raise SystemExit(f"no bf16 peak for device kind {device.device_kind!r}: add it to train/flops.py")
+    peaks = {"float32": table, "bfloat16": table}
+    print(f"{device.device_kind}: MFU below is against its dense bf16 peak, {table / 1e12:.0f} TFLOP/s")
+  batch = {"train.batch_size": _BATCH.value} if _BATCH.value else {}
+  rows = [measure(name, _STEPS.value, peaks[dtype], {"model.dtype": dtype, "optim.moment_dtype": moment, **batch})
           for name in _CONFIGS.value for dtype in _DTYPE.value for moment in _MOMENT.value]
   f32_tps = {r["name"]: r["tps"] for r in rows if r["dtype"] == r["moment_dtype"] == "float32"}
   peak32_after = measure_matmul_peak(dtype=jnp.float32)

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Issue 18, item 5: bfloat16 training throughput and generation on one accelerator, MFU against the chip's dense
+# bf16 peak (train/flops.py's table). Run from the repository root on the lent machine (the `device` tool):
+#
+#   bash bench/accelerator.sh            # logs under $OUT (the tool's folder) or /tmp/accelerator
+#
+# Budget: about 6 minutes of device time (three compiled train steps, 10 timed steps each, then generation), under
+# the 10-minute limit of one call. The lent image has jax, flax, optax, orbax, torch and transformers but not grain,
+# ml-collections, tensorboardX, portpicker, array-record or seqio: download their wheels here first (into .whl,
+# ignored by git; the device README gives the pip download command) and carry `.whl`; this script installs
+# whatever .whl holds. Shapes: ModernBERT-base and -large (batch x 512), the causal LM at GPT-2-medium shape
+# (batch x 1024); BATCH (default 32) sets the batch of all three.
+set -uo pipefail
+OUT=${OUT:-/tmp/accelerator}
+BATCH=${BATCH:-32}
+PY=${PY:-python3}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+if ls .whl/*.whl >/dev/null 2>&1; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv 2>&1 | tee "$OUT/device.txt"
+$PY -c "import jax, torch; print('jax', jax.__version__, jax.devices(), '| torch', torch.__version__)" \
+  2>&1 | tee -a "$OUT/device.txt"
+status=0
+timeout 420 $PY -m bench.train_throughput --configs=base,large,gpt2_medium --dtype=bfloat16 --steps=10 \
+  --batch_size="$BATCH" 2>&1 | tee "$OUT/train_throughput.txt" || status=1
+timeout 150 $PY -m bench.generate_vs_hf --size=medium --torch_device=cuda --batches=1,8,32 --new_tokens=128 \
+  --repeats=3 2>&1 | tee "$OUT/generate.txt" || status=1
+exit $status

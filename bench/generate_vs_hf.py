@@ -4,11 +4,11 @@
       [--torch_device=cpu]
 
 Builds a random-weight GPT-2 (--size: small, 124M, or medium, 355M) in transformers, converts it with
-models.hf.load_gpt2, checks that both produce the same greedy tokens, then times greedy generation of
---new_tokens tokens (min = max, no early stop) for each batch size: median of --repeats runs each, ours after a
-separate compile-and-run (compile time reported separately). --torch_device=cuda runs the reference on the GPU that JAX uses (bench/accelerator.sh); the greedy
-tokens are then compared as computed (TF32 / kernel choices may move a near-tie). Prints a Markdown table for
-BENCHMARKS.md. Needs requirements-test.txt (torch, transformers).
+models.hf.load_gpt2, checks that both produce the same greedy tokens, then times greedy generation of --new_tokens
+tokens (min = max, no early stop) for each batch size: median of --repeats runs each, ours after a separate
+compile-and-run (compile time reported separately). --torch_device=cuda runs the reference on the GPU that JAX uses
+(bench/accelerator.sh); the greedy tokens are then compared as computed (TF32 / kernel choices may move a near-
+tie). Prints a Markdown table for BENCHMARKS.md. Needs requirements-test.txt (torch, transformers).
 """
 import os
 import statistics

@@ -5,14 +5,14 @@ op's time summed by what it belongs to (its HLO `op_name`: layer part, forward o
       [--replay_dots] [--replay_top=12]
 
 The step is bench/train_throughput.py's (the generic trainer's ahead-of-time compiled train step at that shape;
---config=electra: bench/electra_throughput.py's jitted joint ELECTRA-small step, 32 x 128), 2 warm-up steps, then --traced_steps traced steps. Op times are the durations of the executed XLA:CPU ops (thunks) on
-the runtime's worker threads, summed; with 2 threads they add up to about twice the wall time when both are busy,
-so the shares, not the sums, compare with the step time. "layout copies" are copy / transpose ops and the fusions
-XLA built around them (`copy_*` fusions: e.g. a residual cotangent summed into another layout), whatever their
-op_name, except ops with a dot (the 16-bit custom VJP's backward products carry no op_name); ops whose
-op_name names no part of the step (the optimiser's among them) count as "other". Prints the
-step time, MFU against the matmul peak of the dtype measured before and after the steps, a table by category and
-the --top single ops (for BENCHMARKS.md).
+--config=electra: bench/electra_throughput.py's jitted joint ELECTRA-small step, 32 x 128), 2 warm-up steps, then
+--traced_steps traced steps. Op times are the durations of the executed XLA:CPU ops (thunks) on the runtime's
+worker threads, summed; with 2 threads they add up to about twice the wall time when both are busy, so the shares,
+not the sums, compare with the step time. "layout copies" are copy / transpose ops and the fusions XLA built around
+them (`copy_*` fusions: e.g. a residual cotangent summed into another layout), whatever their op_name, except ops
+with a dot (the 16-bit custom VJP's backward products carry no op_name); ops whose op_name names no part of the
+step (the optimiser's among them) count as "other". Prints the step time, MFU against the matmul peak of the dtype
+measured before and after the steps, a table by category and the --top single ops (for BENCHMARKS.md).
 
 --replay_dots asks what the step's products would cost in PyTorch's CPU kernels (oneDNN / MKL, what
 `bench/modernbert_vs_hf.py`'s reference runs): every executed op that is or contains an HLO dot (XLA:CPU wraps most

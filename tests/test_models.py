@@ -112,8 +112,11 @@ def test_parameter_count_matches_hugging_face_modernbert_base():
 
 
 def test_gelu_is_the_exact_erf_form():
-  x = np.linspace(-4, 4, 101)
+  x = np.linspace(-12, 12, 2001).astype(np.float32)
   np.testing.assert_allclose(activation("gelu")(x), 0.5 * x * (1 + special.erf(x / np.sqrt(2))), atol=1e-6)
+  slope = jax.vmap(jax.grad(activation("gelu")))(x)
+  phi = np.exp(-x * x / 2) / np.sqrt(2 * np.pi)
+  np.testing.assert_allclose(slope, 0.5 * (1 + special.erf(x / np.sqrt(2))) + x * phi, atol=2e-6)   # Phi + x phi
   assert np.max(np.abs(activation("gelu_new")(x) - activation("gelu")(x))) > 1e-4
 
 

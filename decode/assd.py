@@ -11,8 +11,8 @@ ASSD (Guo & Ermon 2025) per round, for each row with n < N decoded ranks and k' 
 Each round costs 2 network calls (1 for a final single token) and writes >= 2 tokens when k' >= 2, so the number
 of calls (NFE) never exceeds the number of generated tokens. Rows of a batch advance independently (per-row n and
 NFE); a batch's call serves every unfinished row. No KV cache on any path, so NFE ratios are wall-clock ratios.
-Draws use decode/sampling.inverse_cdf_categorical (one uniform per row; the categorical law, cheaper on CPU than
-Gumbel-max over the vocabulary).
+Draws use models/layers/categorical.inverse_cdf_categorical (one uniform per row; the categorical law, cheaper on
+CPU than Gumbel-max over the vocabulary).
 """
 from functools import partial
 from typing import Any
@@ -20,8 +20,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from decode.sampling import inverse_cdf_categorical
 from models.asarm.model import banned_log_probs
+from models.layers.categorical import inverse_cdf_categorical
 
 
 def _rows(x):

@@ -32,8 +32,8 @@ import jax
 import jax.numpy as jnp
 
 from decode.assd import _rows, _scatter, _start, accept_and_resample
-from decode.sampling import inverse_cdf_categorical
 from models.asarm.model import banned_log_probs
+from models.layers.categorical import inverse_cdf_categorical
 
 
 @flax.struct.dataclass

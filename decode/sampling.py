@@ -23,8 +23,6 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from models.layers.categorical import inverse_cdf_categorical  # noqa: F401  (re-exported: decode/assd*.py)
-
 NEG_INF = -jnp.inf
 
 

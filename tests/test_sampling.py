@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 from decode import sampling
+from models.layers.categorical import inverse_cdf_categorical
 from tests.helpers import require
 
 torch = require("torch")
@@ -134,9 +135,9 @@ def test_sampling_from_a_chain_follows_the_renormalised_kept_distribution():
 
 
 def test_inverse_cdf_draws_follow_the_categorical_law_and_never_a_banned_id():
-  """decode.sampling.inverse_cdf_categorical (ASSD's draws) against the exact law: 150 ids over 3 blocks of 64,
-  banned ids (-inf) at the start, across a block boundary and at the end, and a nearly-zero id; chi-square over
-  60,000 draws. Negative control: the same test rejects draws from the law at temperature 1.1."""
+  """models.layers.categorical.inverse_cdf_categorical (ASSD's and ELECTRA's draws) against the exact law: 150 ids
+  over 3 blocks of 64, banned ids (-inf) at the start, across a block boundary and at the end, and a nearly-zero id;
+  chi-square over 60,000 draws. Negative control: the same test rejects draws from the law at temperature 1.1."""
   rng = np.random.default_rng(0)
   logits = rng.normal(size=150).astype(np.float32) * 2
   logits[[0, 1, 62, 63, 64, 65, 140, 149]] = -np.inf
@@ -146,7 +147,7 @@ def test_inverse_cdf_draws_follow_the_categorical_law_and_never_a_banned_id():
   keys = jax.random.split(jax.random.PRNGKey(1), 60000)
 
   def counts(x):
-    draws = np.asarray(jax.jit(jax.vmap(lambda k: sampling.inverse_cdf_categorical(k, jnp.asarray(x))))(keys))
+    draws = np.asarray(jax.jit(jax.vmap(lambda k: inverse_cdf_categorical(k, jnp.asarray(x))))(keys))
     return np.bincount(draws, minlength=150)
 
   c = counts(logits)

@@ -1,7 +1,6 @@
 """Categorical draws by inverse CDF: the law of `jax.random.categorical` at one uniform per row.
 
-Shared by the ELECTRA objective (replacement tokens from the generator) and decode/ (ASSD drafts and residuals);
-decode.sampling re-exports it.
+Shared by the ELECTRA objective (replacement tokens from the generator) and decode/ (ASSD drafts and residuals).
 """
 import jax
 import jax.numpy as jnp

@@ -17,7 +17,7 @@ def inverse_cdf_categorical(key: jax.Array, log_probs: jax.Array, block: int = 6
   draws, for a fraction of its cost where a call draws from a few rows of a large vocabulary on CPU.
 
   One uniform per row against the cumulative distribution (Gumbel-max draws V uniforms and 2V logarithms per row,
-  and on CPU threefry runs as a rolled loop: 0.75 ms against 0.13 for 5 x 4,096 on our CPU). The row is read
+  and on CPU threefry runs as a rolled loop: 7x slower for 5 x 4,096 on our CPU, BENCHMARKS.md). The row is read
   twice (its maximum, then its block masses in one fused pass); cumulative sums are small triangular products,
   over the blocks and within the chosen block only (XLA's cumsum lowering is a long chain of reduce-windows).
   Only ids of positive mass can be drawn (an -inf id never is, whatever the rounding of the sums: the search is

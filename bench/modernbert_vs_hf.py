@@ -1,10 +1,13 @@
-"""ModernBERT-base: our Flax model against Hugging Face's PyTorch ModernBertForMaskedLM on the same machine.
+"""ModernBERT: our Flax model against Hugging Face's PyTorch ModernBertForMaskedLM on the same machine.
 
-  python -m bench.modernbert_vs_hf [--batch=8 --seq=512 --long=8192 --repeats=3] [--dtype=float32,bfloat16]
-      [--nomemory]
+  python -m bench.modernbert_vs_hf [--config=base --batch=8 --seq=512 --long=8192 --repeats=3]
+      [--dtype=float32,bfloat16] [--nomemory]
+  python -m bench.modernbert_vs_hf --config=default --dtype=float32,bfloat16 --nomemory
 
-Same config (ModernBERT-base shape, vocab 50,368), same weights (HF's random init, converted with
-models.hf.load_modernbert). Measures, in one run:
+Same config (--config=base: configs/modernbert_mlm.py:base, the ModernBERT-base shape, vocab 50,368; default:
+configs/modernbert_mlm.py, the quick start's 3.3M-parameter model, vocab 4,096, batch 16 x 128), same weights
+(HF's random init, converted with models.hf.load_modernbert). --batch / --seq default to the config's own
+train.batch_size / data.seq_len. Measures, in one run:
   - forward tokens/s (inference: torch.inference_mode vs a jitted apply),
   - training-step tokens/s: ours is the trainer's own ahead-of-time compiled step (train.loop.Experiment for
     configs/modernbert_mlm.py:base: masking at objective.mask_rate 0.3 inside the step, loss, gradient, global-norm
@@ -33,8 +36,10 @@ from absl import app, flags
 
 from bench.timing import median_seconds
 
-_BATCH = flags.DEFINE_integer("batch", 8, "Batch size for throughput.")
-_SEQ = flags.DEFINE_integer("seq", 512, "Sequence length for throughput.")
+_CONFIG = flags.DEFINE_enum("config", "base", ["base", "default"],
+                            "configs/modernbert_mlm.py shape: base (ModernBERT-base) or default (the quick start's).")
+_BATCH = flags.DEFINE_integer("batch", 0, "Batch size for throughput (0: the config's train.batch_size).")
+_SEQ = flags.DEFINE_integer("seq", 0, "Sequence length for throughput (0: the config's data.seq_len).")
 _LONG = flags.DEFINE_integer("long", 8192, "Sequence length for the peak-memory forward (batch 1).")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed repeats.")
 _DTYPE = flags.DEFINE_list("dtype", ["float32"], "Compute dtypes: float32, bfloat16 (HF: torch.autocast).")
@@ -51,18 +56,29 @@ def _rss_kib(field: str) -> int:
 
 
 def _hf_model(path=None):
+  """Loads the saved model, or builds one at random init with the trainer config's shape (its HF config.json)."""
   import torch
   import transformers
+
+  from models.hf.modernbert import hf_config_dict
+  from models.modernbert.config import ModernBertConfig
   torch.manual_seed(0)
   if path:
     return transformers.ModernBertForMaskedLM.from_pretrained(path).eval()
-  cfg = transformers.ModernBertConfig(pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2)
+  c = _trainer_config()
+  ours = ModernBertConfig.from_config(c.model, c.model.vocab_size)
+  cfg = transformers.ModernBertConfig(**{k: v for k, v in hf_config_dict(ours).items() if k != "architectures"})
   return transformers.ModernBertForMaskedLM(cfg).eval()
+
+
+def _ids(rng, shape):
+  """Random token ids of the trainer config's vocabulary (clear of the special ids 0-4)."""
+  return rng.integers(5, _trainer_config().model.vocab_size, shape)
 
 
 def memory_child(which: str, path: str, T: int, head: bool) -> dict:
   import numpy as np
-  ids = np.random.default_rng(0).integers(5, 50000, (1, T))
+  ids = _ids(np.random.default_rng(0), (1, T))
   if which == "hf":
     import torch
     model = _hf_model(path)
@@ -101,7 +117,7 @@ def throughput_child(which: str, path: str, B: int, S: int, repeats: int, dtype:
 
   import numpy as np
   rng = np.random.default_rng(0)
-  ids = rng.integers(5, 50000, (B, S))
+  ids = _ids(rng, (B, S))
   selected = rng.random((B, S)) < 0.3
 
   def timed(fn):
@@ -162,7 +178,7 @@ def throughput_child(which: str, path: str, B: int, S: int, repeats: int, dtype:
   with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
     state = exp.init_state()
     if jax.tree.structure(state.params) != jax.tree.structure(params):
-      raise SystemExit("the converted HF parameters do not match configs/modernbert_mlm.py:base")
+      raise SystemExit(f"the converted HF parameters do not match configs/modernbert_mlm.py ({_CONFIG.value})")
     state = state.replace(params=jax.device_put(params, exp.state_sharding.params))
     t = time.perf_counter()
     step = exp.compiled_train_step()
@@ -179,13 +195,14 @@ def throughput_child(which: str, path: str, B: int, S: int, repeats: int, dtype:
 
 
 def _trainer_config():
-  """configs/modernbert_mlm.py:base with the HF checkpoint's vocabulary size (byte data: the shapes matter)."""
+  """configs/modernbert_mlm.py (--config) with its model's vocabulary size (50,368 for base, 4,096 for default)
+  over byte data: only the shapes matter, and the default's SentencePiece training is skipped."""
   from configs import modernbert_mlm
-  c = modernbert_mlm.get_config("base")
+  c = modernbert_mlm.get_config("base" if _CONFIG.value == "base" else "")
   c.unlock()
   c.mesh.data = 1
+  c.model.vocab_size = c.model.get("vocab_size") or c.data.vocab_size
   c.data.vocab = "byte"
-  c.model.vocab_size = 50368
   c.lock()
   return c
 
@@ -215,14 +232,17 @@ def main(argv):
     print(json.dumps(throughput_child(which, path, _BATCH.value, _SEQ.value, _REPEATS.value, _DTYPE.value[0])))
     return
   import torch
-  B, S = _BATCH.value, _SEQ.value
+  c = _trainer_config()
+  B, S = _BATCH.value or c.train.batch_size, _SEQ.value or c.data.seq_len
   t = time.perf_counter()
   hf = _hf_model()
   build_s = time.perf_counter() - t
+  n_params = sum(p.numel() for p in hf.parameters())
   path = tempfile.mkdtemp()
   hf.save_pretrained(path)
   del hf
-  extra = [f"--batch={B}", f"--seq={S}", f"--repeats={_REPEATS.value}", f"--long={_LONG.value}"]
+  extra = [f"--config={_CONFIG.value}", f"--batch={B}", f"--seq={S}", f"--repeats={_REPEATS.value}",
+           f"--long={_LONG.value}"]
   dtypes = _DTYPE.value
   thr = {(d, w): _child(f"--throughput_child={w}:{path}", [*extra, f"--dtype={d}"]) for d in dtypes
          for w in ("ours", "hf")}
@@ -232,7 +252,8 @@ def main(argv):
   import jax
   compiles = "; ".join(f"{d}: forward {thr[(d, 'ours')].get('compile_forward_s', 0):.1f}s, train step "
                        f"{thr[(d, 'ours')].get('compile_train_s', 0):.1f}s" for d in dtypes)
-  print(f"ModernBERT-base shape (149.7M), batch {B} x {S}; torch {torch.__version__} "
+  shape = "ModernBERT-base shape" if _CONFIG.value == "base" else "the default config's shape"
+  print(f"{shape} ({n_params / 1e6:.1f}M), batch {B} x {S}; torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), jax {jax.__version__}, {os.cpu_count()} cores; HF model build "
         f"{build_s:.0f}s; our compile: {compiles}")
   print("| measurement | dtype | ours | HF PyTorch | ratio (ours / HF) | ours / our float32 | HF / HF float32 |\n"

@@ -1,9 +1,12 @@
-"""Attention forward+backward time: our einsum path vs jax.nn.dot_product_attention (XLA), in one run.
+"""Attention forward+backward time: dense einsum, banded, and jax.nn.dot_product_attention (XLA), in one run.
 
-  python -m bench.attention_impl [--batch=8 --seq=512 --heads=12 --head_dim=64]
+  python -m bench.attention_impl [--batch=8 --seq=512 --heads=12 --head_dim=64 --half_windows=64 --dtype=float32]
 
-Times the gradient of sum(attention(q, k, v)^2) w.r.t. q, k, v (median of 5 after one warm-up) for both
-implementations in models/layers/attention.py, a global and a sliding-window mask, and prints the ratio.
+Times the gradient of sum(attention(q, k, v)^2) w.r.t. q, k, v (median of --repeats after one warm-up, the kernels
+interleaved round by round) for the kernels of models/layers/attention.py: a global mask (einsum, xla) and, per
+half window w of --half_windows, a sliding-window mask |i - j| <= w (einsum and xla on the dense masked scores,
+and the banded kernel, which never builds the T x T matrix). "auto" (the models' default) picks the banded kernel
+for a sliding-window layer only where it pays (`use_banded`); the last column says which kernel that is.
 """
 import statistics
 import time
@@ -14,32 +17,48 @@ _B = flags.DEFINE_integer("batch", 8, "Batch size.")
 _T = flags.DEFINE_integer("seq", 512, "Sequence length.")
 _H = flags.DEFINE_integer("heads", 12, "Heads.")
 _D = flags.DEFINE_integer("head_dim", 64, "Head dimension.")
+_W = flags.DEFINE_list("half_windows", ["64"], "Half windows w of the sliding-window masks (|i - j| <= w).")
+_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "q, k, v dtype.")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed rounds.")
 
 
 def main(argv):
   del argv
   import jax
   import jax.numpy as jnp
-  from models.layers.attention import attention_mask, dot_product_attention
+
+  from models.layers.attention import attention_mask, banded_attention, dot_product_attention, use_banded
   B, T, H, D = _B.value, _T.value, _H.value, _D.value
-  q, k, v = (jax.random.normal(r, (B, T, H, D)) for r in jax.random.split(jax.random.PRNGKey(0), 3))
+  q, k, v = (jax.random.normal(r, (B, T, H, D)).astype(_DTYPE.value) for r in jax.random.split(jax.random.PRNGKey(0), 3))
   seg = jnp.ones((B, T), jnp.int32)
-  print(f"batch {B}, seq {T}, heads {H}, head_dim {D}; device {jax.devices()[0].device_kind}")
-  print("| mask | einsum (ms) | jax.nn.dot_product_attention xla (ms) | speed-up |\n|---|---|---|---|")
-  for name, mask in (("global", attention_mask(seg)), ("window 64", attention_mask(seg, half_window=64))):
-    times = {}
+  scale = D ** -0.5
+
+  def grad(attn):
+    return jax.jit(jax.grad(lambda q, k, v: jnp.sum(attn(q, k, v).astype(jnp.float32) ** 2), argnums=(0, 1, 2)))
+
+  cases = {("global", impl): grad(lambda q, k, v, impl=impl: dot_product_attention(q, k, v, attention_mask(seg),
+                                                                                  scale, impl))
+           for impl in ("einsum", "xla")}
+  for w in map(int, _W.value):
+    mask = attention_mask(seg, half_window=w)
     for impl in ("einsum", "xla"):
-      f = jax.jit(jax.grad(lambda q, k, v: jnp.sum(dot_product_attention(q, k, v, mask, D ** -0.5, impl) ** 2),
-                           argnums=(0, 1, 2)))
+      cases[(w, impl)] = grad(lambda q, k, v, impl=impl, mask=mask: dot_product_attention(q, k, v, mask, scale, impl))
+    cases[(w, "banded")] = grad(lambda q, k, v, w=w: banded_attention(q, k, v, seg, w, scale))
+  times = {key: [] for key in cases}
+  for f in cases.values():
+    jax.block_until_ready(f(q, k, v))
+  for _ in range(_REPEATS.value):
+    for key, f in cases.items():
+      t = time.perf_counter()
       jax.block_until_ready(f(q, k, v))
-      ts = []
-      for _ in range(5):
-        t = time.perf_counter()
-        jax.block_until_ready(f(q, k, v))
-        ts.append(time.perf_counter() - t)
-      times[impl] = statistics.median(ts)
-    print(f"| {name} | {1e3 * times['einsum']:.0f} | {1e3 * times['xla']:.0f} | "
-          f"{times['xla'] / times['einsum']:.2f}x |")
+      times[key].append(time.perf_counter() - t)
+  ms = {key: 1e3 * statistics.median(ts) for key, ts in times.items()}
+  print(f"batch {B}, seq {T}, heads {H}, head_dim {D}, {_DTYPE.value}; device {jax.devices()[0].device_kind}")
+  print("| mask | einsum (ms) | xla (ms) | banded (ms) | einsum / banded time | auto runs |\n|---|---|---|---|---|---|")
+  print(f"| global | {ms[('global', 'einsum')]:.1f} | {ms[('global', 'xla')]:.1f} | | | einsum |")
+  for w in map(int, _W.value):
+    e, x, b = ms[(w, "einsum")], ms[(w, "xla")], ms[(w, "banded")]
+    print(f"| window {w} | {e:.1f} | {x:.1f} | {b:.1f} | {e / b:.2f} | {'banded' if use_banded(T, w) else 'einsum'} |")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.model.vocab_multiple = 64
   c.model.dtype = "float32"         # compute dtype: "float32" or "bfloat16" (parameters stay float32)
   c.model.remat = False
-  # Families with attention choices add model.attention_impl: "auto" (banded windows, dense global), "chunked"
+  # Families with attention choices add model.attention_impl: "auto" (banded windows where T > 4 x the half
+  # window, else dense; dense global), "chunked"
   # (no T x T at all: long context), "einsum", "xla", "cudnn" (NVIDIA: fused flash attention).
 
   c.objective = ml_collections.ConfigDict()   # the family's objective keys

@@ -1,5 +1,6 @@
 """Shared layers and the ModernBERT MLM: masks, RoPE, packing isolation, parameter count, objective, mask filling."""
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -249,3 +250,24 @@ def test_flop_model_matches_the_spec_table_for_modernbert_base():
   assert ModernBertConfig(vocab_size=50368, attention_impl="einsum").flops_per_token(512) == \
       cfg.flops_per_token(512, count="dense")
   assert cfg.flops_per_token(512) == 3 * cfg.flops_per_token(512, train=False)
+
+
+def test_auto_attention_runs_short_sliding_window_layers_dense_and_counts_them_so():
+  """attention.use_banded: at T <= 4C (C = the half window) "auto" runs sliding-window layers on the dense masked
+  scores (faster there, bench/attention_impl.py) and the executed-FLOP count says S keys; above, banded (3C keys)."""
+  from models.layers.attention import use_banded
+  assert not use_banded(128, 32) and use_banded(129, 32) and use_banded(512, 64)
+  base = ModernBertConfig(vocab_size=50368)
+  assert base.flops_per_token(256) == base.flops_per_token(256, count="dense")     # 256 = 4 x 64
+  assert base.flops_per_token(512) < base.flops_per_token(512, count="dense")
+  cfg = ModernBertConfig(vocab_size=61, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=48,
+                         global_attn_every_n_layers=2, local_attention=8)      # layer 1: window, half 4
+
+  def banded_products(T):   # the banded kernel's products give [B, blocks, ...] (rank 5; QKV's is [B, T, 3, H, D])
+    ids = jnp.ones((2, T), jnp.int32)
+    params = jax.eval_shape(lambda: ModernBertForMaskedLM(cfg).init(jax.random.PRNGKey(1), ids))["params"]
+    text = str(jax.make_jaxpr(lambda p: ModernBertForMaskedLM(cfg).apply({"params": p}, ids))(params))
+    return sum(int(n) != T for n in re.findall(r"f32\[\d+,(\d+),\d+,\d+,\d+\] = dot_general", text))
+
+  assert banded_products(16) == 0                               # T = 16 = 4 x 4: dense
+  assert banded_products(24) == 2                               # T = 24 > 16: banded (scores and weighted sum)

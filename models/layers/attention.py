@@ -62,6 +62,14 @@ def dot_product_attention(q_BTHD: jax.Array, k_BSHD: jax.Array, v_BSHD: jax.Arra
   return matmul.einsum("bhts,bshd->bthd", probs_BHTS, v_BSHD).astype(v_BSHD.dtype)
 
 
+def use_banded(seq_len: int, half_window: int) -> bool:
+  """Whether "auto" runs a sliding-window layer banded (3C keys per query in blocks of C = half_window) rather than
+  on the dense masked scores (seq_len keys): where T > 4C. At T = 4C the banded kernel reads 3/4 of the keys but
+  pays its pads and block copies: the attention gradient ran 0.63-0.86x the dense einsum's speed there, 1.08x at
+  T = 6C, 1.11-1.83x at T >= 8C (bench/attention_impl.py, BENCHMARKS.md). Both compute the same attention."""
+  return seq_len > 4 * max(half_window, 1)
+
+
 def _segment_allowed(seg_q, seg_k):
   return (seg_q[..., :, None] == seg_k[..., None, :]) & (seg_k[..., None, :] != 0)
 
@@ -177,7 +185,8 @@ def memory_attention(q_BTHD: jax.Array, k_mem_BHDS: jax.Array, v_mem_BHSD: jax.A
 class SelfAttention(nn.Module):
   """Fused-QKV self-attention with optional RoPE. Wqkv: [embed, 3, heads, kv]; Wo: [heads, kv, embed].
 
-  `implementation`: "auto" (sliding-window layers banded, global layers "einsum"), "chunked" (banded and
+  `implementation`: "auto" (sliding-window layers banded where that pays, `use_banded`; otherwise and in global
+  layers "einsum"), "chunked" (banded and
   query-chunked: no length x length matrix anywhere, for long context), or a dense kernel of
   `dot_product_attention` ("einsum", "xla", "cudnn"; cuDNN takes 16-bit inputs only, so the configs refuse it
   with model.dtype=float32). `chunk_size`: queries per block of "chunked" global attention.
@@ -217,7 +226,8 @@ class SelfAttention(nn.Module):
       k_BTHD = apply_rope(k_BTHD, positions_BT, self.rope_theta)
     q_BTHD = nn.with_logical_constraint(q_BTHD, ("batch", "length", "heads", "kv"))
     scale = self.head_dim ** -0.5
-    banded = self.half_window is not None and self.implementation in ("auto", "chunked")
+    banded = self.half_window is not None and (self.implementation == "chunked" or (
+        self.implementation == "auto" and use_banded(x_BTD.shape[1], self.half_window)))
     if memory is not None:
       if mask_B1TT is None:
         raise ValueError("attention over a memory needs mask_B1TT over the memory slots")

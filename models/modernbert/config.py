@@ -5,6 +5,7 @@ from typing import Any
 import jax.numpy as jnp
 
 from models.hparams import check_attention, check_positive, from_model_config
+from models.layers.attention import use_banded
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,14 +75,15 @@ class ModernBertConfig:
   def attention_keys(self, layer: int, seq_len: int, count: str = "executed") -> float:
     """Keys per query of one layer's attention. "dense": every key (S); "window": the keys a sliding-window layer
     reads (min(S, 2w + 1)); "executed": what our kernel computes (banded layers: blocks of C = w rows against 3C
-    keys, T padded to a multiple of C; dense kernels: S)."""
+    keys, T padded to a multiple of C; dense kernels, and "auto" where T <= 4C (attention.use_banded): S)."""
     if self.is_global(layer) or count == "dense":
       return seq_len
     if count == "window":
       return min(seq_len, 2 * self.half_window + 1)
     if count != "executed":
       raise ValueError(f"count={count!r}: use 'dense', 'window' or 'executed'")
-    if self.attention_impl not in ("auto", "chunked"):
+    if self.attention_impl not in ("auto", "chunked") or (
+        self.attention_impl == "auto" and not use_banded(seq_len, self.half_window)):
       return seq_len
     c = max(self.half_window, 1)
     return 3 * c * (-(-seq_len // c) * c) / seq_len

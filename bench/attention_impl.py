@@ -29,7 +29,8 @@ def main(argv):
 
   from models.layers.attention import attention_mask, banded_attention, dot_product_attention, use_banded
   B, T, H, D = _B.value, _T.value, _H.value, _D.value
-  q, k, v = (jax.random.normal(r, (B, T, H, D)).astype(_DTYPE.value) for r in jax.random.split(jax.random.PRNGKey(0), 3))
+  keys = jax.random.split(jax.random.PRNGKey(0), 3)
+  q, k, v = (jax.random.normal(r, (B, T, H, D)).astype(_DTYPE.value) for r in keys)
   seg = jnp.ones((B, T), jnp.int32)
   scale = D ** -0.5
 

@@ -186,10 +186,9 @@ class SelfAttention(nn.Module):
   """Fused-QKV self-attention with optional RoPE. Wqkv: [embed, 3, heads, kv]; Wo: [heads, kv, embed].
 
   `implementation`: "auto" (sliding-window layers banded where that pays, `use_banded`; otherwise and in global
-  layers "einsum"), "chunked" (banded and
-  query-chunked: no length x length matrix anywhere, for long context), or a dense kernel of
-  `dot_product_attention` ("einsum", "xla", "cudnn"; cuDNN takes 16-bit inputs only, so the configs refuse it
-  with model.dtype=float32). `chunk_size`: queries per block of "chunked" global attention.
+  layers "einsum"), "chunked" (banded and query-chunked: no length x length matrix anywhere, for long context), or
+  a dense kernel of `dot_product_attention` ("einsum", "xla", "cudnn"; cuDNN takes 16-bit inputs only, so the
+  configs refuse it with model.dtype=float32). `chunk_size`: queries per block of "chunked" global attention.
   Without a cache it attends within segments (packing/padding) with optional causal and window masks. With
   `kv_cache=(k_BSHD, v_BSHD, start_B)` it writes the new keys and values at rows start_B.. of the cache, attends
   the cache causally (decoding), and returns (output, (k, v)). With `memory=(k_BHDS, v_BHSD, slot_BT, self_BT)`

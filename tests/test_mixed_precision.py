@@ -53,27 +53,30 @@ def test_bfloat16_gradients_track_float32_with_float32_state(experiments):
 
 
 def dot_types(hlo: str) -> collections.Counter:
-  """(result, lhs, rhs) element types of every dot in an optimised HLO module, with forward/backward (JAX names
-  the backward pass's ops `transpose(jvp(...))`; custom VJPs' backward products are not named so)."""
+  """(result, lhs, rhs) element types of every dot in an optimised HLO module."""
   types = dict(re.findall(r"^\s*(?:ROOT )?%([\w.\-]+) = (\w+)\[", hlo, flags=re.M))
-  out = collections.Counter()
-  for result, lhs, rhs, rest in re.findall(r"= (\w+)\[[^ ]* dot\(%([\w.\-]+), %([\w.\-]+)\)(.*)", hlo):
-    out[(result, types[lhs], types[rhs], "backward" if "transpose(jvp(" in rest else "forward")] += 1
-  return out
+  return collections.Counter((result, types[lhs], types[rhs])
+                             for result, lhs, rhs in re.findall(r"= (\w+)\[[^ ]* dot\(%([\w.\-]+), %([\w.\-]+)\)", hlo))
 
 
 def test_every_dot_of_the_bfloat16_train_step_takes_bfloat16_operands(experiments):
-  got = {}
+  """Dots are counted in the optimised HLO (the custom VJPs' backward products carry no autodiff names, and fused
+  dots no names at all): the train step must hold the loss's forward dots and two backward products for each."""
+  step, forward = {}, {}
   for dtype, exp in experiments.items():
     with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
-      got[dtype] = dot_types(exp.compiled_train_step().as_text())
-  b16, f32 = got["bfloat16"], got["float32"]
-  assert {k[:3] for k in b16} == {("f32", "bf16", "bf16")}, b16      # float32 accumulation, bfloat16 inputs
-  assert {k[:3] for k in f32} == {("f32", "f32", "f32")}, f32        # the float32 path has no bfloat16 dot
-  fwd = sum(n for k, n in f32.items() if k[3] == "forward")          # both passes are there: 2 per forward dot
-  bwd = sum(n for k, n in f32.items() if k[3] == "backward")
-  assert fwd >= 14 and bwd >= 2 * fwd - 2, f32
-  assert sum(b16.values()) == fwd + bwd                              # the same dots, all in bfloat16
+      step[dtype] = dot_types(exp.compiled_train_step().as_text())
+      state = exp.init_state()
+      batch = exp.family.objective.prepare(exp.to_device(next(exp.train_iterator())), jax.random.PRNGKey(0))
+      loss = lambda p: exp.family.objective.loss(exp.family.module.apply, p, batch, jax.random.PRNGKey(1))[0]  # noqa
+      forward[dtype] = dot_types(jax.jit(loss).lower(state.params).compile().as_text())
+  assert set(step["bfloat16"]) == set(forward["bfloat16"]) == {("f32", "bf16", "bf16")}, step   # bf16 in, f32 acc
+  assert set(step["float32"]) == set(forward["float32"]) == {("f32", "f32", "f32")}, step       # no bf16 in float32
+  n_fwd = sum(forward["float32"].values())
+  assert n_fwd >= 14 and sum(forward["bfloat16"].values()) == n_fwd, forward
+  # two backward products per forward dot (plus the bias-gradient product), the same dots in both dtypes
+  assert sum(step["float32"].values()) >= 3 * n_fwd, step
+  assert sum(step["bfloat16"].values()) == sum(step["float32"].values()), step
 
 
 def test_bias_gradient_product_equals_the_reduction():
@@ -94,3 +97,26 @@ def test_bias_gradient_product_equals_the_reduction():
     err = float(jnp.abs(got[1] - want[1]).max() / jnp.abs(want[1]).max())
     assert err < tol, (dtype, err)
   assert float(jnp.abs(grads(lambda y, b: add_bias(y, b, jnp.bfloat16))[1] - want[1]).max()) > 0   # really bf16
+
+
+@pytest.mark.parametrize("x_shape,k_shape,n_in", [((3, 5, 8), (8, 6), 1), ((2, 5, 4, 3), (4, 3, 7), 2),
+                                                  ((4, 8), (8, 3, 2, 5), 1)])
+def test_dense_product_gradients_equal_autodiff_in_float32(x_shape, k_shape, n_in):
+  """models.layers.matmul.contract_last runs float32 dense products through its own VJP on CPU (backward products on
+  explicitly laid-out operands, BENCHMARKS.md): its gradients are jnp.einsum's up to float32 summation order, for
+  one and two contracted axes and several output axes; a swapped operand in the backward product would fail."""
+  from models.layers.matmul import contract_last
+  ks = jax.random.split(jax.random.PRNGKey(0), 3)
+  x, k = jax.random.normal(ks[0], x_shape), jax.random.normal(ks[1], k_shape)
+  w = jax.random.normal(ks[2], x_shape[:len(x_shape) - n_in] + k_shape[n_in:])
+  axes = (tuple(range(x.ndim - n_in, x.ndim)), tuple(range(n_in)))
+  reference = lambda x, k: jnp.tensordot(x, k, axes)  # noqa: E731
+
+  def grads(f):
+    return jax.jit(jax.grad(lambda x, k: jnp.sum(jnp.sin(f(x, k)) * w), (0, 1)))(x, k)
+
+  jaxpr = str(jax.make_jaxpr(jax.grad(lambda x, k: jnp.sum(contract_last(x, k, n_in)), (0, 1)))(x, k))
+  assert "custom_vjp_call" in jaxpr    # the custom backward is the one under test
+  for got, want in zip(grads(lambda x, k: contract_last(x, k, n_in)), grads(reference)):
+    assert got.shape == want.shape and got.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)

@@ -10,7 +10,7 @@ The step is bench/train_throughput.py's (the generic trainer's ahead-of-time com
 worker threads, summed; with 2 threads they add up to about twice the wall time when both are busy, so the shares,
 not the sums, compare with the step time. "layout copies" are copy / transpose ops and the fusions XLA built around
 them (`copy_*` fusions: e.g. a residual cotangent summed into another layout), whatever their op_name, except ops
-with a dot (the 16-bit custom VJP's backward products carry no op_name); ops whose op_name names no part of the
+with a dot (the custom VJP's backward products carry no op_name); ops whose op_name names no part of the
 step (the optimiser's among them) count as "other". Prints the step time, MFU against the matmul peak of the dtype
 measured before and after the steps, a table by category and the --top single ops (for BENCHMARKS.md).
 
@@ -60,9 +60,10 @@ _PARTS = [
 def _category(op_name: str | None, hlo_name: str, hlo_op: str, has_dot: bool) -> str:
   """Layout changes first (copies, transposes and the fusions XLA built around them: `copy_*`, `*transpose*`),
   whatever their op_name; then the part of the model or step the op_name names, forward or backward. The backward
-  products of the 16-bit custom VJP (models/layers/matmul.py) carry no op_name."""
+  products of the custom VJP (models/layers/matmul.py: 16-bit products, float32 dense layers on CPU) carry no
+  op_name."""
   if not op_name and has_dot:
-    return "products of the 16-bit custom VJP (backward; no op_name)"
+    return "custom-VJP products (backward: 16-bit, float32 dense; no op_name)"
   if not op_name or hlo_op in ("copy", "transpose") or hlo_name.startswith("copy") or "transpose_" in hlo_name:
     return "layout copies and transposes (XLA-inserted)"
   direction = "backward" if "transpose(" in op_name else "forward"

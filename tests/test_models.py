@@ -57,6 +57,25 @@ def test_rope_preserves_norm_and_depends_only_on_relative_position():
   np.testing.assert_allclose([r[0], r[8]], [math.cos(1.0), math.sin(1.0)], rtol=1e-6)
 
 
+def test_rope_table_equals_direct_rope_and_is_computed_once_per_table_row():
+  """apply_rope(table_size=T) gathers cos / sin from a [T, Dh] table: the same rotation as from the positions
+  directly (values and gradient), NaN outside the table, and in the compiled gradient of a layer every sine and
+  cosine runs on the table's [T, Dh] shape (from [B, T] positions XLA:CPU recomputed them per head element)."""
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(3, 12, 4, 16)), jnp.float32)
+  pos = jnp.asarray(rng.integers(0, 12, (3, 12)))
+  w = jnp.asarray(rng.normal(size=x.shape), jnp.float32)
+  f = lambda x, t: jnp.sum(jnp.tanh(apply_rope(x, pos, 500.0, t)) * w)  # noqa: E731
+  np.testing.assert_allclose(apply_rope(x, pos, 500.0, 12), apply_rope(x, pos, 500.0), rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(jax.grad(f)(x, 12), jax.grad(f)(x, None), rtol=1e-6, atol=1e-6)
+  assert np.isnan(np.asarray(apply_rope(x, pos.at[0, 0].set(12), 500.0, 12)[0, 0])).all()
+  hlo = jax.jit(jax.grad(f), static_argnums=1).lower(x, 12).compile().as_text()
+  shapes = re.findall(r"= f32\[([\d,]*)\][^ ]* (?:sine|cosine)\(", hlo)
+  assert shapes and set(shapes) == {"12,16"}, shapes
+  hlo = jax.jit(jax.grad(f), static_argnums=1).lower(x, None).compile().as_text()
+  assert set(re.findall(r"= f32\[([\d,]*)\][^ ]* (?:sine|cosine)\(", hlo)) != {"12,16"}   # the check can fail
+
+
 def test_sliding_window_attention_ignores_keys_outside_the_window():
   attn = SelfAttention(num_heads=2, head_dim=8, rope_theta=10_000.0, half_window=2)
   x = jax.random.normal(jax.random.PRNGKey(0), (1, 12, 16))

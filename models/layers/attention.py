@@ -208,6 +208,7 @@ class SelfAttention(nn.Module):
   qkv_init: Callable = nn.initializers.truncated_normal(0.02)
   out_init: Callable = nn.initializers.truncated_normal(0.02)
   dropout_rate: float = 0.0   # on the attention probabilities, when called with deterministic=False
+  rope_within_row: bool = False   # positions are within-row indices (< T): RoPE from a [T, Dh] table (rope.py)
 
   @nn.compact
   def __call__(self, x_BTD: jax.Array, segment_ids_BT: jax.Array | None, positions_BT: jax.Array,
@@ -221,8 +222,9 @@ class SelfAttention(nn.Module):
                  dtype=self.dtype, kernel_init=self.qkv_init, name="Wqkv")(x_BTD)  # [B, T, 3, H, Dh]
     q_BTHD, k_BTHD, v_BTHD = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
     if self.rope_theta is not None:
-      q_BTHD = apply_rope(q_BTHD, positions_BT, self.rope_theta)
-      k_BTHD = apply_rope(k_BTHD, positions_BT, self.rope_theta)
+      table = x_BTD.shape[1] if self.rope_within_row and kv_cache is None and memory is None else None
+      q_BTHD = apply_rope(q_BTHD, positions_BT, self.rope_theta, table)
+      k_BTHD = apply_rope(k_BTHD, positions_BT, self.rope_theta, table)
     q_BTHD = nn.with_logical_constraint(q_BTHD, ("batch", "length", "heads", "kv"))
     scale = self.head_dim ** -0.5
     banded = self.half_window is not None and (self.implementation == "chunked" or (

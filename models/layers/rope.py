@@ -16,9 +16,19 @@ def _rotate_half(x: jax.Array) -> jax.Array:
   return jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
 
 
-def apply_rope(x_BTHD: jax.Array, positions_BT: jax.Array, theta: float) -> jax.Array:
-  """Rotates queries or keys [B, T, H, Dh] by their positions; the result keeps x's dtype."""
-  cos, sin = rope_cos_sin(positions_BT, x_BTHD.shape[-1], theta)
+def apply_rope(x_BTHD: jax.Array, positions_BT: jax.Array, theta: float, table_size: int | None = None) -> jax.Array:
+  """Rotates queries or keys [B, T, H, Dh] by their positions; the result keeps x's dtype.
+
+  With `table_size` (positions known to lie in [0, table_size)) cos and sin are computed once on a [table_size, Dh]
+  table and gathered: computed from [B, T] positions, XLA:CPU fuses them into the backward pass's loops and
+  recomputes them for every head (13% of the default config's bfloat16 step; BENCHMARKS.md "RoPE tables"). The
+  values are the same (the same float32 formula at the same positions); a position outside the table reads NaN.
+  """
+  if table_size is None:
+    cos, sin = rope_cos_sin(positions_BT, x_BTHD.shape[-1], theta)
+  else:
+    cos_PD, sin_PD = rope_cos_sin(jnp.arange(table_size), x_BTHD.shape[-1], theta)
+    cos, sin = (jnp.take(t, positions_BT, axis=0, mode="fill", fill_value=jnp.nan) for t in (cos_PD, sin_PD))
   cos, sin = cos[:, :, None, :], sin[:, :, None, :]
   x32 = x_BTHD.astype(jnp.float32)
   return (x32 * cos + _rotate_half(x32) * sin).astype(x_BTHD.dtype)

@@ -27,7 +27,7 @@ class ModernBertLayer(nn.Module):
         num_heads=cfg.num_heads, head_dim=cfg.head_dim,
         rope_theta=cfg.global_rope_theta if is_global else cfg.local_rope_theta,
         half_window=None if is_global else cfg.half_window, implementation=cfg.attention_impl, dtype=dt,
-        qkv_init=init, out_init=out_init, name="attn")
+        qkv_init=init, out_init=out_init, rope_within_row=True, name="attn")
     x_BTD = x_BTD + attn(h, segment_ids_BT, positions_BT)
     h = LayerNorm(cfg.norm_eps, dtype=dt, name="mlp_norm")(x_BTD)
     x_BTD = x_BTD + GegluMlp(cfg.hidden_size, cfg.intermediate_size, cfg.hidden_activation, dtype=dt,
@@ -53,7 +53,9 @@ class ModernBertEmbeddings(nn.Module):
 
 
 class ModernBertEncoder(nn.Module):
-  """tokens [B, T] -> final hidden states [B, T, D]. segment_ids: 0 = padding, k > 0 = k-th packed document."""
+  """tokens [B, T] -> final hidden states [B, T, D]. segment_ids: 0 = padding, k > 0 = k-th packed document.
+  positions (default: index in the row; packing restarts them per document) must lie in [0, T): RoPE reads cos and
+  sin from a [T, Dh] table (models/layers/rope.py; a position outside it gives NaN, never a silent wrap)."""
   cfg: ModernBertConfig
 
   def setup(self):

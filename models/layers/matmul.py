@@ -16,7 +16,7 @@ appears).
 transpose of a dense product writes the cotangent transposed so that each weight-gradient product contracts a
 minor axis: layout copies were 32.6% of the default config's float32 train step (bench/profile_step.py). The
 explicit [G, M, K] x [G, K, N] backward products made the trainer's whole float32 step faster, in-process
-alternated A/B (BENCHMARKS.md "float32 dense-layer backward"): default config 1.09-1.52x, ModernBERT-base 1.05-1.08x,
+alternated A/B (BENCHMARKS.md "Float32 dense layers"): default config 1.09-1.52x, ModernBERT-base 1.05-1.08x,
 causal LM 1.10x median, ELECTRA within noise. Attention products keep XLA's autodiff in float32: through this VJP
 the base step ran 0.85-0.92x. Other backends keep XLA's autodiff (their layout assignment is not measured here).
 """
@@ -62,7 +62,7 @@ def _custom_product(spec: str):
   def backward(res, ct):
     a, b = res
     ct = ct.astype(a.dtype)
-    with jax.named_scope("matmul_backward"):    # names the products in the HLO (tests/test_mixed_precision.py)
+    with jax.named_scope("matmul_backward"):    # op_name .../matmul_backward in profiles (bench/profile_step.py)
       return _batched_matmul(grad_a, ct, b).astype(a.dtype), _batched_matmul(grad_b, a, ct).astype(b.dtype)
 
   product.defvjp(forward, backward)

@@ -13,7 +13,9 @@ train.batch_size / data.seq_len. Measures, in one run:
     configs/modernbert_mlm.py:base: masking at objective.mask_rate 0.3 inside the step, loss, gradient, global-norm
     clipping at optim.clip_norm, AdamW with the config's betas, eps, weight-decay mask and schedule), started from
     the converted weights; HF does the same work as a user writes it (30% masked labels, loss, backward,
-    clip_grad_norm_, torch AdamW with the same hyperparameters),
+    clip_grad_norm_, torch AdamW with the same hyperparameters), once with transformers' default (the MLM head at
+    every position) and once with its `sparse_prediction=True` (the head at the labelled positions only: the same
+    algorithm as our objective.sparse_head, the trainer's default; --nosparse_head runs ours dense),
   - peak memory of one forward at --long tokens (batch 1), with the vocabulary head (the MLM logits) and without
     it (the encoder's last hidden state: at 50k vocabulary the [T, V] float32 logits dominate both sides): each
     side in its own subprocess, peak RSS (VmHWM) minus the RSS before the forward; ours uses
@@ -23,7 +25,10 @@ softmax, logits and loss; bf16 matmul operands with float32 accumulation, forwar
 work under `torch.autocast(device_type="cpu", dtype=torch.bfloat16)` (float32 parameters and optimiser). With
 several dtypes the table adds each side's speed-up over its own float32. Memory is measured in float32 only.
 Timings are medians of --repeats after one warm-up; our compile time is excluded and reported separately. Each
-side runs in its own subprocess, one after the other (both training states at once exceed 24 GiB).
+side runs in its own subprocess, one after the other (both training states at once exceed 24 GiB), or, with
+--rounds=N, both sides in one process alternated over N rounds (this shared machine's speed drifts by up to 2x
+between minutes, so only per-round ratios are comparable; fits in memory at the default config):
+  python -m bench.modernbert_vs_hf --config=default --dtype=float32,bfloat16 --nomemory --rounds=5 --repeats=5
 Needs requirements-test.txt (torch, transformers).
 """
 import json
@@ -43,6 +48,11 @@ _SEQ = flags.DEFINE_integer("seq", 0, "Sequence length for throughput (0: the co
 _LONG = flags.DEFINE_integer("long", 8192, "Sequence length for the peak-memory forward (batch 1).")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed repeats.")
 _DTYPE = flags.DEFINE_list("dtype", ["float32"], "Compute dtypes: float32, bfloat16 (HF: torch.autocast).")
+_ROUNDS = flags.DEFINE_integer(
+    "rounds", 0, "0: each side alone in its own subprocess, one after the other. N > 0: both sides in this process, "
+    "alternated over N rounds of --repeats (per-round ratios; needs both models in memory: the default config).")
+_SPARSE = flags.DEFINE_boolean(
+    "sparse_head", True, "Our objective.sparse_head (the trainer's default: the MLM head at the masked positions).")
 _MEMORY = flags.DEFINE_boolean("memory", True, "Also measure the peak memory of a --long forward (float32).")
 _MEMORY_CHILD = flags.DEFINE_string("memory_child", "", "internal: 'ours' or 'hf' (run one memory measurement).")
 _MEMORY_HEAD = flags.DEFINE_boolean("memory_head", True, "internal: measure the forward with the vocabulary head.")
@@ -55,8 +65,10 @@ def _rss_kib(field: str) -> int:
   return 0
 
 
-def _hf_model(path=None):
-  """Loads the saved model, or builds one at random init with the trainer config's shape (its HF config.json)."""
+def _hf_model(path=None, sparse_prediction=False):
+  """Loads the saved model, or builds one at random init with the trainer config's shape (its HF config.json).
+  sparse_prediction: transformers' option to run the MLM head on the labelled positions only (as our objective's
+  sparse head, the default of objective.sparse_head)."""
   import torch
   import transformers
 
@@ -64,7 +76,7 @@ def _hf_model(path=None):
   from models.modernbert.config import ModernBertConfig
   torch.manual_seed(0)
   if path:
-    return transformers.ModernBertForMaskedLM.from_pretrained(path).eval()
+    return transformers.ModernBertForMaskedLM.from_pretrained(path, sparse_prediction=sparse_prediction).eval()
   c = _trainer_config()
   ours = ModernBertConfig.from_config(c.model, c.model.vocab_size)
   cfg = transformers.ModernBertConfig(**{k: v for k, v in hf_config_dict(ours).items() if k != "architectures"})
@@ -113,34 +125,38 @@ def memory_child(which: str, path: str, T: int, head: bool) -> dict:
 
 def throughput_child(which: str, path: str, B: int, S: int, repeats: int, dtype: str = "float32") -> dict:
   """Forward and training-step tokens/s of one side (each side runs alone: both at once exceed 24 GiB)."""
+  fns, out = _side(which, path, B, S, dtype)
+  for key, fn in fns.items():
+    out[key] = B * S / median_seconds(fn, repeats, warmup=1)
+  return out
+
+
+def _side(which: str, path: str, B: int, S: int, dtype: str) -> tuple[dict, dict]:
+  """One side's blocking {"forward": fn, "train": fn} at batch B x S in `dtype`, and its compile times (ours)."""
   import contextlib
 
   import numpy as np
   rng = np.random.default_rng(0)
   ids = _ids(rng, (B, S))
   selected = rng.random((B, S)) < 0.3
-
-  def timed(fn):
-    return median_seconds(fn, repeats, warmup=1)
-
   out = {}
-  if which == "hf":
+  if which in ("hf", "hf_sparse"):
     import torch
-    hf = _hf_model(path)
+    hf = _hf_model(path, sparse_prediction=which == "hf_sparse")
     x_t, y_t = torch.tensor(ids), torch.tensor(np.where(selected, ids, -100))
     autocast = (lambda: torch.autocast(device_type="cpu", dtype=torch.bfloat16)) if dtype == "bfloat16" else (
         contextlib.nullcontext)
 
     def fwd():
+      hf.eval()
       with torch.inference_mode(), autocast():
         hf(input_ids=x_t).logits.float().sum().item()
 
-    out["forward"] = B * S / timed(fwd)
-    hf.train()
     o = _trainer_config().optim
     opt = torch.optim.AdamW(hf.parameters(), lr=o.lr, betas=(o.b1, o.b2), eps=o.eps, weight_decay=o.weight_decay)
 
     def train():
+      hf.train()
       opt.zero_grad(set_to_none=True)
       with autocast():
         loss = hf(input_ids=x_t, labels=y_t).loss
@@ -148,17 +164,16 @@ def throughput_child(which: str, path: str, B: int, S: int, repeats: int, dtype:
       torch.nn.utils.clip_grad_norm_(hf.parameters(), o.clip_norm)
       opt.step()
 
-    out["train"] = B * S / timed(train)
-    return out
+    return ({"train": train} if which == "hf_sparse" else {"forward": fwd, "train": train}), out
+  import dataclasses
+
   import flax.linen as nn
   import jax
   import jax.numpy as jnp
 
   from models.hf import load_modernbert
-  from train.loop import build_experiment
-  import dataclasses
-
   from models.modernbert import ModernBertForMaskedLM
+  from train.loop import build_experiment
   model, params = load_modernbert(path)
   model = ModernBertForMaskedLM(dataclasses.replace(model.cfg, dtype=dtype))
   params = jax.device_put(params)
@@ -167,11 +182,11 @@ def throughput_child(which: str, path: str, B: int, S: int, repeats: int, dtype:
   t = time.perf_counter()
   jax.block_until_ready(f(params, x))
   out["compile_forward_s"] = time.perf_counter() - t
-  out["forward"] = B * S / timed(lambda: jax.block_until_ready(f(params, x)))
   # The trainer's own step: the Experiment users run, its ahead-of-time compiled step, from the converted weights.
   c = _trainer_config()
   c.unlock()
   c.train.batch_size, c.data.seq_len, c.model.dtype = B, S, dtype
+  c.objective.sparse_head = _SPARSE.value
   exp = build_experiment(c, devices=jax.devices()[:1])
   batch = {"tokens": ids.astype(np.int32), "segment_ids": np.ones((B, S), np.int32),
            "positions": np.broadcast_to(np.arange(S, dtype=np.int32), (B, S)).copy()}
@@ -179,19 +194,42 @@ def throughput_child(which: str, path: str, B: int, S: int, repeats: int, dtype:
     state = exp.init_state()
     if jax.tree.structure(state.params) != jax.tree.structure(params):
       raise SystemExit(f"the converted HF parameters do not match configs/modernbert_mlm.py ({_CONFIG.value})")
-    state = state.replace(params=jax.device_put(params, exp.state_sharding.params))
+    # A copy: the step donates its state, and the forward above keeps reading `params`.
+    state = state.replace(params=jax.device_put(jax.tree.map(jnp.copy, params), exp.state_sharding.params))
     t = time.perf_counter()
     step = exp.compiled_train_step()
     out["compile_train_s"] = time.perf_counter() - t
     b = exp.to_device(batch)
-    holder = [state]
+  holder = [state]
 
-    def train():
-      holder[0], m = step(holder[0], b)
-      jax.block_until_ready(m["loss"])
+  def train():
+    holder[0], m = step(holder[0], b)
+    jax.block_until_ready(m["loss"])
 
-    out["train"] = B * S / timed(train)
-  return out
+  return {"forward": lambda: jax.block_until_ready(f(params, x)), "train": train}, out
+
+
+def interleaved(path: str, B: int, S: int, repeats: int, rounds: int, dtypes: list[str]) -> tuple[dict, dict]:
+  """Every side in this process, measurements alternated round by round (ours, HF, ours, HF, ...).
+
+  Returns {(dtype, side): {"forward": [tokens/s per round], "train": [...]}} and our compile times: a ratio
+  taken per round sees the same minutes of a shared machine on both sides.
+  """
+  sides, compiles = {}, {}
+  for d in dtypes:
+    for w in ("ours", "hf", "hf_sparse"):
+      sides[(d, w)], info = _side(w, path, B, S, d)
+      compiles[d] = {**compiles.get(d, {}), **info}
+  for fns in sides.values():       # warm-up (and torch's first-call allocations) outside the rounds
+    for fn in fns.values():
+      fn()
+  per_round = {k: {key: [] for key in fns} for k, fns in sides.items()}
+  for _ in range(rounds):
+    for key in ("forward", "train"):
+      for k, fns in sides.items():
+        if key in fns:
+          per_round[k][key].append(B * S / median_seconds(fns[key], repeats))
+  return per_round, compiles
 
 
 def _trainer_config():
@@ -231,6 +269,8 @@ def main(argv):
     which, path = _THROUGHPUT_CHILD.value.split(":", 1)
     print(json.dumps(throughput_child(which, path, _BATCH.value, _SEQ.value, _REPEATS.value, _DTYPE.value[0])))
     return
+  if _ROUNDS.value and _MEMORY.value:
+    raise SystemExit("--rounds measures throughput only (memory needs a fresh process per side): add --nomemory")
   import torch
   c = _trainer_config()
   B, S = _BATCH.value or c.train.batch_size, _SEQ.value or c.data.seq_len
@@ -244,8 +284,11 @@ def main(argv):
   extra = [f"--config={_CONFIG.value}", f"--batch={B}", f"--seq={S}", f"--repeats={_REPEATS.value}",
            f"--long={_LONG.value}"]
   dtypes = _DTYPE.value
+  if _ROUNDS.value:
+    return _print_interleaved(path, B, S, n_params, build_s, dtypes)
+  extra.append(f"--sparse_head={_SPARSE.value}")
   thr = {(d, w): _child(f"--throughput_child={w}:{path}", [*extra, f"--dtype={d}"]) for d in dtypes
-         for w in ("ours", "hf")}
+         for w in ("ours", "hf", "hf_sparse")}
   mem = {(w, h): _child(f"--memory_child={w}:{path}", [*extra, f"--memory_head={h}"]).get("peak_increase_mib",
                                                                                       float("nan"))
          for h in (True, False) for w in ("ours", "hf")} if _MEMORY.value else {}
@@ -256,19 +299,57 @@ def main(argv):
   print(f"{shape} ({n_params / 1e6:.1f}M), batch {B} x {S}; torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), jax {jax.__version__}, {os.cpu_count()} cores; HF model build "
         f"{build_s:.0f}s; our compile: {compiles}")
-  print("| measurement | dtype | ours | HF PyTorch | ratio (ours / HF) | ours / our float32 | HF / HF float32 |\n"
-        "|---|---|---|---|---|---|---|")
+  print(f"ours: objective.sparse_head={_SPARSE.value}; HF sparse_prediction: transformers' MLM head on the "
+        "labelled positions only (train step)")
+  print("| measurement | dtype | ours | HF PyTorch | ratio (ours / HF) | HF sparse_prediction | ratio (ours / HF "
+        "sparse) | ours / our float32 | HF / HF float32 |\n|---|---|---|---|---|---|---|---|---|")
   nan = float("nan")
   for key, name in (("forward", "forward"), ("train", "train step")):
     for d in dtypes:
-      o, h = thr[(d, "ours")].get(key, nan), thr[(d, "hf")].get(key, nan)
+      o, h, hs = (thr[(d, w)].get(key, nan) for w in ("ours", "hf", "hf_sparse"))
       o32, h32 = thr.get(("float32", "ours"), {}).get(key, nan), thr.get(("float32", "hf"), {}).get(key, nan)
-      print(f"| {name} tokens/s (batch {B} x {S}) | {d} | {o:,.0f} | {h:,.0f} | {o / h:.2f} | {o / o32:.2f} | "
-            f"{h / h32:.2f} |")
+      sparse = f"{hs:,.0f} | {o / hs:.2f}" if key == "train" else " | "
+      print(f"| {name} tokens/s (batch {B} x {S}) | {d} | {o:,.0f} | {h:,.0f} | {o / h:.2f} | {sparse} | "
+            f"{o / o32:.2f} | {h / h32:.2f} |")
   for h, name in ((True, "with the vocabulary head"), (False, "encoder only")) if mem else ():
     o, r = mem[("ours", h)], mem[("hf", h)]
     print(f"| peak memory increase, {_LONG.value}-token forward, {name} (MiB) | float32 | {o:,.0f} | {r:,.0f} | "
           f"{o / r:.2f} | | |")
+
+
+def _print_interleaved(path, B, S, n_params, build_s, dtypes):
+  import statistics
+
+  import jax
+  import torch
+
+  from bench.timing import cpu_model
+  per_round, compiles = interleaved(path, B, S, _REPEATS.value, _ROUNDS.value, dtypes)
+  shape = "ModernBERT-base shape" if _CONFIG.value == "base" else "the default config's shape"
+  comp = "; ".join(f"{d}: forward {c['compile_forward_s']:.1f}s, train step {c['compile_train_s']:.1f}s"
+                   for d, c in compiles.items())
+  print(f"{shape} ({n_params / 1e6:.1f}M), batch {B} x {S}, both sides in one process over {_ROUNDS.value} "
+        f"alternated rounds of {_REPEATS.value}; {cpu_model()}, {os.cpu_count()} cores; torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), jax {jax.__version__}; HF model build {build_s:.0f}s; our compile: "
+        f"{comp}")
+  print(f"ours: objective.sparse_head={_SPARSE.value}; HF sparse_prediction: transformers' MLM head on the "
+        "labelled positions only (train step)")
+  print("| measurement | dtype | ours (median of rounds) | HF PyTorch | ratio per round (ours / HF) | median ratio | "
+        "HF sparse_prediction | ratio per round (ours / HF sparse) | median ratio | ours / our float32 (median of "
+        "rounds) |\n|---|---|---|---|---|---|---|---|---|---|")
+  med = statistics.median
+
+  def ratios(a, b):
+    r = [x / y for x, y in zip(a, b)]
+    return f"{' / '.join(f'{x:.2f}' for x in r)} | {med(r):.2f}"
+
+  for key, name in (("forward", "forward"), ("train", "train step")):
+    for d in dtypes:
+      o, h, hs = (per_round[(d, w)].get(key) for w in ("ours", "hf", "hf_sparse"))
+      o32 = per_round.get(("float32", "ours"), {}).get(key)
+      sparse = f"{med(hs):,.0f} | {ratios(o, hs)}" if hs else " | | "
+      print(f"| {name} tokens/s (batch {B} x {S}) | {d} | {med(o):,.0f} | {med(h):,.0f} | {ratios(o, h)} | {sparse} | "
+            f"{med([a / b for a, b in zip(o, o32)]) if o32 else float('nan'):.2f} |")
 
 
 if __name__ == "__main__":

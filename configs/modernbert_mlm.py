@@ -33,6 +33,7 @@ def get_config(arg: str | None = None):
   m.hidden_activation = "gelu"
   m.classifier_activation = "gelu"
   m.initializer_range = 0.02
+  c.objective.sparse_head = True    # MLM head at the masked positions only (models/modernbert/objective.py)
   c.train.num_steps = 500
   c.train.eval_every = 250
   c.train.checkpoint_every = 250

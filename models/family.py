@@ -87,7 +87,9 @@ class Objective:
   (loss, metrics) whose values add up over micro-batches (weights pre-normalised, see models/losses.py) and
   include `num_targets` (evaluation weighs batches by it); `finalize_metrics` forms ratios of those sums once per
   step. `step` is the int32 number of updates applied so far (a curriculum may read it); the trainer always passes
-  it, and None (direct calls, tests) means the end of any curriculum.
+  it, and None (direct calls, tests) means the end of any curriculum. `loss` is also traced inside `module.init`
+  (`init_variables`) with params None: there it must create every parameter outside `lax.cond` / `lax.switch`
+  branches (Flax cannot create variables in them), e.g. by taking one branch directly.
   """
 
   def prepare(self, batch: dict[str, jax.Array], rng: jax.Array, *,

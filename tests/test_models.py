@@ -141,7 +141,8 @@ def test_gelu_is_the_exact_erf_form():
 
 
 def test_mlm_corruption_rates_and_loss():
-  obj = MaskedLmObjective(vocab_size=260, mask_id=MASK, special_ids=(0, 1, 2, 3), random_low=4, mask_rate=0.3)
+  obj = MaskedLmObjective(vocab_size=260, mask_id=MASK, special_ids=(0, 1, 2, 3), random_low=4, mask_rate=0.3,
+                          sparse_head=False)   # the fake apply_fn below returns every position's logits
   rng = np.random.default_rng(0)
   tokens = rng.integers(4, 260, (64, 512)).astype(np.int32)
   tokens[:, 0] = 1
@@ -168,6 +169,56 @@ def test_mlm_corruption_rates_and_loss():
   nll = -np.take_along_axis(np.asarray(logp), tokens[..., None], -1)[..., 0]
   np.testing.assert_allclose(loss, nll[selected].mean(), rtol=1e-5)
   assert metrics["num_targets"] == selected.sum()
+
+
+@pytest.mark.parametrize("crowded_row", [False, True])
+def test_sparse_head_gives_the_dense_loss_and_gradient(crowded_row):
+  """The objective's sparse head (head and decoder at the selected positions only) against the dense head: the same
+  loss, metrics and gradient. A row that selects more positions than its slots takes the dense fallback."""
+  cfg = ModernBertConfig(vocab_size=260, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=48,
+                         local_attention=8, global_attn_every_n_layers=2)
+  model = ModernBertForMaskedLM(cfg)
+  kw = dict(vocab_size=260, mask_id=MASK, special_ids=(0, 1, 2, 3), random_low=4, mask_rate=0.3)
+  sparse, dense = MaskedLmObjective(**kw), MaskedLmObjective(**kw, sparse_head=False)
+  B, T = 4, 48
+  assert sparse.prediction_slots(T) == 32 and dense.prediction_slots(T) is None   # 14.4 + 4 x 3.17 -> 32
+  rng = np.random.default_rng(1)
+  tokens = jnp.asarray(rng.integers(4, 260, (B, T)), jnp.int32)
+  batch = sparse.prepare({"tokens": tokens, "segment_ids": jnp.ones((B, T), jnp.int32),
+                          "positions": jnp.broadcast_to(jnp.arange(T), (B, T))}, jax.random.PRNGKey(3))
+  if crowded_row:    # 40 selected positions in row 0, more than its 32 slots
+    w = np.array(batch["weights"] > 0)
+    w[0, :40] = True
+    batch = {**batch, "weights": jnp.asarray(w / w.sum(), jnp.float32)}
+  counts = np.asarray(batch["weights"] > 0).sum(1)
+  assert (counts.max() > 32) == crowded_row and counts.min() > 0
+  params = model.init(jax.random.PRNGKey(0), tokens)["params"]
+  calls = []
+
+  def apply_fn(variables, *args, **kwargs):
+    calls.append(kwargs.get("predict_at_BM") is not None)
+    return model.apply(variables, *args, **kwargs)
+
+  def value_and_grad(obj):
+    return jax.jit(jax.value_and_grad(lambda p: obj.loss(apply_fn, p, batch, None), has_aux=True))(params)
+
+  (loss_s, m_s), g_s = value_and_grad(sparse)
+  (loss_d, m_d), g_d = value_and_grad(dense)
+  assert calls == [True, False, False]      # the sparse objective traced both branches; the dense one only its own
+  np.testing.assert_allclose(loss_s, loss_d, rtol=1e-6)
+  for k in m_d:
+    np.testing.assert_allclose(m_s[k], m_d[k], rtol=1e-6)
+  assert m_s["num_targets"] == counts.sum()
+  for a, b in zip(jax.tree.leaves(g_s), jax.tree.leaves(g_d)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+  # With the crowded row only the dense fallback can match (the slots hold 32 of row 0's 40 positions). Without it,
+  # the model's logits at `predict_at_BM` are the dense logits at those positions.
+  if not crowded_row:
+    at = np.argsort(~np.asarray(batch["weights"] > 0), axis=1, kind="stable")[:, :32]
+    logits = model.apply({"params": params}, batch["inputs"], batch["segment_ids"], batch["positions"],
+                         predict_at_BM=jnp.asarray(at))
+    full = model.apply({"params": params}, batch["inputs"], batch["segment_ids"], batch["positions"])
+    np.testing.assert_allclose(logits, np.take_along_axis(np.asarray(full), at[..., None], axis=1), atol=2e-5)
 
 
 def test_fill_mask_fills_every_mask_with_allowed_ids():
@@ -269,6 +320,10 @@ def test_flop_model_matches_the_spec_table_for_modernbert_base():
   assert ModernBertConfig(vocab_size=50368, attention_impl="einsum").flops_per_token(512) == \
       cfg.flops_per_token(512, count="dense")
   assert cfg.flops_per_token(512) == 3 * cfg.flops_per_token(512, train=False)
+  # The sparse MLM head (200 slots of 512 at 30% masking) runs the head's dense layer and decoder on 200 rows.
+  assert MaskedLmObjective(vocab_size=50368, mask_id=4, special_ids=(0,), mask_rate=0.3).prediction_slots(512) == 200
+  assert cfg.flops_per_token(512, train=False, head_rows=200 / 512) == \
+      cfg.flops_per_token(512, train=False) - 2 * (1 - 200 / 512) * 768 * (768 + 50368)
 
 
 def test_auto_attention_runs_short_sliding_window_layers_dense_and_counts_them_so():

@@ -20,16 +20,23 @@ def _save(model_cfg, compat, params, path):
   save_modernbert(ModernBertConfig.from_config(model_cfg, compat["model_vocab_size"]), params, path)
 
 
-@register("modernbert_mlm", {**model_keys(ModernBertConfig), "objective.mask_rate": None, "eval.mask_rate": None,
-                             "decode.prompts": None}, hf=HfInterop(_load, _save))
+@register("modernbert_mlm", {**model_keys(ModernBertConfig), "objective.mask_rate": None,
+                             "objective.sparse_head": (True, False), "eval.mask_rate": None, "decode.prompts": None},
+          hf=HfInterop(_load, _save))
 def modernbert_mlm(config, vocab) -> Family:
   hp = ModernBertConfig.from_config(config.model, model_vocab_size(config, vocab))
   objective = MaskedLmObjective(vocab_size=vocab.size, mask_id=vocab.mask_id, special_ids=vocab.special_ids,
-                                random_low=vocab.first_normal_id, mask_rate=config.objective.mask_rate)
+                                random_low=vocab.first_normal_id, mask_rate=config.objective.mask_rate,
+                                sparse_head=config.objective.get("sparse_head", True))
   module = ModernBertForMaskedLM(hp)
   seq = config.data.seq_len
+
+  def flops_per_token(s):   # executed: the sparse head runs its dense layer and decoder on `slots` rows of s
+    slots = objective.prediction_slots(s)
+    return hp.flops_per_token(s, head_rows=1.0 if slots is None else slots / s)
+
   return Family("modernbert_mlm", module, objective, hp, token_batch_spec(seq), documents(config, vocab),
-                hp.flops_per_token, seq, eval_objective=dataclasses.replace(objective, mask_rate=config.eval.mask_rate),
+                flops_per_token, seq, eval_objective=dataclasses.replace(objective, mask_rate=config.eval.mask_rate),
                 decode=fill_mask_decoder(module.apply, config, vocab),
                 prompts=tuple(config.decode.prompts), compat={"model_vocab_size": hp.vocab_size})
 

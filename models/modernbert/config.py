@@ -88,11 +88,14 @@ class ModernBertConfig:
     c = max(self.half_window, 1)
     return 3 * c * (-(-seq_len // c) * c) / seq_len
 
-  def flops_per_token(self, seq_len: int, train: bool = True, count: str = "executed") -> float:
+  def flops_per_token(self, seq_len: int, train: bool = True, count: str = "executed",
+                      head_rows: float = 1.0) -> float:
     """Matmul FLOPs per token, 6·N + 12·S_keys·d summed over layers for a training step. count="executed" (the
     trainer's MFU) counts the attention FLOPs our kernels run (banded sliding-window layers: 3w keys per query);
     "dense" counts S keys in every layer, as a dense reference executes them; "window" the 2w + 1 keys a
-    sliding-window layer needs (attention_keys)."""
+    sliding-window layer needs (attention_keys). head_rows: the fraction of positions the MLM head (dense layer and
+    tied decoder) runs on (the masked-LM objective's sparse head: its slots per row / T)."""
     keys = sum(self.attention_keys(i, seq_len, count) for i in range(self.num_layers))
-    fwd = 2 * self.matmul_params() + 4 * keys * self.hidden_size
+    head = self.hidden_size * (self.hidden_size + self.vocab_size)
+    fwd = 2 * (self.matmul_params() - (1 - head_rows) * head) + 4 * keys * self.hidden_size
     return 3 * fwd if train else fwd

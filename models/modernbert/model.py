@@ -90,17 +90,24 @@ class ModernBertPredictionHead(nn.Module):
 
 
 class ModernBertForMaskedLM(nn.Module):
-  """Encoder + MLM head (dense -> act -> norm) + tied decoder with its own bias. Returns float32 logits."""
+  """Encoder + MLM head (dense -> act -> norm) + tied decoder with its own bias. Returns float32 logits.
+
+  With `predict_at_BM` ([B, M] indices into each row) the head and decoder run on those M positions only and the
+  logits are [B, M, V]: the masked-LM objective's sparse head (Hugging Face's `sparse_prediction`), which skips
+  the head at the ~70% of positions the loss does not read."""
   cfg: ModernBertConfig
 
   @nn.compact
-  def __call__(self, tokens_BT, segment_ids_BT=None, positions_BT=None, attention_mask=None):
+  def __call__(self, tokens_BT, segment_ids_BT=None, positions_BT=None, attention_mask=None, predict_at_BM=None):
     """`attention_mask` ([B, T], 1 = token, 0 = padding; Hugging Face's argument) stands in for segment ids."""
     cfg = self.cfg
     if segment_ids_BT is None and attention_mask is not None:
       segment_ids_BT = jnp.asarray(attention_mask, jnp.int32)
     encoder = ModernBertEncoder(cfg, name="model")
-    h_BTD = ModernBertPredictionHead(cfg, name="head")(encoder(tokens_BT, segment_ids_BT, positions_BT))
+    h_BTD = encoder(tokens_BT, segment_ids_BT, positions_BT)
+    if predict_at_BM is not None:
+      h_BTD = jnp.take_along_axis(h_BTD, predict_at_BM[..., None], axis=1)   # [B, M, D]
+    h_BTD = ModernBertPredictionHead(cfg, name="head")(h_BTD)
     bias = self.param("decoder_bias", nn.with_logical_partitioning(nn.initializers.zeros, ("vocab",)),
                       (cfg.vocab_size,), jnp.float32)
     logits_BTV = matmul.add_bias(encoder.attend(h_BTD), bias, cfg.compute_dtype)

@@ -1,5 +1,6 @@
 """Masked-LM objective (BERT-style corruption; ModernBERT pretrains at 30% masking)."""
 import dataclasses
+import math
 from typing import Any, Callable
 
 import jax
@@ -17,6 +18,13 @@ class MaskedLmObjective(Objective):
   cross-entropy over the selected positions. `prepare` runs once on the whole global batch and stores the
   weights already normalised by the batch's selected count, so that `loss` is additive over micro-batches
   (gradient accumulation gives the same gradient as one large batch).
+
+  `sparse_head` (config `objective.sparse_head`, default True): the MLM head and the vocabulary decoder run only
+  at the selected positions, as ModernBERT was pretrained (Hugging Face's `sparse_prediction`): the same loss and
+  gradient, without the head's work at the unselected ~70% of positions. Shapes are static, so each row gets
+  `prediction_slots(T)` slots (the selected count's mean plus 4 standard deviations, rounded up to a multiple of
+  8); a batch with a row that selects more runs the dense head instead (`lax.cond`, both compiled), so the loss is
+  exact for every batch. Equality with the dense head: tests/test_models.py.
   """
   vocab_size: int            # size of the real vocabulary; random replacements are drawn from [random_low, vocab_size)
   mask_id: int
@@ -25,6 +33,13 @@ class MaskedLmObjective(Objective):
   mask_rate: float = 0.3
   mask_token_frac: float = 0.8
   random_token_frac: float = 0.1
+  sparse_head: bool = True
+
+  def prediction_slots(self, seq_len: int) -> int | None:
+    """Head rows per sequence with the sparse head (None: the dense head, no saving at this rate and length)."""
+    mean, var = seq_len * self.mask_rate, seq_len * self.mask_rate * (1 - self.mask_rate)
+    slots = -(-math.ceil(mean + 4 * math.sqrt(var)) // 8) * 8
+    return slots if self.sparse_head and slots < seq_len else None
 
   def prepare(self, batch: dict[str, jax.Array], rng: jax.Array, *, step=None) -> dict[str, jax.Array]:
     tokens_BT, segment_ids_BT = batch["tokens"], batch["segment_ids"]
@@ -42,9 +57,26 @@ class MaskedLmObjective(Objective):
   def loss(self, apply_fn: Callable[..., Any], params: Any, batch: dict[str, jax.Array],
            rng: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
     del rng  # no dropout in ModernBERT's defaults
-    logits_BTV = apply_fn({"params": params}, batch["inputs"], batch["segment_ids"], batch["positions"])
-    nll_BT, correct_BT = cross_entropy_with_accuracy(logits_BTV, batch["targets"])
-    return weighted_loss_and_metrics(nll_BT, correct_BT, batch["weights"])
+    inputs = (batch["inputs"], batch["segment_ids"], batch["positions"])
+    targets_BT, weights_BT = batch["targets"], batch["weights"]
+
+    def dense(params):
+      nll_BT, correct_BT = cross_entropy_with_accuracy(apply_fn({"params": params}, *inputs), targets_BT)
+      return weighted_loss_and_metrics(nll_BT, correct_BT, weights_BT)
+
+    M = self.prediction_slots(targets_BT.shape[1])
+    if M is None or params is None:     # params None: inside module.init (models/family.py), which needs no cond
+      return dense(params)
+    selected_BT = weights_BT > 0
+    # Each row's selected positions first (in order), then unselected ones, whose weight is 0.
+    at_BM = jnp.argsort(~selected_BT, axis=1, stable=True)[:, :M].astype(jnp.int32)
+
+    def sparse(params):
+      logits_BMV = apply_fn({"params": params}, *inputs, predict_at_BM=at_BM)
+      nll_BM, correct_BM = cross_entropy_with_accuracy(logits_BMV, jnp.take_along_axis(targets_BT, at_BM, axis=1))
+      return weighted_loss_and_metrics(nll_BM, correct_BM, jnp.take_along_axis(weights_BT, at_BM, axis=1))
+
+    return jax.lax.cond(jnp.all(selected_BT.sum(axis=1) <= M), sparse, dense, params)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,7 +22,7 @@ class AsArmLayer(nn.Module):
     out_init = nn.initializers.truncated_normal(cfg.initializer_range / math.sqrt(2.0 * cfg.num_layers))
     h = LayerNorm(cfg.norm_eps, dtype=dt, name="attn_norm")(x_BLD)
     attn = SelfAttention(num_heads=cfg.num_heads, head_dim=cfg.head_dim, rope_theta=cfg.rope_theta,
-                         implementation="einsum", dtype=dt, qkv_init=init, out_init=out_init,
+                         implementation="einsum", dtype=dt, qkv_init=init, out_init=out_init, rope_within_row=True,
                          name="attn")(h, None, positions_BL, mask_B1TT=mask_B1LL, memory=memory)
     attn, kv = attn if memory is not None else (attn, None)
     x_BLD = x_BLD + attn
@@ -41,7 +41,8 @@ class AsArm(nn.Module):
   (rank(target) for the joint's conditionals, the decoding step n for conditionally independent drafts).
   segment_ids_BN: 0 at padding (never read), packed documents numbered from 1 (nothing reads across documents; a
   boolean valid mask works as one document per row); positions_BN: RoPE positions of the content (default: 0..N-1;
-  packed rows restart at each document), a query takes its target's.
+  packed rows restart at each document), a query takes its target's. Positions lie in [0, N): without a cache
+  RoPE reads cos / sin from a table of the stream's length (models/layers/rope.py; NaN outside it, never a wrap).
   """
   cfg: AsArmConfig
 

@@ -171,27 +171,33 @@ def test_mlm_corruption_rates_and_loss():
   assert metrics["num_targets"] == selected.sum()
 
 
-@pytest.mark.parametrize("crowded_row", [False, True])
-def test_sparse_head_gives_the_dense_loss_and_gradient(crowded_row):
-  """The objective's sparse head (head and decoder at the selected positions only) against the dense head: the same
-  loss, metrics and gradient. A row that selects more positions than its slots takes the dense fallback."""
+@pytest.mark.parametrize("cap", [None, 8])
+def test_prediction_cap_and_sparse_head_give_the_dense_loss_and_gradient(cap):
+  """At most max_predictions positions per row are selected (a random subset of the Bernoulli draw), and the sparse
+  head (head and decoder at those slots only) gives the dense head's loss, metrics and gradient. cap=8 binds in
+  most rows (the slots are full); the default (mean + 4 sd: 32 of 48 at 30%) in none here."""
   cfg = ModernBertConfig(vocab_size=260, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=48,
                          local_attention=8, global_attn_every_n_layers=2)
   model = ModernBertForMaskedLM(cfg)
   kw = dict(vocab_size=260, mask_id=MASK, special_ids=(0, 1, 2, 3), random_low=4, mask_rate=0.3)
-  sparse, dense = MaskedLmObjective(**kw), MaskedLmObjective(**kw, sparse_head=False)
-  B, T = 4, 48
-  assert sparse.prediction_slots(T) == 32 and dense.prediction_slots(T) is None   # 14.4 + 4 x 3.17 -> 32
-  rng = np.random.default_rng(1)
-  tokens = jnp.asarray(rng.integers(4, 260, (B, T)), jnp.int32)
-  batch = sparse.prepare({"tokens": tokens, "segment_ids": jnp.ones((B, T), jnp.int32),
-                          "positions": jnp.broadcast_to(jnp.arange(T), (B, T))}, jax.random.PRNGKey(3))
-  if crowded_row:    # 40 selected positions in row 0, more than its 32 slots
-    w = np.array(batch["weights"] > 0)
-    w[0, :40] = True
-    batch = {**batch, "weights": jnp.asarray(w / w.sum(), jnp.float32)}
-  counts = np.asarray(batch["weights"] > 0).sum(1)
-  assert (counts.max() > 32) == crowded_row and counts.min() > 0
+  sparse = MaskedLmObjective(**kw, max_predictions_per_row=cap)
+  dense = MaskedLmObjective(**kw, max_predictions_per_row=cap, sparse_head=False)
+  uncapped = MaskedLmObjective(**kw, max_predictions_per_row=10_000, sparse_head=False)
+  B, T = 8, 48
+  M = 8 if cap else 32
+  assert sparse.prediction_slots(T) == M and dense.prediction_slots(T) is None and uncapped.max_predictions(T) == T
+  tokens = jnp.asarray(np.random.default_rng(1).integers(4, 260, (B, T)), jnp.int32)
+  raw = {"tokens": tokens, "segment_ids": jnp.ones((B, T), jnp.int32),
+         "positions": jnp.broadcast_to(jnp.arange(T), (B, T))}
+  key = jax.random.PRNGKey(3)
+  batch, free = sparse.prepare(raw, key), uncapped.prepare(raw, key)
+  selected, drawn = np.asarray(batch["weights"] > 0), np.asarray(free["weights"] > 0)
+  np.testing.assert_array_equal(selected.sum(1), np.minimum(drawn.sum(1), M))
+  assert not (selected & ~drawn).any()                       # a subset of the Bernoulli draw
+  np.testing.assert_array_equal(np.asarray(batch["inputs"])[~selected], np.asarray(tokens)[~selected])
+  if cap:
+    assert (drawn.sum(1) > M).sum() >= 6                    # the cap binds, and keeps scattered positions
+    assert (np.argmax(np.cumsum(selected, 1) == M, 1) > np.argmax(np.cumsum(drawn, 1) == M, 1)).any()
   params = model.init(jax.random.PRNGKey(0), tokens)["params"]
   calls = []
 
@@ -204,21 +210,18 @@ def test_sparse_head_gives_the_dense_loss_and_gradient(crowded_row):
 
   (loss_s, m_s), g_s = value_and_grad(sparse)
   (loss_d, m_d), g_d = value_and_grad(dense)
-  assert calls == [True, False, False]      # the sparse objective traced both branches; the dense one only its own
+  assert calls == [True, False]
   np.testing.assert_allclose(loss_s, loss_d, rtol=1e-6)
   for k in m_d:
     np.testing.assert_allclose(m_s[k], m_d[k], rtol=1e-6)
-  assert m_s["num_targets"] == counts.sum()
+  assert m_s["num_targets"] == selected.sum()
   for a, b in zip(jax.tree.leaves(g_s), jax.tree.leaves(g_d)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
-  # With the crowded row only the dense fallback can match (the slots hold 32 of row 0's 40 positions). Without it,
-  # the model's logits at `predict_at_BM` are the dense logits at those positions.
-  if not crowded_row:
-    at = np.argsort(~np.asarray(batch["weights"] > 0), axis=1, kind="stable")[:, :32]
-    logits = model.apply({"params": params}, batch["inputs"], batch["segment_ids"], batch["positions"],
-                         predict_at_BM=jnp.asarray(at))
-    full = model.apply({"params": params}, batch["inputs"], batch["segment_ids"], batch["positions"])
-    np.testing.assert_allclose(logits, np.take_along_axis(np.asarray(full), at[..., None], axis=1), atol=2e-5)
+  at = np.argsort(~selected, axis=1, kind="stable")[:, :M]     # the model's logits at the slots = dense ones there
+  logits = model.apply({"params": params}, *(batch[k] for k in ("inputs", "segment_ids", "positions")),
+                       predict_at_BM=jnp.asarray(at))
+  full = model.apply({"params": params}, *(batch[k] for k in ("inputs", "segment_ids", "positions")))
+  np.testing.assert_allclose(logits, np.take_along_axis(np.asarray(full), at[..., None], axis=1), atol=2e-5)
 
 
 def test_fill_mask_fills_every_mask_with_allowed_ids():

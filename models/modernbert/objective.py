@@ -19,12 +19,15 @@ class MaskedLmObjective(Objective):
   weights already normalised by the batch's selected count, so that `loss` is additive over micro-batches
   (gradient accumulation gives the same gradient as one large batch).
 
+  At most `max_predictions(T)` positions of a row are selected (BERT's `max_predictions_per_seq`): by default the
+  selected count's mean plus 4 standard deviations, rounded up to a multiple of 8 (64 of 128 positions at 30%,
+  200 of 512; a row exceeds it with probability about 3e-5); a row that draws more keeps a uniformly random
+  subset of that size (the ones with the smallest selection uniforms), the others stay unselected and unchanged.
+  With `max_predictions_per_row` set, that number instead (None: the default; the cap never exceeds T).
+
   `sparse_head` (config `objective.sparse_head`, default True): the MLM head and the vocabulary decoder run only
-  at the selected positions, as ModernBERT was pretrained (Hugging Face's `sparse_prediction`): the same loss and
-  gradient, without the head's work at the unselected ~70% of positions. Shapes are static, so each row gets
-  `prediction_slots(T)` slots (the selected count's mean plus 4 standard deviations, rounded up to a multiple of
-  8); a batch with a row that selects more runs the dense head instead (`lax.cond`, both compiled), so the loss is
-  exact for every batch. Equality with the dense head: tests/test_models.py.
+  at those slots (as ModernBERT was pretrained; Hugging Face's `sparse_prediction`): the same loss and gradient as
+  the dense head (tests/test_models.py), without the head's work at the other positions.
   """
   vocab_size: int            # size of the real vocabulary; random replacements are drawn from [random_low, vocab_size)
   mask_id: int
@@ -34,18 +37,30 @@ class MaskedLmObjective(Objective):
   mask_token_frac: float = 0.8
   random_token_frac: float = 0.1
   sparse_head: bool = True
+  max_predictions_per_row: int | None = None
+
+  def max_predictions(self, seq_len: int) -> int:
+    """The most positions of a row of `seq_len` that are selected."""
+    if self.max_predictions_per_row is not None:
+      return min(self.max_predictions_per_row, seq_len)
+    mean, var = seq_len * self.mask_rate, seq_len * self.mask_rate * (1 - self.mask_rate)
+    return min(-(-math.ceil(mean + 4 * math.sqrt(var)) // 8) * 8, seq_len)
 
   def prediction_slots(self, seq_len: int) -> int | None:
-    """Head rows per sequence with the sparse head (None: the dense head, no saving at this rate and length)."""
-    mean, var = seq_len * self.mask_rate, seq_len * self.mask_rate * (1 - self.mask_rate)
-    slots = -(-math.ceil(mean + 4 * math.sqrt(var)) // 8) * 8
+    """Head rows per sequence with the sparse head (None: the dense head, which runs at every position)."""
+    slots = self.max_predictions(seq_len)
     return slots if self.sparse_head and slots < seq_len else None
 
   def prepare(self, batch: dict[str, jax.Array], rng: jax.Array, *, step=None) -> dict[str, jax.Array]:
     tokens_BT, segment_ids_BT = batch["tokens"], batch["segment_ids"]
     r_select, r_kind, r_token = jax.random.split(rng, 3)
     maskable = (segment_ids_BT > 0) & ~jnp.isin(tokens_BT, jnp.asarray(self.special_ids, tokens_BT.dtype))
-    selected = maskable & (jax.random.uniform(r_select, tokens_BT.shape) < self.mask_rate)
+    u_BT = jax.random.uniform(r_select, tokens_BT.shape)
+    selected = maskable & (u_BT < self.mask_rate)
+    M = self.max_predictions(tokens_BT.shape[1])
+    if M < tokens_BT.shape[1]:   # keep the M selected positions of smallest u: a uniformly random subset
+      rank_BT = jnp.argsort(jnp.argsort(jnp.where(selected, u_BT, 2.0), axis=1), axis=1)
+      selected &= rank_BT < M
     kind = jax.random.uniform(r_kind, tokens_BT.shape)
     random_tokens = jax.random.randint(r_token, tokens_BT.shape, self.random_low, self.vocab_size, tokens_BT.dtype)
     inputs = jnp.where(selected & (kind < self.mask_token_frac), self.mask_id, tokens_BT)
@@ -59,24 +74,15 @@ class MaskedLmObjective(Objective):
     del rng  # no dropout in ModernBERT's defaults
     inputs = (batch["inputs"], batch["segment_ids"], batch["positions"])
     targets_BT, weights_BT = batch["targets"], batch["weights"]
-
-    def dense(params):
+    M = self.prediction_slots(targets_BT.shape[1])
+    if M is None:
       nll_BT, correct_BT = cross_entropy_with_accuracy(apply_fn({"params": params}, *inputs), targets_BT)
       return weighted_loss_and_metrics(nll_BT, correct_BT, weights_BT)
-
-    M = self.prediction_slots(targets_BT.shape[1])
-    if M is None or params is None:     # params None: inside module.init (models/family.py), which needs no cond
-      return dense(params)
-    selected_BT = weights_BT > 0
-    # Each row's selected positions first (in order), then unselected ones, whose weight is 0.
-    at_BM = jnp.argsort(~selected_BT, axis=1, stable=True)[:, :M].astype(jnp.int32)
-
-    def sparse(params):
-      logits_BMV = apply_fn({"params": params}, *inputs, predict_at_BM=at_BM)
-      nll_BM, correct_BM = cross_entropy_with_accuracy(logits_BMV, jnp.take_along_axis(targets_BT, at_BM, axis=1))
-      return weighted_loss_and_metrics(nll_BM, correct_BM, jnp.take_along_axis(weights_BT, at_BM, axis=1))
-
-    return jax.lax.cond(jnp.all(selected_BT.sum(axis=1) <= M), sparse, dense, params)
+    # Each row's (at most M, by `prepare`) selected positions first, in order, then unselected ones of weight 0.
+    at_BM = jnp.argsort(weights_BT <= 0, axis=1, stable=True)[:, :M].astype(jnp.int32)
+    logits_BMV = apply_fn({"params": params}, *inputs, predict_at_BM=at_BM)
+    nll_BM, correct_BM = cross_entropy_with_accuracy(logits_BMV, jnp.take_along_axis(targets_BT, at_BM, axis=1))
+    return weighted_loss_and_metrics(nll_BM, correct_BM, jnp.take_along_axis(weights_BT, at_BM, axis=1))
 
 
 @dataclasses.dataclass(frozen=True)

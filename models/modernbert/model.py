@@ -94,7 +94,7 @@ class ModernBertForMaskedLM(nn.Module):
 
   With `predict_at_BM` ([B, M] indices into each row) the head and decoder run on those M positions only and the
   logits are [B, M, V]: the masked-LM objective's sparse head (Hugging Face's `sparse_prediction`), which skips
-  the head at the ~70% of positions the loss does not read."""
+  the head where the loss reads nothing (models/modernbert/objective.py)."""
   cfg: ModernBertConfig
 
   @nn.compact

@@ -1,7 +1,7 @@
 """ASSD against sequential decoding on a trained AS-ARM: network calls, tokens per round, wall-clock, quality.
 
   python -m bench.assd_speed --workdir=/tmp/asarm_default [--ks=2,3,5,8 --prompts=32 --seed=0 --seeds=0,1,2]
-      [--cache] [--seq_len=256]
+      [--cache] [--seq_len=256] [--dtype=bfloat16]
 
 The model is the latest checkpoint of a `configs/asarm.py` run in --workdir (trained first if there is none: `python
 launch.py --config=configs/asarm.py --workdir=...`). Protocol (the reference's): validation rows of the code corpus,
@@ -35,6 +35,9 @@ _CONFIG_ARG = flags.DEFINE_string("config_arg", "", "Argument of configs/asarm.p
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the prompts (rows and visible subsets).")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Sampler seeds: every prompt is decoded once per seed.")
 _CACHE = flags.DEFINE_boolean("cache", False, "Also run the cached samplers (decode/assd_cached.py).")
+_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"],
+                           "model.dtype of every sampler (the float32-trained weights, products in this dtype; "
+                           "softmax, logits and draws stay float32).")
 _SEQ_LEN = flags.DEFINE_integer("seq_len", 0, "Row length N (0: the config's data.seq_len).")
 _UNCACHED = flags.DEFINE_boolean("uncached", True, "Run the uncached samplers (with --cache, --nouncached skips "
                                  "them where they take too long).")
@@ -55,10 +58,10 @@ def main(argv):
   if not os.path.isdir(os.path.join(_WORKDIR.value, "checkpoints")):
     train(config, _WORKDIR.value)
   trained_len = config.data.seq_len
-  if _SEQ_LEN.value:
-    config.unlock()
-    config.data.seq_len = _SEQ_LEN.value
-    config.lock()
+  config.unlock()
+  config.data.seq_len = _SEQ_LEN.value or trained_len
+  config.model.dtype = _DTYPE.value
+  config.lock()
   exp, step, params = load_trained(config, _WORKDIR.value)
   params = jax.device_get(params)
   N = config.data.seq_len
@@ -124,9 +127,9 @@ def main(argv):
       r["speedup_vs_cached_sequential"] = cached_seq["ms_per_sequence"] / r["ms_per_sequence"]
     r["tokens_per_s"] = 1e3 * generated / r["ms_per_sequence"]
     print(json.dumps({"sampler": name, **r}))
-  print(f"\nmodel step {step} (trained on rows of {trained_len}), N = {N}, visible {M}, generated {generated}, "
-        f"{len(rows)} prompts, batch 1, T = 1, sampler seeds {seeds}; {platform.machine()}, load average before "
-        f"the last sampler {os.getloadavg()[0]:.2f}")
+  print(f"\nmodel step {step} (trained on rows of {trained_len}), N = {N}, model.dtype {_DTYPE.value}, visible {M}, "
+        f"generated {generated}, {len(rows)} prompts, batch 1, T = 1, sampler seeds {seeds}; {platform.machine()}, "
+        f"load average before the last sampler {os.getloadavg()[0]:.2f}")
   extra = " | speed-up vs cached sequential" if cached_seq else ""
   print(f"\n| sampler | NFE (mean ± SEM) | tokens per round | ms / sequence | tokens/s | speed-up vs {base}{extra} "
         f"| model NLL / token | NLL − {base}, paired (mean ± SEM) | paired t-test p |\n"

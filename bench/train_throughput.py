@@ -1,7 +1,7 @@
 """Training throughput and MFU of the generic trainer, with this machine's matmul peak measured in the same run.
 
   python -m bench.train_throughput [--configs=default,base] [--steps=5] [--dtype=float32,bfloat16]
-      [--moment_dtype=float32,bfloat16] [--batch_size=0]
+      [--moment_dtype=float32,bfloat16] [--batch_size=0] [--rounds=0]
 
 For each config and compute dtype (`model.dtype`; parameters, optimiser, softmax and loss stay float32): the
 compiled train step's median step time over --steps timed steps (after 2 warm-up steps), tokens/s, MFU =
@@ -13,6 +13,9 @@ Shapes (`_config`): default, base and large (ModernBERT-base / -large, 8 x 512, 
 causal LM at GPT-2-medium shape, 8 x 1024), on byte-level data: throughput depends on the shapes, not on the
 tokenizer. On an accelerator MFU is against the chip's dense bf16 peak (train/flops.py's table, as MFU is quoted
 there); bench/accelerator.sh runs the accelerator set.
+--rounds=N (CPU) compiles every variant first, then times them in N alternated rounds, each variant right after a
+fresh matmul peak of its dtype: MFU against the peak of the same minute, and ratios between variants measured
+minutes apart rather than one after the other (this shared machine's speed drifts by up to 2x within an hour).
 Prints a Markdown table for BENCHMARKS.md.
 """
 import os
@@ -28,6 +31,9 @@ _BATCH = flags.DEFINE_integer("batch_size", 0, "train.batch_size for every shape
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps per config.")
 _DTYPE = flags.DEFINE_list("dtype", ["float32"], "Compute dtypes to measure (model.dtype): float32, bfloat16.")
 _MOMENT = flags.DEFINE_list("moment_dtype", ["float32"], "optim.moment_dtype values to measure: float32, bfloat16.")
+_ROUNDS = flags.DEFINE_integer("rounds", 0, "0: one pass, variant after variant. N > 0: every variant compiled once, "
+                               "then N alternated rounds, each variant's MFU against a peak measured right before it "
+                               "in the same round (`interleaved`).")
 
 
 SHAPES = ("default", "base", "large", "gpt2_medium")
@@ -60,43 +66,113 @@ def _config(name, overrides=None):
   return c
 
 
-def measure(name: str, steps: int, peak: float, overrides: dict | None = None) -> dict:
+def prepare(name: str, overrides: dict | None = None, warmup_batches: int = 2, batches: int = 5) -> dict:
+  """Builds, initialises and compiles one shape's train step; returns what `time_steps` and `measure` need."""
   import flax.linen as nn
   import jax
   from train.loop import build_experiment
   c = _config(name, overrides)
   exp = build_experiment(c, devices=jax.devices()[:1])
-  tokens = c.train.batch_size * c.data.seq_len
   with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
     state = exp.init_state()
     t = time.perf_counter()
     step = exp.compiled_train_step()
     compile_s = time.perf_counter() - t
     it = exp.train_iterator()
-    batches = [exp.to_device(next(it)) for _ in range(steps + 2)]
-    times = []
-    for i, b in enumerate(batches):
+    device_batches = [exp.to_device(next(it)) for _ in range(warmup_batches + batches)]
+  tokens = c.train.batch_size * c.data.seq_len
+  return dict(name=name, config=c, exp=exp, step=step, state=state, batches=device_batches, warmup=warmup_batches,
+              compile_s=compile_s, tokens=tokens, flops=exp.family.flops_per_token(c.data.seq_len) * tokens)
+
+
+def time_steps(run: dict, warmup: bool = True) -> float:
+  """Median wall time of the prepared step over its batches (the first `run['warmup']` untimed when `warmup`)."""
+  import jax
+  times = []
+  with jax.set_mesh(run["exp"].mesh):
+    for i, b in enumerate(run["batches"]):
+      if i < run["warmup"] and not warmup:
+        continue
       t = time.perf_counter()
-      state, m = step(state, b)
+      run["state"], m = run["step"](run["state"], b)
       jax.block_until_ready(m["loss"])
-      if i >= 2:
+      if i >= run["warmup"]:
         times.append(time.perf_counter() - t)
-  step_s = statistics.median(times)
-  flops = exp.family.flops_per_token(c.data.seq_len) * tokens
-  # The input pipeline alone: packed, batched numpy batches for the same shapes.
-  it = exp.train_iterator()
+  return statistics.median(times)
+
+
+def _row(run: dict, step_s: float, peak: float) -> dict:
+  import jax
+  c, exp = run["config"], run["exp"]
+  params = sum(int(x.size) for x in jax.tree.leaves(exp.abstract_state.params))
+  opt_bytes = sum(int(x.nbytes) for x in jax.tree.leaves(run["state"].opt_state))
+  return dict(name=run["name"], dtype=c.model.dtype, moment_dtype=c.optim.moment_dtype, opt_bytes=opt_bytes,
+              params=params, batch=c.train.batch_size, seq=c.data.seq_len, compile_s=run["compile_s"],
+              step_s=step_s, tps=run["tokens"] / step_s, gflops=run["flops"] / step_s / 1e9,
+              mfu=run["flops"] / step_s / peak)
+
+
+def measure(name: str, steps: int, peak: float, overrides: dict | None = None) -> dict:
+  """One shape's median step time over `steps` timed steps (after 2 warm-up steps), MFU against `peak`, and the
+  input pipeline's own token rate (packed, batched numpy batches for the same shapes, no model)."""
+  run = prepare(name, overrides, batches=steps)
+  row = _row(run, time_steps(run), peak)
+  it = run["exp"].train_iterator()
   next(it)
   n, t = 0, time.perf_counter()
   while time.perf_counter() - t < 3.0:
     next(it)
     n += 1
-  pipeline_tps = n * tokens / (time.perf_counter() - t)
-  params = sum(int(x.size) for x in jax.tree.leaves(exp.abstract_state.params))
-  opt_bytes = sum(int(x.nbytes) for x in jax.tree.leaves(state.opt_state))
-  return dict(name=name, dtype=c.model.dtype, moment_dtype=c.optim.moment_dtype, opt_bytes=opt_bytes, params=params,
-              batch=c.train.batch_size, seq=c.data.seq_len, compile_s=compile_s,
-              step_s=step_s, tps=tokens / step_s, gflops=flops / step_s / 1e9, mfu=flops / step_s / peak,
-              pipeline_tps=pipeline_tps)
+  row["pipeline_tps"] = n * run["tokens"] / (time.perf_counter() - t)
+  return row
+
+
+def interleaved(names, dtypes, moments, steps: int, rounds: int, batch: dict) -> list[dict]:
+  """All variants compiled once, then `rounds` rounds: in each, every variant's steps are timed right after a fresh
+  matmul peak of its dtype, so a round's MFU divides by the peak of the same minute (this shared machine's float32
+  peak has read 164-363 GFLOP/s on different days and swings within a run). Returns one row per variant: median
+  step time, median per-round MFU with its range, median per-round ratio to the same shape's float32 step."""
+  import jax.numpy as jnp
+  from train.flops import measure_matmul_peak
+  runs = [prepare(name, {"model.dtype": dtype, "optim.moment_dtype": moment, **batch}, batches=steps)
+          for name in names for dtype in dtypes for moment in moments]
+  for run in runs:
+    time_steps(run)                                  # first-call costs out of the rounds
+  per_round = [[] for _ in runs]                     # (step_s, peak) per round
+  for _ in range(rounds):
+    for i, run in enumerate(runs):
+      peak = measure_matmul_peak(dtype=jnp.dtype(run["config"].model.dtype))
+      per_round[i].append((time_steps(run, warmup=False), peak))
+  base = {run["name"]: i for i, run in enumerate(runs)
+          if run["config"].model.dtype == run["config"].optim.moment_dtype == "float32"}
+  rows = []
+  for i, run in enumerate(runs):
+    steps_s = [s for s, _ in per_round[i]]
+    mfus = [run["flops"] / s / p for s, p in per_round[i]]
+    row = _row(run, statistics.median(steps_s), statistics.median(p for _, p in per_round[i]))
+    row.update(mfu=statistics.median(mfus), mfu_range=(min(mfus), max(mfus)),
+               peaks=[p for _, p in per_round[i]], round_steps=steps_s)
+    j = base.get(run["name"])
+    if j is not None:
+      row["vs_f32"] = statistics.median(per_round[j][r][0] / s for r, s in enumerate(steps_s))
+    rows.append(row)
+  return rows
+
+
+def _print_interleaved(rows, rounds, steps):
+  print(f"{rounds} rounds, in each round every variant's {steps} timed steps right after a fresh matmul peak of "
+        "its dtype; medians over rounds (MFU: the median of per-round MFUs, range in brackets; vs float32: the "
+        "median of per-round ratios)\n")
+  print("| config | dtype | moments | batch x seq | step (s) | tokens/s | vs float32 | model GFLOP/s | "
+        "MFU against the same round's peak | peak per round (GFLOP/s) |")
+  print("|---|---|---|---|---|---|---|---|---|---|")
+  for r in rows:
+    ratio = f"{r['vs_f32']:.2f}x" if "vs_f32" in r else "-"
+    lo, hi = r["mfu_range"]
+    peaks = " / ".join(f"{p / 1e9:.0f}" for p in r["peaks"])
+    print(f"| {r['name']} | {r['dtype']} | {r['moment_dtype']} | {r['batch']} x {r['seq']} | {r['step_s']:.3f} | "
+          f"{r['tps']:,.0f} | {ratio} | {r['gflops']:.1f} | {100 * r['mfu']:.1f}% ({100 * lo:.1f}-{100 * hi:.1f}) | "
+          f"{peaks} |")
 
 
 def main(argv):
@@ -116,6 +192,13 @@ def main(argv):
     peaks = {"float32": table, "bfloat16": table}
     print(f"{device.device_kind}: MFU below is against its dense bf16 peak, {table / 1e12:.0f} TFLOP/s")
   batch = {"train.batch_size": _BATCH.value} if _BATCH.value else {}
+  if _ROUNDS.value > 0:
+    if device.platform != "cpu":
+      raise SystemExit("--rounds: per-round peaks are for CPUs; on an accelerator use --rounds=0 (table peak)")
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, jax {jax.__version__}; load average before: {load:.2f}")
+    _print_interleaved(interleaved(_CONFIGS.value, _DTYPE.value, _MOMENT.value, _STEPS.value, _ROUNDS.value, batch),
+                       _ROUNDS.value, _STEPS.value)
+    return
   rows = [measure(name, _STEPS.value, peaks[dtype], {"model.dtype": dtype, "optim.moment_dtype": moment, **batch})
           for name in _CONFIGS.value for dtype in _DTYPE.value for moment in _MOMENT.value]
   f32_tps = {r["name"]: r["tps"] for r in rows if r["dtype"] == r["moment_dtype"] == "float32"}

@@ -238,6 +238,37 @@ def test_fill_mask_fills_every_mask_with_allowed_ids():
   assert out == ["azbz", "z"]
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_cache_writes_store_the_values_at_their_slots_and_offsets(dtype):
+  """write_slots / write_cache scatter 16-bit caches as their bits (XLA:CPU upcasts 16-bit float scatters): the
+  stored values are the new entries rounded to the cache's dtype, other entries untouched, slots >= S dropped."""
+  from models.layers.attention import write_cache, write_slots
+  rng = np.random.default_rng(0)
+  B, H, S, D, T = 2, 3, 7, 4, 3
+  mem = jnp.asarray(rng.normal(size=(B, H, S, D)), dtype)
+  new = jnp.asarray(rng.normal(size=(B, T, H, D)), jnp.float32)
+  slot = jnp.asarray([[5, 0, S], [2, 6, 3]])                     # row 0's third token is not stored
+  want = np.asarray(mem.astype(jnp.float32)).copy()
+  new_r = np.asarray(new.astype(dtype).astype(jnp.float32))
+  for b in range(B):
+    for t in range(T):
+      if slot[b, t] < S:
+        want[b, :, int(slot[b, t])] = new_r[b, t]
+  got = write_slots(mem, new, slot, 2)
+  assert got.dtype == dtype
+  np.testing.assert_array_equal(np.asarray(got.astype(jnp.float32)), want)
+  got_t = write_slots(mem.transpose(0, 1, 3, 2), new, slot, 3)  # keys laid out [B, H, D, S]
+  np.testing.assert_array_equal(np.asarray(got_t.astype(jnp.float32)), want.transpose(0, 1, 3, 2))
+  cache = mem.transpose(0, 2, 1, 3)                              # [B, S, H, D], rows start_B..
+  start = jnp.asarray([0, 4])
+  want_c = np.asarray(cache.astype(jnp.float32)).copy()
+  for b in range(B):
+    want_c[b, int(start[b]):int(start[b]) + T] = new_r[b]
+  got_c = write_cache(cache, new, start)
+  assert got_c.dtype == dtype
+  np.testing.assert_array_equal(np.asarray(got_c.astype(jnp.float32)), want_c)
+
+
 def test_einsum_attention_matches_jax_reference_including_gradients():
   from models.layers.attention import dot_product_attention
   k1, k2, k3 = jax.random.split(jax.random.PRNGKey(0), 3)

@@ -164,15 +164,16 @@ def _print_interleaved(rows, rounds, steps):
         "its dtype; medians over rounds (MFU: the median of per-round MFUs, range in brackets; vs float32: the "
         "median of per-round ratios)\n")
   print("| config | dtype | moments | batch x seq | step (s) | tokens/s | vs float32 | model GFLOP/s | "
-        "MFU against the same round's peak | peak per round (GFLOP/s) |")
-  print("|---|---|---|---|---|---|---|---|---|---|")
+        "MFU against the same round's peak | peak per round (GFLOP/s) | step per round (s) |")
+  print("|---|---|---|---|---|---|---|---|---|---|---|")
   for r in rows:
     ratio = f"{r['vs_f32']:.2f}x" if "vs_f32" in r else "-"
     lo, hi = r["mfu_range"]
     peaks = " / ".join(f"{p / 1e9:.0f}" for p in r["peaks"])
+    steps = " / ".join(f"{t:.3f}" for t in r["round_steps"])
     print(f"| {r['name']} | {r['dtype']} | {r['moment_dtype']} | {r['batch']} x {r['seq']} | {r['step_s']:.3f} | "
           f"{r['tps']:,.0f} | {ratio} | {r['gflops']:.1f} | {100 * r['mfu']:.1f}% ({100 * lo:.1f}-{100 * hi:.1f}) | "
-          f"{peaks} |")
+          f"{peaks} | {steps} |")
 
 
 def main(argv):

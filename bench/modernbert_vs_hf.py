@@ -349,7 +349,7 @@ def _print_interleaved(path, B, S, n_params, build_s, dtypes):
       o32 = per_round.get(("float32", "ours"), {}).get(key)
       sparse = f"{med(hs):,.0f} | {ratios(o, hs)}" if hs else " | | "
       print(f"| {name} tokens/s (batch {B} x {S}) | {d} | {med(o):,.0f} | {med(h):,.0f} | {ratios(o, h)} | {sparse} | "
-            f"{med([a / b for a, b in zip(o, o32)]) if o32 else float('nan'):.2f} |")
+            f"{f'{med([a / b for a, b in zip(o, o32)]):.2f}' if o32 else '- (float32 not run)'} |")
 
 
 if __name__ == "__main__":

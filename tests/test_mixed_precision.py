@@ -120,3 +120,19 @@ def test_dense_product_gradients_equal_autodiff_in_float32(x_shape, k_shape, n_i
   for got, want in zip(grads(lambda x, k: contract_last(x, k, n_in)), grads(reference)):
     assert got.shape == want.shape and got.dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype,flags,expected", [
+    ("bfloat16", "fpu avx2 fma", "no bfloat16 products"),        # AVX2 only (AMD Zen 3): emulated
+    ("bfloat16", "fpu avx512f avx512_bf16", None),               # native bfloat16 products
+    ("bfloat16", "fpu amx_bf16 amx_tile", None),
+    ("float16", "fpu amx_bf16 avx512_fp16", "emulates float16"),
+    ("float32", "fpu avx2", None)])
+def test_a_16bit_run_on_a_cpu_that_emulates_it_gets_a_note(dtype, flags, expected):
+  from train.flops import cpu_16bit_note
+  cpuinfo = f"processor\t: 0\nflags\t\t: {flags}\nbugs\t\t: avx512_bf16\n"   # 'bugs' is not a flags line
+  note = cpu_16bit_note(jax.devices("cpu"), dtype, cpuinfo)
+  if expected is None:
+    assert note is None
+  else:
+    assert expected in note and f"model.dtype={dtype}" in note and "model.dtype=float32" in note

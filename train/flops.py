@@ -51,3 +51,32 @@ def total_peak_flops(devices: Sequence[jax.Device], per_device: float = 0.0, com
   if devices[0].platform == "cpu":  # simulated CPU devices share the same cores: the machine's peak counts once
     return measure_matmul_peak(dtype=jnp.dtype(compute_dtype), device=devices[0])
   return 0.0
+
+
+# CPU flags of native bfloat16 products (Intel AVX512_BF16 / AMX-BF16, AMD Zen 4 AVX512_BF16).
+_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_16bit_note(devices: Sequence[jax.Device], compute_dtype: str, cpuinfo: str | None = None) -> str | None:
+  """One line for the run's log when model.dtype is 16-bit on a CPU whose products in that dtype are emulated
+  (float16 always; bfloat16 without avx512_bf16 / amx_bf16 in /proc/cpuinfo), else None. There 16-bit runs slower
+  than float32: on an AMD EPYC (Zen 3, AVX2) the default config's bfloat16 train step ran 0.76x the float32 one
+  (BENCHMARKS.md). A note, not an error: the run means the same, only slower. `cpuinfo` replaces the file (tests)."""
+  if devices[0].platform != "cpu" or compute_dtype not in ("bfloat16", "float16"):
+    return None
+  if compute_dtype == "bfloat16":
+    if cpuinfo is None:
+      try:
+        with open("/proc/cpuinfo") as f:
+          cpuinfo = f.read()
+      except OSError:
+        return None        # not Linux: nothing to go by
+    flags = {w for line in cpuinfo.splitlines() if line.startswith("flags") for w in line.split(":", 1)[-1].split()}
+    if flags & set(_BF16_CPU_FLAGS):
+      return None
+    why = "this CPU has no bfloat16 products (no avx512_bf16 or amx_bf16 in /proc/cpuinfo)"
+  else:
+    why = "XLA:CPU emulates float16 products"
+  return (f"model.dtype={compute_dtype}: {why}, so this run is likely slower than with model.dtype=float32 "
+          f"(BENCHMARKS.md: 0.76x on an AVX2 CPU)")
+

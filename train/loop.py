@@ -25,7 +25,7 @@ from models.family import Family, check_batch
 from train import checkpoint as ckpt_lib
 from train import stored_config
 from train.errors import ConfigError
-from train.flops import total_peak_flops
+from train.flops import cpu_16bit_note, total_peak_flops
 from train.mesh import data_parallel_size, logical_sharding, make_mesh
 from train.optim import SCHEDULES, build_optimizer
 from train.profiling import StepProfiler
@@ -335,6 +335,9 @@ def train(config: Any, workdir: str, *, stop_at_step: int | None = None) -> dict
     stored_config.write_if_fresh(config, workdir, ckpt.latest_step() is not None)
   peak_flops = total_peak_flops(tuple(jax.devices()), c.train.peak_flops_per_device,   # outside the mesh context
                                c.model.get("dtype", "float32"))
+  slow_16bit = cpu_16bit_note(jax.devices(), c.model.get("dtype", "float32"))
+  if slow_16bit:
+    notes.append(slow_16bit)
   fam = exp.family
   with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
     data_iter = exp.train_iterator()

@@ -73,7 +73,7 @@ def test_greedy_latent_decoding_matches_teacher_forcing():
   from decode.latent import greedy_from_latent, latent_means
   family = build(ariel.get_config("ae,tiny"), SymbolVocabulary(38))
   module = family.module
-  params = nn.unbox(family.init_variables(jax.random.PRNGKey(0)))["params"]
+  params = nn.unbox(jax.jit(family.init_variables)(jax.random.PRNGKey(0)))["params"]
   language = S.house_questions()
   tokens = np.zeros((8, 12), np.int32)
   seg = np.zeros_like(tokens)

@@ -18,18 +18,16 @@ def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 0) -> f
 
 
 def cpu_model() -> str:
-  """The CPU's model name and its bfloat16 products (/proc/cpuinfo), for the machine line of a benchmark: whether
-  bfloat16 can pay on it (AMX or AVX512_BF16: native; otherwise emulated, slower than float32)."""
-  name, flags = None, set()
+  """The CPU's model name (/proc/cpuinfo) and its bfloat16 products, for the machine line of a benchmark: whether
+  bfloat16 can pay on it (AMX, AVX512_BF16 or Arm BF16: native; otherwise emulated, slower than float32)."""
+  from train.flops import cpu_bfloat16_products
+  name = platform.processor()
   try:
     for line in open("/proc/cpuinfo"):
-      if line.startswith("model name") and name is None:
+      if line.startswith("model name"):
         name = line.split(":", 1)[1].strip()
-      elif line.startswith("flags") and not flags:
-        flags = set(line.split(":", 1)[1].split())
+        break
   except OSError:
     pass
-  if name is None:
-    return platform.processor()
-  bf16 = "AMX" if "amx_bf16" in flags else "AVX512_BF16" if "avx512_bf16" in flags else "none, emulated"
-  return f"{name} (bfloat16 products: {bf16})"
+  bf16 = cpu_bfloat16_products()
+  return name if bf16 is None else f"{name} (bfloat16 products: {bf16 or 'none, emulated'})"

@@ -127,12 +127,27 @@ def test_dense_product_gradients_equal_autodiff_in_float32(x_shape, k_shape, n_i
     ("bfloat16", "fpu avx512f avx512_bf16", None),               # native bfloat16 products
     ("bfloat16", "fpu amx_bf16 amx_tile", None),
     ("float16", "fpu amx_bf16 avx512_fp16", "emulates float16"),
-    ("float32", "fpu avx2", None)])
+    ("float32", "fpu avx2", None),
+    ("bfloat16", None, None)])                                   # no flags line at all: nothing to go by
 def test_a_16bit_run_on_a_cpu_that_emulates_it_gets_a_note(dtype, flags, expected):
   from train.flops import cpu_16bit_note
-  cpuinfo = f"processor\t: 0\nflags\t\t: {flags}\nbugs\t\t: avx512_bf16\n"   # 'bugs' is not a flags line
+  cpuinfo = "processor\t: 0\nbugs\t\t: avx512_bf16\n"                      # 'bugs' is not a flags line
+  if flags is not None:
+    cpuinfo += f"flags\t\t: {flags}\n"
   note = cpu_16bit_note(jax.devices("cpu"), dtype, cpuinfo)
   if expected is None:
     assert note is None
   else:
     assert expected in note and f"model.dtype={dtype}" in note and "model.dtype=float32" in note
+
+
+@pytest.mark.parametrize("line,expected", [
+    ("flags\t\t: fpu avx512f avx512_bf16 amx_bf16 amx_tile", "AMX"),
+    ("flags\t\t: fpu avx512f avx512_bf16", "AVX512_BF16"),
+    ("Features\t: fp asimd sve bf16 i8mm", "Arm BF16"),                      # aarch64 spells them "Features"
+    ("Features\t: fp asimd crc32", ""),
+    ("flags\t\t: fpu avx2 fma", "")])
+def test_cpu_bfloat16_products_reads_x86_and_arm_flags(line, expected):
+  from train.flops import cpu_bfloat16_products
+  assert cpu_bfloat16_products(f"processor\t: 0\n{line}\n") == expected
+

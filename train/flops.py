@@ -53,30 +53,39 @@ def total_peak_flops(devices: Sequence[jax.Device], per_device: float = 0.0, com
   return 0.0
 
 
-# CPU flags of native bfloat16 products (Intel AVX512_BF16 / AMX-BF16, AMD Zen 4 AVX512_BF16).
-_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+# /proc/cpuinfo flags of native bfloat16 products, strongest first: Intel AMX-BF16; AVX512_BF16 (Intel, AMD Zen 4);
+# Arm's BF16 extension (its "Features" lines, e.g. Graviton 3).
+_BF16_CPU_FLAGS = (("amx_bf16", "AMX"), ("avx512_bf16", "AVX512_BF16"), ("bf16", "Arm BF16"))
+
+
+def cpu_bfloat16_products(cpuinfo: str | None = None) -> str | None:
+  """The CPU's native bfloat16 product instructions ("AMX", "AVX512_BF16", "Arm BF16"), "" if it has none (its
+  bfloat16 products are emulated), None if /proc/cpuinfo (or `cpuinfo`, for tests) lists no flags at all."""
+  if cpuinfo is None:
+    try:
+      with open("/proc/cpuinfo") as f:
+        cpuinfo = f.read()
+    except OSError:
+      return None          # not Linux: nothing to go by
+  flags = {w for line in cpuinfo.splitlines() if line.startswith(("flags", "Features"))
+           for w in line.split(":", 1)[-1].split()}
+  if not flags:
+    return None
+  return next((name for flag, name in _BF16_CPU_FLAGS if flag in flags), "")
 
 
 def cpu_16bit_note(devices: Sequence[jax.Device], compute_dtype: str, cpuinfo: str | None = None) -> str | None:
   """One line for the run's log when model.dtype is 16-bit on a CPU whose products in that dtype are emulated
-  (float16 always; bfloat16 without avx512_bf16 / amx_bf16 in /proc/cpuinfo), else None. There 16-bit runs slower
-  than float32: on an AMD EPYC (Zen 3, AVX2) the default config's bfloat16 train step ran 0.76x the float32 one
+  (float16 always; bfloat16 when `cpu_bfloat16_products` finds none), else None. There 16-bit runs slower than
+  float32: on an AMD EPYC (Zen 3, AVX2) the default config's bfloat16 train step ran 0.76x the float32 one
   (BENCHMARKS.md). A note, not an error: the run means the same, only slower. `cpuinfo` replaces the file (tests)."""
   if devices[0].platform != "cpu" or compute_dtype not in ("bfloat16", "float16"):
     return None
   if compute_dtype == "bfloat16":
-    if cpuinfo is None:
-      try:
-        with open("/proc/cpuinfo") as f:
-          cpuinfo = f.read()
-      except OSError:
-        return None        # not Linux: nothing to go by
-    flags = {w for line in cpuinfo.splitlines() if line.startswith("flags") for w in line.split(":", 1)[-1].split()}
-    if flags & set(_BF16_CPU_FLAGS):
+    if cpu_bfloat16_products(cpuinfo) != "":
       return None
-    why = "this CPU has no bfloat16 products (no avx512_bf16 or amx_bf16 in /proc/cpuinfo)"
+    why = "this CPU has no bfloat16 products (none of amx_bf16, avx512_bf16, bf16 in /proc/cpuinfo)"
   else:
     why = "XLA:CPU emulates float16 products"
   return (f"model.dtype={compute_dtype}: {why}, so this run is likely slower than with model.dtype=float32 "
           f"(BENCHMARKS.md: 0.76x on an AVX2 CPU)")
-

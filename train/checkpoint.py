@@ -16,8 +16,19 @@ from typing import Any
 import flax
 import jax
 import orbax.checkpoint as ocp
+from orbax.checkpoint._src.metadata import array_metadata_store  # the default handler's store (orbax 0.12.8)
 
 from train.errors import ConfigError, StorageError
+
+
+# Replica-parallel saving splits each replicated array among its replicas, which costs one small compiled slice per
+# distinct shape in every process (9 s for ELECTRA-tiny's 202 arrays on 8 CPU devices, more than its 30 steps); an
+# array with less than 1 MiB per replica is written whole by one replica instead. Large arrays are still split.
+MIN_REPLICA_SLICE_BYTES = 1 << 20
+ocp.type_handlers.register_type_handler(
+    jax.Array, ocp.type_handlers.ArrayHandler(array_metadata_store=array_metadata_store.Store(),
+                                              min_slice_bytes_for_replica_parallel=MIN_REPLICA_SLICE_BYTES),
+    override=True)
 
 
 class DataPositionHandler:

@@ -64,7 +64,8 @@ def launch_cmd(workdir, *args, config="configs/test_tiny.py"):
 
 def subprocess_env(num_devices: int = 1) -> dict:
   env = dict(os.environ)
-  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={num_devices}"
+  kept = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith("--xla_force_host_platform_device_count")]
+  env["XLA_FLAGS"] = " ".join(kept + [f"--xla_force_host_platform_device_count={num_devices}"])  # conftest's others
   env["PYTHONPATH"] = ROOT
   return env
 

@@ -87,11 +87,17 @@ def _precision(dtype) -> contextlib.AbstractContextManager:
 
 def _bounds(lo_B, hi_B, probs_BV):
   """The sub-interval [low_v, up_v) of every token inside [lo, hi): up = lo + (hi - lo) * cdf, with the cdf
-  normalised so its last entry is exactly 1 and that bound set to hi itself (no rounding gap at the top)."""
+  normalised so its last entry is exactly 1 and that bound set to hi itself (no rounding gap at the top).
+
+  The bounds are then clipped into [lo, hi] and made monotone by a running maximum. Without it, equal cdf entries
+  (a zero-probability token between them) could give bounds an ulp apart: XLA:CPU fused `up` into each consumer
+  and contracted one copy to an FMA and not the other (seen at LLVM -O0), so one box's top missed its neighbour's
+  bottom and the boxes overlapped (tests/test_ariel.py tiling test). The running maximum is a scan, which XLA
+  computes once for both consumers, and monotone whatever the rounding."""
   cdf = jnp.cumsum(probs_BV.astype(lo_B.dtype), axis=-1)
   cdf = cdf / cdf[:, -1:]
-  up = lo_B[:, None] + (hi_B - lo_B)[:, None] * cdf
-  up = jnp.where(cdf >= 1, hi_B[:, None], up)
+  up = jnp.clip(lo_B[:, None] + (hi_B - lo_B)[:, None] * cdf, lo_B[:, None], hi_B[:, None])
+  up = jax.lax.cummax(jnp.where(cdf >= 1, hi_B[:, None], up), axis=1)
   low = jnp.concatenate([lo_B[:, None], up[:, :-1]], axis=-1)
   return low, up
 

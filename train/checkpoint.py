@@ -22,7 +22,7 @@ from train.errors import ConfigError, StorageError
 
 
 # Replica-parallel saving splits each replicated array among its replicas, which costs one small compiled slice per
-# distinct shape in every process (9 s for ELECTRA-tiny's 202 arrays on 8 CPU devices, more than its 30 steps); an
+# distinct shape in every process (9 s for a 2-layer test model's 202 arrays on 8 CPU devices, more than its 30 steps); an
 # array with less than 1 MiB per replica is written whole by one replica instead. Large arrays are still split.
 MIN_REPLICA_SLICE_BYTES = 1 << 20
 ocp.type_handlers.register_type_handler(

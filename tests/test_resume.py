@@ -107,7 +107,10 @@ def test_small_replicated_arrays_are_saved_without_compiling_slices(tmp_path):
   large one is still split among its replicas (one compile: the counter's control); both restore exactly."""
   from jax.sharding import NamedSharding, PartitionSpec
   compiles = []
-  listener = lambda event, secs, **kw: compiles.append(event) if event == "/jax/core/compile/backend_compile_duration" else None  # noqa: E731,E501
+
+  def listener(event, secs, **kw):
+    if event == "/jax/core/compile/backend_compile_duration":
+      compiles.append(secs)
   jax.monitoring.register_event_duration_secs_listener(listener)
   try:
     replicated = NamedSharding(jax.make_mesh((8,), ("data",)), PartitionSpec())

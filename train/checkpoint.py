@@ -16,19 +16,20 @@ from typing import Any
 import flax
 import jax
 import orbax.checkpoint as ocp
-from orbax.checkpoint._src.metadata import array_metadata_store  # the default handler's store (orbax 0.12.8)
+from orbax.checkpoint._src.metadata import array_metadata_store  # orbax 0.12.8: the default handler's store,
+from orbax.checkpoint._src.serialization import type_handler_registry  # and the registry's quiet override
 
 from train.errors import ConfigError, StorageError
 
 
 # Replica-parallel saving splits each replicated array among its replicas, which costs one small compiled slice per
-# distinct shape in every process (9 s for a 2-layer test model's 202 arrays on 8 CPU devices, more than its 30 steps); an
-# array with less than 1 MiB per replica is written whole by one replica instead. Large arrays are still split.
+# distinct shape in every process (9 s for a 2-layer test model's 202 arrays on 8 CPU devices, more than its 30
+# steps); an array with less than 1 MiB per replica is written whole by one replica instead. Large ones still split.
 MIN_REPLICA_SLICE_BYTES = 1 << 20
-ocp.type_handlers.register_type_handler(
+type_handler_registry.GLOBAL_TYPE_HANDLER_REGISTRY.add(   # what register_type_handler does, without its warning
     jax.Array, ocp.type_handlers.ArrayHandler(array_metadata_store=array_metadata_store.Store(),
                                               min_slice_bytes_for_replica_parallel=MIN_REPLICA_SLICE_BYTES),
-    override=True)
+    override=True, ignore_warnings=True)
 
 
 class DataPositionHandler:

@@ -1,10 +1,10 @@
 """Tests see 8 simulated CPU devices (set before anything imports jax) and compile with LLVM at -O2 instead of -O3
 (`--xla_backend_optimization_level=2`: the same HLO, optimised by XLA as usual; on 2 cores the electra, sharding
 and adjust test files took 186 s against 236 s at -O3, and 176 s at -O0, whose unvectorised code made the watermark
-tests 2.4x slower); they share one persistent compilation cache
-per session: the suite compiles the same tiny programs in many tests and launch.py subprocesses (which inherit the
-variable), and an identical program then compiles once. A cache directory given in JAX_COMPILATION_CACHE_DIR is
-used as is; otherwise a fresh one is made and removed at exit, so no run reads another run's cache."""
+tests 2.4x slower). They share one persistent compilation cache per session: the suite compiles the same tiny
+programs in many tests and launch.py subprocesses (which inherit the variable), and an identical program then
+compiles once. A cache directory given in JAX_COMPILATION_CACHE_DIR is used as is; otherwise a fresh one is made
+and removed at exit, so no run reads another run's cache."""
 import atexit
 import os
 import shutil

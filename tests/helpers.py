@@ -63,9 +63,11 @@ def launch_cmd(workdir, *args, config="configs/test_tiny.py"):
 
 
 def subprocess_env(num_devices: int = 1) -> dict:
+  """The session's environment for a launch.py subprocess: its own device count, the session's other XLA flags
+  (conftest's -O2) and compilation cache."""
   env = dict(os.environ)
   kept = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith("--xla_force_host_platform_device_count")]
-  env["XLA_FLAGS"] = " ".join(kept + [f"--xla_force_host_platform_device_count={num_devices}"])  # conftest's others
+  env["XLA_FLAGS"] = " ".join(kept + [f"--xla_force_host_platform_device_count={num_devices}"])
   env["PYTHONPATH"] = ROOT
   return env
 

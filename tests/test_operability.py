@@ -242,3 +242,35 @@ def test_wandb_tracker_logs_offline_beside_tensorboard(tmp_path, monkeypatch):
   assert runs and all(r.endswith(f"run-{run_id}.wandb") for r in runs)
   assert any(b"train/loss" in open(r, "rb").read() and b"eval/loss" in open(r, "rb").read() for r in runs)
   assert glob.glob(os.path.join(tmp_path, "tensorboard", "events.out.tfevents.*"))
+
+
+def test_tensorboard_events_are_read_back_by_tensorflow_and_torch_is_not_imported(tmp_path):
+  """The TensorBoard tracker's event file holds the logged scalars and text (read back by TensorFlow's own reader),
+  and writing it does not import torch, which tensorboardX would otherwise import where it is installed (2.5 s in
+  every launch.py process)."""
+  import subprocess
+  import sys
+
+  from tests.helpers import ROOT, subprocess_env
+  # torch and tensorflow are in requirements-test.txt; neither is imported here (6-8 s), only in the subprocess.
+  script = f"""
+import glob, importlib.util, sys
+assert importlib.util.find_spec("torch"), "torch is not installed: the check below would hold trivially"
+from train.trackers import TensorBoard
+t = TensorBoard({str(tmp_path)!r})
+t.scalars("train", {{"loss": 1.25, "accuracy": 0.5}}, 7)
+t.text("samples", "import [MASK]", 7)
+t.close()
+assert "torch" not in sys.modules, "tensorboardX imported torch"
+import tensorflow as tf
+seen = {{}}
+for event in tf.compat.v1.train.summary_iterator(glob.glob({str(tmp_path)!r} + "/events.out.tfevents.*")[0]):
+  for v in event.summary.value:
+    seen[v.tag] = (event.step, v.simple_value if v.HasField("simple_value") else v.tensor.string_val[0].decode())
+print(sorted(seen.items()))
+"""
+  r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, env=subprocess_env(),
+                     timeout=300)
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert r.stdout.strip().splitlines()[-1] == str(
+      [("samples/text_summary", (7, "import [MASK]")), ("train/accuracy", (7, 0.5)), ("train/loss", (7, 1.25))])

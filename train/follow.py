@@ -21,6 +21,7 @@ import jax
 from train import checkpoint as ckpt_lib
 from train import stored_config
 from train.errors import ConfigError
+from train.trackers import import_tensorboardx
 
 
 def _done_steps(path: str) -> set[int]:
@@ -34,8 +35,6 @@ def _done_steps(path: str) -> set[int]:
 def follow(workdir: str, overrides: dict[str, Any] | None = None, *, poll_s: float = 5.0,
            timeout_s: float = 3600.0, note: Callable[[str], None] = print) -> list[int]:
   """Evaluates every committed step of `workdir` once (module docstring); returns the steps evaluated now."""
-  import tensorboardX
-
   from train.loop import build_experiment, evaluate, stored_run_config
   from train.step import make_eval_step
   start = time.time()
@@ -52,7 +51,7 @@ def follow(workdir: str, overrides: dict[str, Any] | None = None, *, poll_s: flo
   results = os.path.join(workdir, "eval_results.jsonl")
   done = _done_steps(results)
   ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
-  writer = tensorboardX.SummaryWriter(os.path.join(workdir, "eval_follow")) if jax.process_index() == 0 else None
+  writer = import_tensorboardx().SummaryWriter(os.path.join(workdir, "eval_follow")) if jax.process_index() == 0 else None
   eval_step = jax.jit(make_eval_step(exp.family))
   evaluated, last_new = [], time.time()
   try:

@@ -8,6 +8,7 @@ Only process 0 tracks.
 """
 import json
 import os
+import sys
 import uuid
 from typing import Any, Mapping, Protocol
 
@@ -26,12 +27,26 @@ class Tracker(Protocol):
   def close(self) -> None: ...
 
 
+def import_tensorboardx():
+  """tensorboardX, imported without torch: where torch is installed, tensorboardX imports it at import time only to
+  accept torch tensors (2.5 s and ~250 MB in every launch.py process); we log Python floats and strings. A process
+  that has imported torch already keeps it."""
+  if "torch" in sys.modules:
+    import tensorboardX
+    return tensorboardX
+  sys.modules["torch"] = None   # makes `import torch` raise ImportError, which tensorboardX handles
+  try:
+    import tensorboardX
+  finally:
+    del sys.modules["torch"]
+  return tensorboardX
+
+
 class TensorBoard:
   name = "tensorboard"
 
   def __init__(self, directory: str):
-    import tensorboardX
-    self._writer = tensorboardX.SummaryWriter(directory)
+    self._writer = import_tensorboardx().SummaryWriter(directory)
 
   def scalars(self, prefix, values, step):
     for k, v in values.items():

@@ -137,7 +137,6 @@ def test_an_unreadable_latest_checkpoint_falls_back_to_the_previous_step(profile
 def test_a_failed_checkpoint_write_stops_with_one_line_and_keeps_the_previous_step(tmp_path):
   """A disk that refuses the step-6 save (the process's file-size limit stands in for a full disk: writes past it
   fail with EFBIG): one line naming the step and the intact one, exit 1; a restart resumes from step 3."""
-  import resource
   import subprocess
 
   from tests.helpers import ROOT, launch_cmd, subprocess_env, train_losses
@@ -147,10 +146,13 @@ def test_a_failed_checkpoint_write_stops_with_one_line_and_keeps_the_previous_st
   train(config, ref)
   train(config, wd, stop_at_step=3)
 
-  def limit():   # 64 KiB per file: metrics and events fit, the checkpoint's arrays do not
-    resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10))
-  r = subprocess.run(launch_cmd(wd, "--config.train.eval_every=0", "--config.decode.prompts=()"), cwd=ROOT,
-                     env=subprocess_env(), capture_output=True, text=True, timeout=300, preexec_fn=limit)
+  # 64 KiB per file: metrics and events fit, the checkpoint's arrays do not. Set by a small Python that then execs
+  # launch.py (a preexec_fn would run Python in a child forked from this multithreaded JAX process).
+  limited = ["-c", "import os, resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10)); "
+             "os.execv(sys.executable, [sys.executable] + sys.argv[1:])"]
+  cmd = launch_cmd(wd, "--config.train.eval_every=0", "--config.decode.prompts=()")
+  r = subprocess.run([cmd[0], *limited, *cmd[1:]], cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
+                     timeout=300)
   assert r.returncode == 1, r.stderr[-2000:]
   [last] = [line for line in r.stderr.splitlines() if line.startswith("error:")]   # (orbax logs its own trace too)
   assert last.startswith(f"error: writing checkpoint step 6 to {wd}/checkpoints failed (")

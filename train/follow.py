@@ -51,7 +51,9 @@ def follow(workdir: str, overrides: dict[str, Any] | None = None, *, poll_s: flo
   results = os.path.join(workdir, "eval_results.jsonl")
   done = _done_steps(results)
   ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
-  writer = import_tensorboardx().SummaryWriter(os.path.join(workdir, "eval_follow")) if jax.process_index() == 0 else None
+  writer = None
+  if jax.process_index() == 0:
+    writer = import_tensorboardx().SummaryWriter(os.path.join(workdir, "eval_follow"))
   eval_step = jax.jit(make_eval_step(exp.family))
   evaluated, last_new = [], time.time()
   try:

@@ -3,8 +3,8 @@ bench/electra_throughput.py and bench/profile_step.py can both import it).
 
 `hf_models()` builds transformers' discriminator and 1/4 generator with shared embeddings; `hf_step_fn` is a
 transformers user's step (optionally with the generator head on the masked positions only, our algorithm);
-`our_step_fn` converts the same weights (models.hf) and returns our jitted step as a no-argument runner, its compile
-time, the model config and the compiled step's HLO text.
+`our_step_fn` converts the same weights (models.hf) and returns the generic trainer's step on them as a no-argument
+runner, its compile time, the model config and the compiled step's HLO text.
 """
 import os
 import time
@@ -58,9 +58,13 @@ def hf_step_fn(gen, disc, ids, B, S, sparse_head=False):
   return step
 
 
-def our_step_fn(gen, disc, ids, B, S, dtype="float32"):
+def our_step_fn(gen, disc, ids, B, S, dtype="float32", grad_accum_steps=1, unroll=False):
+  """The generic trainer's train step (train/step.py: the same code `launch.py` runs, with its metrics) on the
+  converted ELECTRA model, jitted with the state donated; grad_accum_steps / unroll as train.grad_accum_steps /
+  train.grad_accum_unroll."""
   import dataclasses
   import tempfile
+  import types
 
   import jax
   import jax.numpy as jnp
@@ -68,6 +72,8 @@ def our_step_fn(gen, disc, ids, B, S, dtype="float32"):
 
   from models.electra import ReplacedTokenDetectionObjective, SlotMasking
   from models.hf import load_electra_pretraining
+  from train.state import TrainState
+  from train.step import make_train_step
   with tempfile.TemporaryDirectory() as tmp:
     disc.save_pretrained(os.path.join(tmp, "d"))
     gen.save_pretrained(os.path.join(tmp, "g"))
@@ -79,25 +85,17 @@ def our_step_fn(gen, disc, ids, B, S, dtype="float32"):
   tx = optax.adamw(1e-4)
   batch = {"tokens": jnp.asarray(ids, jnp.int32), "segment_ids": jnp.ones((B, S), jnp.int32),
            "positions": jnp.broadcast_to(jnp.arange(S), (B, S))}
-
-  @jax.jit
-  def step(p, o, batch, rng):    # the batch is an argument: as a closure constant XLA could fold the masking
-    r1, r2 = jax.random.split(rng)
-    b = objective.prepare(batch, r1)
-    (loss, _), grads = jax.value_and_grad(lambda q: objective.loss(model.apply, q, b, r2), has_aux=True)(p)
-    u, o = tx.update(grads, o, p)
-    return optax.apply_updates(p, u), o, loss
-
-  state = [jax.device_put(params), None]
-  state[1] = tx.init(state[0])
+  family = types.SimpleNamespace(objective=objective, module=model)   # what make_train_step reads of a Family
+  # The batch is an argument: as a closure constant XLA could fold the masking.
+  step = jax.jit(make_train_step(family, tx, optax.constant_schedule(1e-4), grad_accum_steps, unroll),
+                 donate_argnums=0)
+  state = [TrainState(step=jnp.zeros((), jnp.int32), params=jax.device_put(params), opt_state=tx.init(params),
+                      rng=jax.random.PRNGKey(0))]
   t = time.perf_counter()
-  compiled = step.lower(state[0], state[1], batch, jax.random.PRNGKey(0)).compile()
+  compiled = step.lower(state[0], batch).compile()
   compile_s = time.perf_counter() - t
-  counter = [0]
 
   def run():
-    counter[0] += 1
-    p, o, loss = step(state[0], state[1], batch, jax.random.PRNGKey(counter[0]))
-    jax.block_until_ready(loss)
-    state[0], state[1] = p, o
+    state[0], metrics = compiled(state[0], batch)
+    jax.block_until_ready(metrics["loss"])
   return run, compile_s, model.cfg, compiled.as_text()

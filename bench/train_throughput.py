@@ -1,7 +1,7 @@
 """Training throughput and MFU of the generic trainer, with this machine's matmul peak measured in the same run.
 
   python -m bench.train_throughput [--configs=default,base] [--steps=5] [--dtype=float32,bfloat16]
-      [--moment_dtype=float32,bfloat16] [--batch_size=0] [--rounds=0]
+      [--moment_dtype=float32,bfloat16] [--batch_size=0] [--rounds=0] [--grad_accum=1,4u]
 
 For each config and compute dtype (`model.dtype`; parameters, optimiser, softmax and loss stay float32): the
 compiled train step's median step time over --steps timed steps (after 2 warm-up steps), tokens/s, MFU =
@@ -16,6 +16,9 @@ there); bench/accelerator.sh runs the accelerator set.
 --rounds=N (CPU) compiles every variant first, then times them in N alternated rounds, each variant right after a
 fresh matmul peak of its dtype: MFU against the peak of the same minute, and ratios between variants measured
 minutes apart rather than one after the other (this shared machine's speed drifts by up to 2x within an hour).
+--grad_accum (with --rounds) adds variants with the step's micro-batching: k = train.grad_accum_steps=k (a scan),
+ku = the same unrolled (train.grad_accum_unroll: independent branches that XLA:CPU runs concurrently); "vs first"
+is the per-round ratio to the first --grad_accum value of the same shape and dtypes.
 Prints a Markdown table for BENCHMARKS.md.
 """
 import os
@@ -34,6 +37,8 @@ _MOMENT = flags.DEFINE_list("moment_dtype", ["float32"], "optim.moment_dtype val
 _ROUNDS = flags.DEFINE_integer("rounds", 0, "0: one pass, variant after variant. N > 0: every variant compiled once, "
                                "then N alternated rounds, each variant's MFU against a peak measured right before it "
                                "in the same round (`interleaved`).")
+_ACCUM = flags.DEFINE_list("grad_accum", ["1"], "With --rounds: micro-batching variants, k = train.grad_accum_steps=k "
+                           "(scan), ku = unrolled (train.grad_accum_unroll).")
 
 
 SHAPES = ("default", "base", "large", "gpt2_medium")
@@ -127,15 +132,25 @@ def measure(name: str, steps: int, peak: float, overrides: dict | None = None) -
   return row
 
 
-def interleaved(names, dtypes, moments, steps: int, rounds: int, batch: dict) -> list[dict]:
+def _accum_overrides(v: str) -> dict:
+  try:
+    return {"train.grad_accum_steps": int(v.rstrip("u")), "train.grad_accum_unroll": v.endswith("u")}
+  except ValueError:
+    raise SystemExit(f"--grad_accum={v!r}: use micro-batch counts such as 1,4u (u: unrolled)") from None
+
+
+def interleaved(names, dtypes, moments, steps: int, rounds: int, batch: dict, accums=("1",)) -> list[dict]:
   """All variants compiled once, then `rounds` rounds: in each, every variant's steps are timed right after a fresh
   matmul peak of its dtype, so a round's MFU divides by the peak of the same minute (this shared machine's float32
   peak has read 164-363 GFLOP/s on different days and swings within a run). Returns one row per variant: median
   step time, median per-round MFU with its range, median per-round ratio to the same shape's float32 step."""
   import jax.numpy as jnp
   from train.flops import measure_matmul_peak
-  runs = [prepare(name, {"model.dtype": dtype, "optim.moment_dtype": moment, **batch}, batches=steps)
-          for name in names for dtype in dtypes for moment in moments]
+  runs = [prepare(name, {"model.dtype": dtype, "optim.moment_dtype": moment, **batch, **_accum_overrides(a)},
+                  batches=steps)
+          for name in names for dtype in dtypes for moment in moments for a in accums]
+  for run, a in zip(runs, [a for _ in names for _ in dtypes for _ in moments for a in accums]):
+    run["accum"] = a
   for run in runs:
     time_steps(run)                                  # first-call costs out of the rounds
   per_round = [[] for _ in runs]                     # (step_s, peak) per round
@@ -144,7 +159,9 @@ def interleaved(names, dtypes, moments, steps: int, rounds: int, batch: dict) ->
       peak = measure_matmul_peak(dtype=jnp.dtype(run["config"].model.dtype))
       per_round[i].append((time_steps(run, warmup=False), peak))
   base = {run["name"]: i for i, run in enumerate(runs)
-          if run["config"].model.dtype == run["config"].optim.moment_dtype == "float32"}
+          if run["config"].model.dtype == run["config"].optim.moment_dtype == "float32" and run["accum"] == accums[0]}
+  first = {(run["name"], run["config"].model.dtype, run["config"].optim.moment_dtype): i
+           for i, run in reversed(list(enumerate(runs)))}
   rows = []
   for i, run in enumerate(runs):
     steps_s = [s for s, _ in per_round[i]]
@@ -155,6 +172,9 @@ def interleaved(names, dtypes, moments, steps: int, rounds: int, batch: dict) ->
     j = base.get(run["name"])
     if j is not None:
       row["vs_f32"] = statistics.median(per_round[j][r][0] / s for r, s in enumerate(steps_s))
+    j = first[(run["name"], run["config"].model.dtype, run["config"].optim.moment_dtype)]
+    row.update(accum=run["accum"], compile_s=run["compile_s"],
+               vs_first=statistics.median(per_round[j][r][0] / s for r, s in enumerate(steps_s)))
     rows.append(row)
   return rows
 
@@ -163,16 +183,18 @@ def _print_interleaved(rows, rounds, steps):
   print(f"{rounds} rounds, in each round every variant's {steps} timed steps right after a fresh matmul peak of "
         "its dtype; medians over rounds (MFU: the median of per-round MFUs, range in brackets; vs float32: the "
         "median of per-round ratios)\n")
-  print("| config | dtype | moments | batch x seq | step (s) | tokens/s | vs float32 | model GFLOP/s | "
-        "MFU against the same round's peak | peak per round (GFLOP/s) | step per round (s) |")
-  print("|---|---|---|---|---|---|---|---|---|---|---|")
+  print("| config | dtype | moments | grad accum | compile (s) | batch x seq | step (s) | tokens/s | vs float32 | "
+        "vs first grad accum | model GFLOP/s | MFU against the same round's peak | peak per round (GFLOP/s) | "
+        "step per round (s) |")
+  print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
   for r in rows:
     ratio = f"{r['vs_f32']:.2f}x" if "vs_f32" in r else "-"
     lo, hi = r["mfu_range"]
     peaks = " / ".join(f"{p / 1e9:.0f}" for p in r["peaks"])
     steps = " / ".join(f"{t:.3f}" for t in r["round_steps"])
-    print(f"| {r['name']} | {r['dtype']} | {r['moment_dtype']} | {r['batch']} x {r['seq']} | {r['step_s']:.3f} | "
-          f"{r['tps']:,.0f} | {ratio} | {r['gflops']:.1f} | {100 * r['mfu']:.1f}% ({100 * lo:.1f}-{100 * hi:.1f}) | "
+    print(f"| {r['name']} | {r['dtype']} | {r['moment_dtype']} | {r['accum']} | {r['compile_s']:.1f} | "
+          f"{r['batch']} x {r['seq']} | {r['step_s']:.3f} | {r['tps']:,.0f} | {ratio} | {r['vs_first']:.2f}x | "
+          f"{r['gflops']:.1f} | {100 * r['mfu']:.1f}% ({100 * lo:.1f}-{100 * hi:.1f}) | "
           f"{peaks} | {steps} |")
 
 
@@ -193,11 +215,14 @@ def main(argv):
     peaks = {"float32": table, "bfloat16": table}
     print(f"{device.device_kind}: MFU below is against its dense bf16 peak, {table / 1e12:.0f} TFLOP/s")
   batch = {"train.batch_size": _BATCH.value} if _BATCH.value else {}
+  if _ACCUM.value != ["1"] and _ROUNDS.value <= 0:
+    raise SystemExit("--grad_accum compares variants in alternated rounds: add --rounds=N (N > 0)")
   if _ROUNDS.value > 0:
     if device.platform != "cpu":
       raise SystemExit("--rounds: per-round peaks are for CPUs; on an accelerator use --rounds=0 (table peak)")
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores, jax {jax.__version__}; load average before: {load:.2f}")
-    _print_interleaved(interleaved(_CONFIGS.value, _DTYPE.value, _MOMENT.value, _STEPS.value, _ROUNDS.value, batch),
+    _print_interleaved(interleaved(_CONFIGS.value, _DTYPE.value, _MOMENT.value, _STEPS.value, _ROUNDS.value, batch,
+                                   _ACCUM.value),
                        _ROUNDS.value, _STEPS.value)
     return
   rows = [measure(name, _STEPS.value, peaks[dtype], {"model.dtype": dtype, "optim.moment_dtype": moment, **batch})

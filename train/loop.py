@@ -80,7 +80,8 @@ class Experiment:
     """The jitted, ahead-of-time compiled train step with state and batch shardings from the logical rules."""
     c = self.config
     batch = self.abstract_batch(c.train.batch_size)
-    step_fn = jax.jit(make_train_step(self.family, self.tx, self.schedule, c.train.grad_accum_steps),
+    step_fn = jax.jit(make_train_step(self.family, self.tx, self.schedule, c.train.grad_accum_steps,
+                                      c.train.grad_accum_unroll),
                       in_shardings=(self.state_sharding, self.batch_shardings),
                       out_shardings=(self.state_sharding, None), donate_argnums=0)
     return step_fn.lower(self.abstract_state, batch).compile()

@@ -1,4 +1,5 @@
-"""Pure train and eval steps: train_step(state, batch) -> (state, metrics). Gradient accumulation is a scan."""
+"""Pure train and eval steps: train_step(state, batch) -> (state, metrics). Gradient accumulation is a scan, or
+unrolled into independent branches that XLA:CPU's runtime overlaps on its threads (`train.grad_accum_unroll`)."""
 from typing import Any
 
 import jax
@@ -15,7 +16,11 @@ def _split_microbatches(batch: dict[str, jax.Array], k: int) -> dict[str, jax.Ar
 
 
 def make_train_step(family: Family, tx: optax.GradientTransformation, schedule: optax.Schedule,
-                    grad_accum_steps: int = 1):
+                    grad_accum_steps: int = 1, unroll: bool = False):
+  """unroll=True sums the micro-batches' gradients in a Python loop instead of a `lax.scan`: the same micro-batches,
+  random streams and order of addition, but independent branches of one program, which XLA:CPU's thunk executor
+  runs concurrently (its batched attention products and small fusions use one thread each). The cost: compile time
+  and peak memory grow with the number of micro-batches, which may all be live at once."""
   objective, apply_fn = family.objective, family.module.apply
 
   def loss_fn(params, microbatch, rng):
@@ -41,7 +46,12 @@ def make_train_step(family: Family, tx: optax.GradientTransformation, schedule: 
 
       shapes = jax.eval_shape(grads_and_metrics, jax.tree.map(lambda x: x[0], micro), 0)
       zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-      (grads, metrics), _ = jax.lax.scan(body, zeros, (micro, jnp.arange(grad_accum_steps)))
+      if unroll:
+        grads, metrics = zeros
+        for i in range(grad_accum_steps):
+          (grads, metrics), _ = body((grads, metrics), (jax.tree.map(lambda x: x[i], micro), jnp.int32(i)))
+      else:
+        (grads, metrics), _ = jax.lax.scan(body, zeros, (micro, jnp.arange(grad_accum_steps)))
     metrics = objective.finalize_metrics(metrics)   # ratios of additive sums, formed once per step
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)

@@ -76,7 +76,8 @@ def main(argv):
   step = {k: statistics.median(v) for k, v in times.items()}
   tps = {k: B * S / v for k, v in step.items()}
   flops = cfg.flops_per_token(S, RATE)
-  result = {"grad_accum": _ACCUM.value, "batch": B, "seq": S, "step_s": step, "tokens_per_s": tps, "ratio": tps["ours"] / tps["hf"],
+  result = {"grad_accum": _ACCUM.value, "batch": B, "seq": S, "step_s": step, "tokens_per_s": tps,
+            "ratio": tps["ours"] / tps["hf"],
             "ratio_vs_sparse_head": tps["ours"] / tps["hf_sparse"], "our_compile_s": compile_s,
             "train_flops_per_token": flops, "f32_peak_gflops": peak / 1e9,
             "our_mfu": flops * tps["ours"] / peak, "rounds": times, "torch_threads": torch.get_num_threads(),

@@ -51,7 +51,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.train.batch_size = 16           # global batch, in sequences
   c.train.num_steps = 200
   c.train.grad_accum_steps = 1
-  c.train.grad_accum_unroll = False   # True: micro-batches as independent branches (CPU: run concurrently)
+  c.train.grad_accum_unroll = False   # True: micro-batches as independent branches (CPU: run concurrently; README)
   c.train.log_every = 10
   c.train.eval_every = 100
   c.train.checkpoint_every = 100

@@ -56,7 +56,8 @@ def test_compile_only_command_prints_memory_and_flops_and_refuses_a_step_that_do
   check_fits(report, need)   # exactly full fits
   with pytest.raises(ConfigError, match=r"^the train step needs 0\.\d+ GiB per device, more than the 0\.\d+ GiB a "
                                         r"cpu device holds; lower --config\.train\.batch_size \(or raise "
-                                        r"--config\.train\.grad_accum_steps\), set --config\.model\.remat, or shard "
+                                        r"--config\.train\.grad_accum_steps, with train\.grad_accum_unroll=False\), "
+                                        r"set --config\.model\.remat, or shard "
                                         r"the state with --config\.mesh\.fsdp$"):
     check_fits(report, need - 1)
   assert need < GIB

@@ -79,7 +79,8 @@ def check_fits(report: dict[str, Any], capacity: float | None) -> None:
     raise ConfigError(
         f"the train step needs {need / GIB:.2f} GiB per device, more than the {capacity / GIB:.2f} GiB a "
         f"{report['device_kind']} device holds; lower --config.train.batch_size (or raise "
-        "--config.train.grad_accum_steps), set --config.model.remat, or shard the state with --config.mesh.fsdp")
+        "--config.train.grad_accum_steps, with train.grad_accum_unroll=False), set --config.model.remat, or shard "
+        "the state with --config.mesh.fsdp")
 
 
 def describe(report: dict[str, Any]) -> str:

@@ -81,7 +81,7 @@ class Experiment:
     c = self.config
     batch = self.abstract_batch(c.train.batch_size)
     step_fn = jax.jit(make_train_step(self.family, self.tx, self.schedule, c.train.grad_accum_steps,
-                                      c.train.grad_accum_unroll),
+                                      c.train.get("grad_accum_unroll", False)),   # absent in older runs
                       in_shardings=(self.state_sharding, self.batch_shardings),
                       out_shardings=(self.state_sharding, None), donate_argnums=0)
     return step_fn.lower(self.abstract_state, batch).compile()

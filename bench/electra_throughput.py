@@ -29,7 +29,7 @@ import statistics
 from absl import app, flags
 
 from bench.electra_steps import RATE, V, hf_models, hf_step_fn, our_step_fn
-from bench.timing import median_seconds
+from bench.timing import grad_accum_variant, median_seconds
 
 _BATCH = flags.DEFINE_integer("batch", 32, "Batch size.")
 _SEQ = flags.DEFINE_integer("seq", 128, "Sequence length.")
@@ -41,13 +41,6 @@ _ACCUM = flags.DEFINE_list("grad_accum", ["1"], "Our float32 step's micro-batchi
                            "first is 'ours' in the table; the others are printed against it and against HF.")
 
 
-def _accum(v: str) -> tuple[int, bool]:
-  try:
-    return int(v.rstrip("u")), v.endswith("u")
-  except ValueError:
-    raise SystemExit(f"--grad_accum={v!r}: use micro-batch counts such as 1,4u,8u (u: unrolled)") from None
-
-
 def main(argv):
   del argv
   import numpy as np
@@ -55,7 +48,7 @@ def main(argv):
 
   from train.flops import measure_matmul_peak
   B, S = _BATCH.value, _SEQ.value
-  accum = [_accum(v) for v in _ACCUM.value]
+  accum = [grad_accum_variant(v) for v in _ACCUM.value]
   peak = measure_matmul_peak()
   ids = np.random.default_rng(0).integers(999, V, (B, S))
   gen, disc = hf_models()

@@ -1,4 +1,4 @@
-"""Wall-clock helper shared by the benchmarks."""
+"""Wall-clock and variant helpers shared by the benchmarks (flag-free: any benchmark may import it)."""
 import platform
 import statistics
 import time
@@ -31,3 +31,12 @@ def cpu_model() -> str:
     pass
   bf16 = cpu_bfloat16_products()
   return name if bf16 is None else f"{name} (bfloat16 products: {bf16 or 'none, emulated'})"
+
+
+def grad_accum_variant(v: str) -> tuple[int, bool]:
+  """A --grad_accum value: 'k' = k scanned micro-batches (train.grad_accum_steps=k), 'ku' = the same unrolled
+  (train.grad_accum_unroll=True)."""
+  try:
+    return int(v.rstrip("u")), v.endswith("u")
+  except ValueError:
+    raise SystemExit(f"--grad_accum={v!r}: use micro-batch counts such as 1,4u,8u (u: unrolled)") from None

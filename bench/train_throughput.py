@@ -27,7 +27,7 @@ import time
 
 from absl import app, flags
 
-from bench.timing import cpu_model
+from bench.timing import cpu_model, grad_accum_variant
 
 _CONFIGS = flags.DEFINE_list("configs", ["default", "base"], "Shapes: default, base, large, gpt2_medium.")
 _BATCH = flags.DEFINE_integer("batch_size", 0, "train.batch_size for every shape (0: the shape's own).")
@@ -132,13 +132,6 @@ def measure(name: str, steps: int, peak: float, overrides: dict | None = None) -
   return row
 
 
-def _accum_overrides(v: str) -> dict:
-  try:
-    return {"train.grad_accum_steps": int(v.rstrip("u")), "train.grad_accum_unroll": v.endswith("u")}
-  except ValueError:
-    raise SystemExit(f"--grad_accum={v!r}: use micro-batch counts such as 1,4u (u: unrolled)") from None
-
-
 def interleaved(names, dtypes, moments, steps: int, rounds: int, batch: dict, accums=("1",)) -> list[dict]:
   """All variants compiled once, then `rounds` rounds: in each, every variant's steps are timed right after a fresh
   matmul peak of its dtype, so a round's MFU divides by the peak of the same minute (this shared machine's float32
@@ -146,11 +139,15 @@ def interleaved(names, dtypes, moments, steps: int, rounds: int, batch: dict, ac
   step time, median per-round MFU with its range, median per-round ratio to the same shape's float32 step."""
   import jax.numpy as jnp
   from train.flops import measure_matmul_peak
-  runs = [prepare(name, {"model.dtype": dtype, "optim.moment_dtype": moment, **batch, **_accum_overrides(a)},
-                  batches=steps)
-          for name in names for dtype in dtypes for moment in moments for a in accums]
-  for run, a in zip(runs, [a for _ in names for _ in dtypes for _ in moments for a in accums]):
-    run["accum"] = a
+  runs = []
+  for name in names:
+    for dtype in dtypes:
+      for moment in moments:
+        for a in accums:
+          k, unroll = grad_accum_variant(a)
+          runs.append(dict(prepare(name, {"model.dtype": dtype, "optim.moment_dtype": moment, **batch,
+                                          "train.grad_accum_steps": k, "train.grad_accum_unroll": unroll},
+                                   batches=steps), accum=a))
   for run in runs:
     time_steps(run)                                  # first-call costs out of the rounds
   per_round = [[] for _ in runs]                     # (step_s, peak) per round
@@ -203,6 +200,10 @@ def main(argv):
   import jax
   import jax.numpy as jnp
   from train.flops import measure_matmul_peak, total_peak_flops
+  for v in _ACCUM.value:            # bad values: one line before anything runs
+    grad_accum_variant(v)
+  if _ACCUM.value != ["1"] and _ROUNDS.value <= 0:
+    raise SystemExit("--grad_accum compares variants in alternated rounds: add --rounds=N (N > 0)")
   load = os.getloadavg()[0]
   peak32 = measure_matmul_peak(dtype=jnp.float32)
   peak16 = measure_matmul_peak(dtype=jnp.bfloat16)
@@ -215,8 +216,6 @@ def main(argv):
     peaks = {"float32": table, "bfloat16": table}
     print(f"{device.device_kind}: MFU below is against its dense bf16 peak, {table / 1e12:.0f} TFLOP/s")
   batch = {"train.batch_size": _BATCH.value} if _BATCH.value else {}
-  if _ACCUM.value != ["1"] and _ROUNDS.value <= 0:
-    raise SystemExit("--grad_accum compares variants in alternated rounds: add --rounds=N (N > 0)")
   if _ROUNDS.value > 0:
     if device.platform != "cpu":
       raise SystemExit("--rounds: per-round peaks are for CPUs; on an accelerator use --rounds=0 (table peak)")

@@ -21,7 +21,6 @@ Prints one JSON line per sampler and a Markdown table for BENCHMARKS.md.
 """
 import json
 import os
-import platform
 import statistics
 import time
 
@@ -49,6 +48,7 @@ def main(argv):
   import jax.numpy as jnp
   from scipy import stats
 
+  from bench.timing import cpu_model
   from configs import asarm
   from decode.assd import assd_sample, joint_log_prob, parallel_sample, sequential_sample
   from decode.assd_cached import assd_sample_cached, sequential_sample_cached
@@ -128,8 +128,8 @@ def main(argv):
     r["tokens_per_s"] = 1e3 * generated / r["ms_per_sequence"]
     print(json.dumps({"sampler": name, **r}))
   print(f"\nmodel step {step} (trained on rows of {trained_len}), N = {N}, model.dtype {_DTYPE.value}, visible {M}, "
-        f"generated {generated}, {len(rows)} prompts, batch 1, T = 1, sampler seeds {seeds}; {platform.machine()}, "
-        f"load average before the last sampler {os.getloadavg()[0]:.2f}")
+        f"generated {generated}, {len(rows)} prompts, batch 1, T = 1, sampler seeds {seeds}; {cpu_model()}, "
+        f"jax {jax.__version__}, load average before the last sampler {os.getloadavg()[0]:.2f}")
   extra = " | speed-up vs cached sequential" if cached_seq else ""
   print(f"\n| sampler | NFE (mean ± SEM) | tokens per round | ms / sequence | tokens/s | speed-up vs {base}{extra} "
         f"| model NLL / token | NLL − {base}, paired (mean ± SEM) | paired t-test p |\n"

@@ -128,7 +128,8 @@ def main(argv):
   rate = 1e3 / slope                                            # FLOP/s of the extra rows
   peak = statistics.median(peaks)
 
-  print(f"# machine: {cpu_model()}, {jax.devices()[0].platform}, jax {jax.__version__}; N = {S}, {_CALLS.value} "
+  dev = jax.devices()[0]
+  print(f"# machine: {cpu_model()}, {dev.platform} ({dev.device_kind}), jax {jax.__version__}; N = {S}, {_CALLS.value} "
         f"calls per loop, medians of {_ROUNDS.value} interleaved rounds")
   print(f"# float32 matmul peak per round (GFLOP/s): {' / '.join(f'{p / 1e9:.0f}' for p in peaks)}")
   print("\n| call | content + queries | MFLOP | ms per call (median) | per round | GFLOP/s |")

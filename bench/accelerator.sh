@@ -30,5 +30,5 @@ timeout 380 $PY -m bench.train_throughput --configs=base,large,gpt2_medium --dty
 timeout 130 $PY -m bench.generate_vs_hf --size=medium --torch_device=cuda --batches=1,8,32 --new_tokens=128 \
   --repeats=3 2>&1 | tee "$OUT/generate.txt" || status=1
 # ASSD's premise on the device: what one cached AS-ARM call costs by rows (random weights, about a minute)
-timeout 80 $PY -m bench.assd_call_cost --rounds=3 2>&1 | tee "$OUT/assd_call_cost.txt" || status=1
+timeout 80 $PY -m bench.assd_call_cost --rounds=3 --dtype=bfloat16 2>&1 | tee "$OUT/assd_call_cost.txt" || status=1
 exit $status

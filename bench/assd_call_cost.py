@@ -1,13 +1,13 @@
 """What one cached AS-ARM call costs, and what that allows cached ASSD against cached sequential decoding.
 
   python -m bench.assd_call_cost [--seq_len=256 --calls=100 --rounds=5 --ks=2,3,5,8
-      --tokens_per_round=1.99,2.54,3.04,3.20]
+      --tokens_per_round=1.99,2.54,3.04,3.20 --dtype=float32]
 
 The default AS-ARM (configs/asarm.py: 4 layers, d 256, GeGLU 512, vocabulary 4,096; random weights: a call's cost
 does not depend on them) at batch 1 over a rank cache of N = --seq_len slots, half of them readable. Each call shape
 is one `AsArm.cached` call (decode/assd_cached.py) repeated --calls times inside one jitted `lax.fori_loop` (the
 cache carried and written in place, as in the samplers), timed per round, the shapes interleaved over --rounds
-rounds; the float32 matmul peak (train/flops.py) is measured in the same run. Shapes: the sequential step (1
+rounds; the matmul peak of --dtype (train/flops.py) is measured in the same run. Shapes: the sequential step (1
 pending content token + 1 query), ASSD's draft call (1 + k queries) and verify call (k - 1 drafts as content + k - 1
 queries) for every k, and a sweep of equal content / query counts.
 
@@ -34,6 +34,8 @@ _KS = flags.DEFINE_list("ks", ["2", "3", "5", "8"], "ASSD draft counts.")
 _TAU = flags.DEFINE_list("tokens_per_round", ["1.99", "2.54", "3.04", "3.20"],
                          "ASSD tokens per round for each of --ks (bench/assd_speed.py's measurement).")
 _SWEEP = flags.DEFINE_list("sweep", ["1", "2", "4", "8", "16"], "Equal content / query counts of the sweep.")
+_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"],
+                           "model.dtype of the calls (products and cache in this dtype; logits float32).")
 _TARGET = 1.4
 
 
@@ -59,6 +61,7 @@ def main(argv):
   if len(ks) != len(taus):
     raise SystemExit(f"--tokens_per_round has {len(taus)} values for {len(ks)} --ks; give one per k")
   c = asarm.get_config()
+  c.model.dtype = _DTYPE.value
   cfg = AsArmConfig.from_config(c.model, 4096, mask_id=3)
   model, S = AsArm(cfg), _SEQ_LEN.value
   L, H, D = cfg.num_layers, cfg.num_heads, cfg.head_dim
@@ -94,8 +97,9 @@ def main(argv):
 
   def fresh_cache():
     keys = jax.random.split(jax.random.PRNGKey(1), 2 * L)
-    return (tuple(jax.random.normal(keys[i], (1, H, D, S)) for i in range(L)),
-            tuple(jax.random.normal(keys[L + i], (1, H, S, D)) for i in range(L)))
+    dt = cfg.compute_dtype
+    return (tuple(jax.random.normal(keys[i], (1, H, D, S), dt) for i in range(L)),
+            tuple(jax.random.normal(keys[L + i], (1, H, S, D), dt) for i in range(L)))
 
   shapes = {"sequential step": (1, 1)}
   for k in ks:
@@ -113,7 +117,7 @@ def main(argv):
     compile_s[name] = time.perf_counter() - t
   peaks, times = [], {name: [] for name in shapes}
   for _ in range(_ROUNDS.value):
-    peaks.append(measure_matmul_peak())
+    peaks.append(measure_matmul_peak(dtype=cfg.compute_dtype))
     for name in shapes:
       cache = fresh_cache()
       jax.block_until_ready(cache)
@@ -131,7 +135,7 @@ def main(argv):
   dev = jax.devices()[0]
   print(f"# machine: {cpu_model()}, {dev.platform} ({dev.device_kind}), jax {jax.__version__}; N = {S}, {_CALLS.value} "
         f"calls per loop, medians of {_ROUNDS.value} interleaved rounds")
-  print(f"# float32 matmul peak per round (GFLOP/s): {' / '.join(f'{p / 1e9:.0f}' for p in peaks)}")
+  print(f"# model.dtype {_DTYPE.value}; {_DTYPE.value} matmul peak per round (GFLOP/s): {' / '.join(f'{p / 1e9:.0f}' for p in peaks)}")
   print("\n| call | content + queries | MFLOP | ms per call (median) | per round | GFLOP/s |")
   print("|---|---|---|---|---|---|")
   for name in shapes:
@@ -144,7 +148,7 @@ def main(argv):
   print("\nFLOP model against XLA's cost analysis of one call: " + "; ".join(
       f"{p} + {q}: {call_flops(cfg, p, q, S) / 1e6:.1f} MFLOP ours, {f / 1e6:.1f} XLA" for (p, q), f in checks.items()))
   print(f"\nFit over all calls: ms = {fixed:.3f} + FLOPs / ({rate / 1e9:.0f} GFLOP/s); the extra rows run at "
-        f"{rate / peak:.0%} of the median float32 peak ({peak / 1e9:.0f} GFLOP/s).")
+        f"{rate / peak:.0%} of the median {_DTYPE.value} peak ({peak / 1e9:.0f} GFLOP/s).")
   print(json.dumps({"fixed_ms": fixed, "row_rate_gflops": rate / 1e9, "peak_gflops": peak / 1e9}))
 
   print("\n| k | tokens per round | sequential ms / token | ASSD calls ms / token | calls allow | NFE bound | "

@@ -133,9 +133,10 @@ def main(argv):
   peak = statistics.median(peaks)
 
   dev = jax.devices()[0]
-  print(f"# machine: {cpu_model()}, {dev.platform} ({dev.device_kind}), jax {jax.__version__}; N = {S}, {_CALLS.value} "
-        f"calls per loop, medians of {_ROUNDS.value} interleaved rounds")
-  print(f"# model.dtype {_DTYPE.value}; {_DTYPE.value} matmul peak per round (GFLOP/s): {' / '.join(f'{p / 1e9:.0f}' for p in peaks)}")
+  print(f"# machine: {cpu_model()}, {dev.platform} ({dev.device_kind}), jax {jax.__version__}; N = {S}, "
+        f"{_CALLS.value} calls per loop, medians of {_ROUNDS.value} interleaved rounds")
+  print(f"# model.dtype {_DTYPE.value}; {_DTYPE.value} matmul peak per round (GFLOP/s): "
+        + " / ".join(f"{p / 1e9:.0f}" for p in peaks))
   print("\n| call | content + queries | MFLOP | ms per call (median) | per round | GFLOP/s |")
   print("|---|---|---|---|---|---|")
   for name in shapes:

@@ -131,6 +131,8 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not flags.FLAGS["verbosity"].present:  # orbax and grain log every step at INFO; ours goes to stdout
     logging.set_verbosity(logging.WARNING)
+  from train.platforms import keep_cpu_startup_fast
+  keep_cpu_startup_fast()   # before JAX starts a backend: no TPU probe on hosts without one (libtpu installed)
   import jax
   if _CPU_DEVICES.value:
     jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)

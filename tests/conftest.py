@@ -21,6 +21,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
+from train.platforms import keep_cpu_startup_fast  # noqa: E402
+
+keep_cpu_startup_fast()   # libtpu is installed for the TPU-compiler tests: CPU start-up must not probe for a TPU
+
 from absl import flags, logging  # noqa: E402
 
 flags.FLAGS.mark_as_parsed()  # grain multiprocessing reads absl flags (google/grain#1355)

@@ -29,9 +29,14 @@ def make_init_fn(family: Family, tx: optax.GradientTransformation):
   return init
 
 
+# An abstract raw key: eval_shape needs no concrete one, and a concrete key would be placed on the current mesh's
+# devices, which do not exist when the mesh is a TPU topology compiled for on another machine (--compile_topology).
+ABSTRACT_KEY = jax.ShapeDtypeStruct((2,), jnp.uint32)
+
+
 def param_logical_specs(family: Family) -> Any:
   """Tree of PartitionSpecs with logical axis names, read from the modules' annotations (no FLOPs, no memory)."""
-  boxed = jax.eval_shape(lambda r: family.init_variables(r)["params"], jax.random.PRNGKey(0))
+  boxed = jax.eval_shape(lambda r: family.init_variables(r)["params"], ABSTRACT_KEY)
   return nn.get_partition_spec(boxed)
 
 
@@ -42,7 +47,7 @@ def state_shardings(family: Family, tx: optax.GradientTransformation, mesh: Mesh
   Optimiser moments follow their parameters' shardings (optax.tree_map_params); counters are replicated.
   """
   params_sh = tree_shardings(mesh, param_logical_specs(family), rules)
-  abstract = jax.eval_shape(make_init_fn(family, tx), jax.random.PRNGKey(0))
+  abstract = jax.eval_shape(make_init_fn(family, tx), ABSTRACT_KEY)
   replicated = NamedSharding(mesh, P())
   opt_sh = optax.tree_utils.tree_map_params(tx, lambda _, s: s, abstract.opt_state, params_sh,
                                             transform_non_params=lambda _: replicated,

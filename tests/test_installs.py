@@ -1,0 +1,67 @@
+"""The install files agree on one jax, and libtpu being installed (requirements-tpu.txt) costs CPU runs nothing.
+
+The start-up test runs fresh interpreters three ways (bench/startup.py): JAX's default, which loads libtpu and
+probes for a TPU (the control: it must load the plugin, or the comparison says nothing), the project's platform
+choice (train/platforms.py, as launch.py and tests/conftest.py make it), and libtpu hidden (as if not installed).
+"""
+import importlib.metadata
+import os
+import statistics
+
+import pytest
+from packaging.requirements import Requirement
+
+from bench.startup import VARIANTS, start_up
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _pins(name: str) -> dict[str, Requirement]:
+  out = {}
+  for line in open(os.path.join(ROOT, name)):
+    line = line.split("#", 1)[0].strip()
+    if line and not line.startswith("-r"):
+      req = Requirement(line)
+      out[req.name] = req
+  return out
+
+
+def _version(req: Requirement) -> str:
+  (spec,) = req.specifier
+  assert spec.operator == "==", f"{req} is not pinned with =="
+  return spec.version
+
+
+def test_requirement_files_pin_one_jax_and_the_plugins_it_names():
+  base, tpu, gpu = _pins("requirements.txt"), _pins("requirements-tpu.txt"), _pins("requirements-gpu.txt")
+  jax_version = _version(base["jax"])
+  assert _version(base["jaxlib"]) == jax_version
+  assert _version(tpu["jax"]) == jax_version and tpu["jax"].extras == {"tpu"}
+  assert _version(gpu["jax"]) == jax_version and gpu["jax"].extras == {"cuda12"}
+  assert _version(gpu["jax-cuda12-plugin"]) == jax_version and _version(gpu["jax-cuda12-pjrt"]) == jax_version
+  # The libtpu pin is one the pinned jax accepts (jax's own metadata for its "tpu" extra).
+  assert importlib.metadata.version("jax") == jax_version
+  wanted = [Requirement(r) for r in importlib.metadata.requires("jax") if 'extra == "tpu"' in r]
+  (libtpu,) = [r for r in wanted if r.name == "libtpu"]
+  assert libtpu.specifier.contains(_version(tpu["libtpu"])), (libtpu, tpu["libtpu"])
+  for r in (r for r in importlib.metadata.requires("jax") if 'extra == "cuda12"' in r):
+    req = Requirement(r)
+    if req.name in gpu:
+      assert req.specifier.contains(_version(gpu[req.name])), (req, gpu[req.name])
+
+
+def test_cpu_startup_with_libtpu_installed_is_as_fast_as_without():
+  if importlib.util.find_spec("libtpu") is None:
+    pytest.fail("libtpu is not installed: install requirements-test.txt (it includes requirements-tpu.txt)")
+  env = {k: v for k, v in os.environ.items() if k not in ("JAX_PLATFORMS", "JAX_FORCE_TPU_INIT")}
+  env["PYTHONPATH"] = ROOT
+  times = {k: [] for k in VARIANTS}
+  loaded = {}
+  for _ in range(3):
+    for name, code in VARIANTS.items():
+      seconds, loaded[name] = start_up(code, env)
+      times[name].append(seconds)
+  assert loaded == {"default": "tpu-plugin-loaded", "project": "tpu-plugin-not-loaded",
+                    "without libtpu": "tpu-plugin-not-loaded"}, loaded
+  ours, without = statistics.median(times["project"]), statistics.median(times["without libtpu"])
+  assert ours - without < 1.0, times

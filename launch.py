@@ -8,6 +8,8 @@
       # then --config.checkpoint.init_from=/tmp/imported (ELECTRA: --hf_dir=DISCRIMINATOR,GENERATOR for the pair)
   python launch.py --config=configs/modernbert_mlm.py:base --mode=compile_only --num_cpu_devices=8 \
       [--device_memory_gib=16]    # per-device memory and FLOPs of the compiled steps, nothing run (train/aot.py)
+  python launch.py --config=configs/modernbert_mlm.py:base --mode=compile_only --compile_topology=v5p-16 \
+      --config.mesh.fsdp=8        # the same for a Cloud TPU slice, with the TPU compiler (requirements-tpu.txt)
 
 Multi-process (the same command on every process; see README "Multi-host"):
   python launch.py ... --coordinator_address=HOST:PORT --num_processes=N --process_id=I
@@ -41,7 +43,12 @@ _FOLLOW_POLL = flags.DEFINE_float("follow_poll_s", 5.0, "eval --follow: seconds 
 _FOLLOW_TIMEOUT = flags.DEFINE_float("follow_timeout_s", 3600.0, "eval --follow: stop after this long without a "
                                      "new checkpoint.")
 _DEVICE_MEMORY = flags.DEFINE_float("device_memory_gib", 0.0, "compile_only: memory of one target device (GiB); "
-                                    "default: what the runtime reports (unknown on CPU).")
+                                    "default: the TPU chip table, else what the runtime reports (unknown on CPU).")
+_TOPOLOGY = flags.DEFINE_string("compile_topology", "", "compile_only: compile for this Cloud TPU slice with the "
+                                "TPU compiler, on any machine (v4-8, v5p-16, v5litepod-16, v6e-64, or v5p:2x2x2; "
+                                "needs requirements-tpu.txt).")
+_TOPOLOGY_SLICES = flags.DEFINE_integer("compile_topology_num_slices", 1, "compile_only --compile_topology: that "
+                                        "many slices (multi-slice; mesh.data spans them).")
 
 
 def _config_arg(argv) -> str:
@@ -161,11 +168,8 @@ def main(argv):
       follow(_WORKDIR.value, _overrides(sys.argv, config), poll_s=_FOLLOW_POLL.value,
              timeout_s=_FOLLOW_TIMEOUT.value)
     elif mode == "compile_only":
-      from train.aot import compile_report, describe
-      from train.loop import build_experiment
-      report = compile_report(build_experiment(config), _DEVICE_MEMORY.value)
-      print(describe(report), flush=True)
-      print(json.dumps(report), flush=True)
+      from train.aot import compile_only
+      compile_only(config, _TOPOLOGY.value, _TOPOLOGY_SLICES.value, _DEVICE_MEMORY.value)
     else:
       run(config, _WORKDIR.value, mode, _TEXT.value, overrides=_overrides(sys.argv, config))
   except ConfigError as e:

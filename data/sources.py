@@ -21,8 +21,8 @@ import numpy as np
 from data import mnns, tokenized
 from data.corpus import Corpus, load_corpus
 from data.pipeline import make_iterator, shard_plan
-from data.vocab import (ByteVocabulary, CharVocabulary, SentencePieceVocabulary, SymbolVocabulary, Vocabulary,
-                        cached_sentencepiece)
+from data.vocab import (ByteVocabulary, CharVocabulary, SentencePieceVocabulary, SizingVocabulary, SymbolVocabulary,
+                        Vocabulary, cached_sentencepiece)
 
 
 @functools.lru_cache(maxsize=4)
@@ -306,3 +306,12 @@ class MnnsSource:
 
   def eval_iterator(self, *, global_batch: int, seed: int):
     return SyntheticIterator(self._eval_example, seed, global_batch, self.num_shards)
+
+
+def sizing_vocabulary(data_cfg: Any) -> Vocabulary:
+  """The vocabulary for sizing a model without training it (launch.py --mode=compile_only): a SentencePiece
+  vocabulary to be trained on the corpus (data.vocab="spm") becomes a stand-in of data.vocab_size ids (the model
+  reads only the size; training one is slow and may fail on a small corpus); any other is loaded as usual."""
+  if data_cfg.vocab == "spm":
+    return SizingVocabulary(data_cfg.vocab_size)
+  return vocab_from_config(data_cfg)

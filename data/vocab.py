@@ -125,6 +125,31 @@ class SymbolVocabulary(Vocabulary):
                    int(i) == MASK)
 
 
+class SizingVocabulary(Vocabulary):
+  """A stand-in of `size` ids for sizing a model without training its vocabulary (launch.py --mode=compile_only):
+  the special ids, then ids that text encodes to byte by byte (4 + byte mod (size - 4)), so prompts still encode.
+  Its ids mean nothing; never train or decode with it."""
+
+  def __init__(self, size: int):
+    if size < 5:
+      raise ValueError(f"data.vocab_size={size}: a vocabulary needs at least 5 ids")
+    self._size = size
+
+  @property
+  def size(self) -> int:
+    return self._size
+
+  @property
+  def first_normal_id(self) -> int:
+    return 4
+
+  def encode(self, text: str) -> list[int]:
+    return [4 + b % (self._size - 4) for b in text.encode("utf-8")]
+
+  def decode(self, ids: Sequence[int]) -> str:
+    return "".join(MASK_TEXT if int(i) == MASK else "?" for i in ids if int(i) >= 4 or int(i) == MASK)
+
+
 class CharVocabulary(Vocabulary):
   """Characters: the special ids, 4 = unknown, then `chars` in order (e.g. the most frequent characters of the
   training split, `from_texts`); a character outside the list encodes as unknown."""

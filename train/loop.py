@@ -140,8 +140,9 @@ def _imported(meta: dict) -> bool:
   return "config" not in meta and "source" in meta
 
 
-def build_experiment(config: Any, devices=None) -> Experiment:
-  """Validates the config and builds mesh, vocabulary, family and shardings. Compiles nothing, reads no data."""
+def build_experiment(config: Any, devices=None, vocab: Vocabulary | None = None) -> Experiment:
+  """Validates the config and builds mesh, vocabulary (unless given), family and shardings. Compiles nothing, reads
+  no data. `devices`: this process's by default, or e.g. a TPU topology's compile-only devices (train/aot.py)."""
   check_trainer_config(config)
   init_from = config.checkpoint.init_from
   if init_from and "://" not in init_from and not os.path.isdir(os.path.join(init_from, "checkpoints")):
@@ -160,7 +161,7 @@ def build_experiment(config: Any, devices=None) -> Experiment:
     except ValueError as e:
       raise ConfigError(f"{name}: {e}") from None
   try:
-    vocab = vocab_from_config(config.data)
+    vocab = vocab if vocab is not None else vocab_from_config(config.data)
     family = families.build(config, vocab)
   except (ValueError, FileNotFoundError) as e:
     raise ConfigError(str(e)) from None

@@ -4,6 +4,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax
 import numpy as np
+from jax.experimental import mesh_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 from train.errors import ConfigError
@@ -27,8 +28,18 @@ def mesh_shape(mesh_cfg: Any, num_devices: int) -> tuple[int, int, int]:
 
 
 def make_mesh(mesh_cfg: Any, devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """The ('data', 'fsdp', 'tensor') mesh over `devices`. Devices of several TPU slices (multi-slice): the data axis
+  spans the slices (its gradient all-reduce is the only traffic over the data-centre network), fsdp and tensor
+  stay inside a slice."""
   devices = list(devices if devices is not None else jax.devices())
   shape = mesh_shape(mesh_cfg, len(devices))
+  slices = len({getattr(d, "slice_index", 0) for d in devices})
+  if slices > 1:
+    if shape[0] % slices:
+      raise ConfigError(f"mesh {dict(zip(AXES, shape))} over {slices} slices: mesh.data must be a multiple of the "
+                        f"slice count; set --config.mesh.data to a multiple of {slices} (or -1)")
+    grid = mesh_utils.create_hybrid_device_mesh((shape[0] // slices, *shape[1:]), (slices, 1, 1), devices)
+    return Mesh(grid, AXES, axis_types=(AxisType.Auto,) * len(AXES))
   return jax.make_mesh(shape, AXES, axis_types=(AxisType.Auto,) * len(AXES), devices=devices)
 
 

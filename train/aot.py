@@ -19,7 +19,9 @@ max(FLOPs / peak, HBM bytes accessed / bandwidth) per device, with FLOPs the lar
 communication, so a real step is slower. A SentencePiece vocabulary (data.vocab="spm") is not trained: a stand-in
 of data.vocab_size ids sizes the embedding (the model reads only its size).
 """
+import contextlib
 import json
+import re
 import time
 from typing import Any
 
@@ -72,7 +74,8 @@ def compile_report(exp, capacity_gib: float = 0.0, topology: str = "") -> dict[s
   eval steps, FLOPs (compiler and model), the roofline bound; raises ConfigError when a step does not fit."""
   from train.step import make_eval_step
   c = exp.config
-  with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
+  devices = list(exp.mesh.devices.flat)
+  with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules), _out_of_memory_as_one_line(devices):
     t = time.perf_counter()
     train_c = exp.compiled_train_step()
     train_s = time.perf_counter() - t
@@ -81,7 +84,6 @@ def compile_report(exp, capacity_gib: float = 0.0, topology: str = "") -> dict[s
     eval_c = jax.jit(make_eval_step(exp.family)).lower(
         exp.abstract_state.params, exp.abstract_batch(c.eval.batch_size), key).compile()
     eval_s = time.perf_counter() - t
-  devices = list(exp.mesh.devices.flat)
   fig = device_figures(devices, capacity_gib)
   fam = exp.family
   n = len(devices)
@@ -113,15 +115,34 @@ def compile_report(exp, capacity_gib: float = 0.0, topology: str = "") -> dict[s
   return report
 
 
+LOWER_MEMORY = ("lower --config.train.batch_size (or raise --config.train.grad_accum_steps, with "
+                "train.grad_accum_unroll=False), set --config.model.remat, or shard the state with --config.mesh.fsdp "
+                "(or --config.mesh.tensor)")
+
+
+@contextlib.contextmanager
+def _out_of_memory_as_one_line(devices):
+  """The TPU compiler refuses a program whose temporaries exceed the chip's memory (RESOURCE_EXHAUSTED) before
+  any report exists: one line with its figures and the keys that lower them."""
+  try:
+    yield
+  except jax.errors.JaxRuntimeError as e:
+    text = " ".join(str(e).split())
+    if "RESOURCE_EXHAUSTED" not in text:
+      raise
+    figures = re.search(r"required for ([\w ]+?) \(([\d.]+\w?)\) exceeds available HBM \(([\d.]+\w?)\)", text)
+    what = (f"{figures.group(1)} of {figures.group(2)}B per device, more than the {figures.group(3)}B a "
+            f"{devices[0].device_kind} device has available" if figures else text[:200])
+    raise ConfigError(f"the step does not fit: the compiler needs {what}; {LOWER_MEMORY}") from None
+
+
 def check_fits(report: dict[str, Any], capacity: float | None) -> None:
   """One line (ConfigError) when the train or eval step needs more memory per device than `capacity` bytes."""
   need = max(report["train_step"]["total_bytes"], report["eval_step"]["total_bytes"])
   if capacity and need > capacity:
     raise ConfigError(
         f"the train step needs {need / GIB:.2f} GiB per device, more than the {capacity / GIB:.2f} GiB a "
-        f"{report['device_kind']} device holds; lower --config.train.batch_size (or raise "
-        "--config.train.grad_accum_steps, with train.grad_accum_unroll=False), set --config.model.remat, or shard "
-        "the state with --config.mesh.fsdp (or --config.mesh.tensor)")
+        f"{report['device_kind']} device holds; {LOWER_MEMORY}")
 
 
 def describe(report: dict[str, Any]) -> str:

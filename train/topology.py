@@ -8,6 +8,8 @@ come from `jax.experimental.topologies`: the real TPU compiler (XLA:TPU in libtp
 """
 import dataclasses
 import importlib.util
+import math
+import os
 import re
 
 from train.errors import ConfigError
@@ -61,6 +63,14 @@ def topology_name(name: str) -> str:
                     "v6e-64) or a topology name (v5p:2x2x2, v5e:4x4, v6e:8x8)")
 
 
+def accelerator_type(topo_name: str) -> str:
+  """A topology name -> its Cloud TPU accelerator type ("v5p:2x2x2" -> "v5p-16", "v5e:4x4" -> "v5litepod-16")."""
+  generation, shape = topo_name.split(":")
+  chips = math.prod(int(s) for s in shape.split("x"))
+  prefix, per_chip, _ = next((p, n, d) for p, (g, n, d) in GENERATIONS.items() if g == generation)
+  return f"{prefix}-{chips * per_chip}"
+
+
 def topology_devices(name: str, num_slices: int = 1) -> list:
   """The compile-only TPU devices of NAME (x num_slices slices joined over the data-centre network)."""
   if num_slices < 1:
@@ -68,6 +78,12 @@ def topology_devices(name: str, num_slices: int = 1) -> list:
   if importlib.util.find_spec("libtpu") is None:
     raise ConfigError("--compile_topology needs the TPU compiler (libtpu): pip install -r requirements-tpu.txt")
   topo_name = topology_name(name)
+  # libtpu's start-up looks for the TPU VM it runs on and prints warnings when there is none; tell it the slice.
+  os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
+  os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
+  os.environ.setdefault("TPU_ACCELERATOR_TYPE", accelerator_type(topo_name))
+  # Compile-only use touches no chip: more than one process may load libtpu (its lock file is for chips).
+  os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
   from jax.experimental import topologies
   try:
     topo = topologies.get_topology_desc(topology_name=topo_name, platform="tpu",

@@ -9,7 +9,7 @@ from models.layers.mlp import ACTIVATIONS
 T = TypeVar("T")
 
 DTYPES = ("float32", "bfloat16")
-ATTENTION_IMPLS = ("auto", "chunked", "einsum", "xla", "cudnn")
+ATTENTION_IMPLS = ("auto", "chunked", "einsum", "xla", "cudnn", "splash")
 # Allowed values of enumerated hyperparameters, by field name (shared by every family that has the field).
 CHOICES: dict[str, tuple[str, ...]] = {
     "dtype": DTYPES, "attention_impl": ATTENTION_IMPLS, "activation": ACTIVATIONS, "hidden_act": ACTIVATIONS,

@@ -168,7 +168,10 @@ def build_experiment(config: Any, devices=None, vocab: Vocabulary | None = None)
   rules = tuple(tuple(r) for r in config.logical_axis_rules)
   tx, schedule = build_optimizer(config.optim, config.train.num_steps, family.frozen)
   with nn.logical_axis_rules(rules):   # outside the mesh: optax builds placeholder states eagerly (no TPU here)
-    abstract, shardings = state_shardings(family, tx, mesh, rules)
+    try:
+      abstract, shardings = state_shardings(family, tx, mesh, rules)
+    except ValueError as e:   # a layer that refuses its settings when traced (e.g. splash at a length it cannot tile)
+      raise ConfigError(str(e)) from None
     batch_shardings = {k: logical_sharding(mesh, rules, "batch", *f.axes) for k, f in family.batch_spec.items()}
   return Experiment(config, mesh, rules, vocab, family, tx, schedule, abstract, shardings, batch_shardings)
 

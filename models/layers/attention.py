@@ -5,7 +5,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from models.layers import matmul
+from models.layers import matmul, splash
 from models.layers.linear import Linear
 from models.layers.rope import apply_rope
 
@@ -201,8 +201,9 @@ def memory_attention(q_BTHD: jax.Array, k_mem_BHDS: jax.Array, v_mem_BHSD: jax.A
 class SelfAttention(nn.Module):
   """Fused-QKV self-attention with optional RoPE. Wqkv: [embed, 3, heads, kv]; Wo: [heads, kv, embed].
 
-  `implementation`: "auto" (sliding-window layers banded where that pays, `use_banded`; otherwise and in global
-  layers "einsum"), "chunked" (banded and query-chunked: no length x length matrix anywhere, for long context), or
+  `implementation`: "auto" (on TPU: "splash" where the length is a multiple of 128; elsewhere sliding-window layers
+  banded where that pays, `use_banded`, otherwise and in global layers "einsum"), "splash" (Pallas splash
+  attention, models/layers/splash.py; cached decoding runs the dense kernel), "chunked" (banded and query-chunked: no length x length matrix anywhere, for long context), or
   a dense kernel of `dot_product_attention` ("einsum", "xla", "cudnn"; cuDNN takes 16-bit inputs only, so the
   configs refuse it with model.dtype=float32). `chunk_size`: queries per block of "chunked" global attention.
   Without a cache it attends within segments (packing/padding) with optional causal and window masks. With
@@ -243,8 +244,22 @@ class SelfAttention(nn.Module):
       k_BTHD = apply_rope(k_BTHD, positions_BT, self.rope_theta, table)
     q_BTHD = nn.with_logical_constraint(q_BTHD, ("batch", "length", "heads", "kv"))
     scale = self.head_dim ** -0.5
+    T = x_BTD.shape[1]
+    dropout_on = self.dropout_rate > 0 and not deterministic
+    if kv_cache is None and memory is None and (self.implementation == "splash" or (
+        self.implementation == "auto" and not dropout_on and mask_B1TT is None and T % splash.LANES == 0
+        and splash.platform() == "tpu")):
+      if mask_B1TT is not None:
+        raise ValueError("model.attention_impl='splash' takes the segment, causal and window masks only, not a "
+                         "model's own visibility mask (e.g. any-order models); choose 'einsum'")
+      if dropout_on:
+        raise ValueError("attention dropout runs in the 'einsum' kernel only; set model.attention_impl='einsum' "
+                         "(now 'splash') or model.dropout_rate=0")
+      out_BTHD = splash.splash_attention(q_BTHD, k_BTHD, v_BTHD, segment_ids_BT, scale, causal=self.causal,
+                                         half_window=self.half_window)
+      return self._output(out_BTHD, D)
     banded = self.half_window is not None and (self.implementation == "chunked" or (
-        self.implementation == "auto" and use_banded(x_BTD.shape[1], self.half_window)))
+        self.implementation == "auto" and use_banded(T, self.half_window)))
     if memory is not None:
       if mask_B1TT is None:
         raise ValueError("attention over a memory needs mask_B1TT over the memory slots")
@@ -267,7 +282,7 @@ class SelfAttention(nn.Module):
       keys, values = write_cache(k_cache, k_BTHD, start_B), write_cache(v_cache, v_BTHD, start_B)
       mask = cache_mask(start_B, x_BTD.shape[1], k_cache.shape[1], self.half_window)
       new_cache = (keys, values)
-    impl = "einsum" if self.implementation in ("auto", "chunked") else self.implementation
+    impl = "einsum" if self.implementation in ("auto", "chunked", "splash") else self.implementation
     dropout = None
     if self.dropout_rate > 0 and not deterministic:
       dropout = (self.dropout_rate, self.make_rng("dropout"))

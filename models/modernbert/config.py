@@ -6,6 +6,7 @@ import jax.numpy as jnp
 
 from models.hparams import check_attention, check_positive, from_model_config
 from models.layers.attention import use_banded
+from models.layers.splash import executed_keys
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +32,7 @@ class ModernBertConfig:
   max_position_embeddings: int = 8192   # informational (RoPE has no table); kept for Hugging Face export
   layer_types: tuple[str, ...] | None = None   # explicit "full_attention"/"sliding_attention" per layer (HF v5)
   dtype: str = "float32"   # compute dtype; parameters are always float32
-  attention_impl: str = "auto"   # "auto", "chunked", "einsum", "xla" or "cudnn" (models/layers/attention.py)
+  attention_impl: str = "auto"   # "auto", "chunked", "einsum", "xla", "cudnn" or "splash" (models/layers/attention.py)
   remat: bool = False      # rematerialise each layer in the backward pass
 
   def __post_init__(self):
@@ -75,13 +76,16 @@ class ModernBertConfig:
   def attention_keys(self, layer: int, seq_len: int, count: str = "executed") -> float:
     """Keys per query of one layer's attention. "dense": every key (S); "window": the keys a sliding-window layer
     reads (min(S, 2w + 1)); "executed": what our kernel computes (banded layers: blocks of C = w rows against 3C
-    keys, T padded to a multiple of C; dense kernels, and "auto" where T <= 4C (attention.use_banded): S)."""
+    keys, T padded to a multiple of C; splash: the key blocks its mask touches; dense kernels, and "auto" where
+    T <= 4C (attention.use_banded): S)."""
     if self.is_global(layer) or count == "dense":
       return seq_len
     if count == "window":
       return min(seq_len, 2 * self.half_window + 1)
     if count != "executed":
       raise ValueError(f"count={count!r}: use 'dense', 'window' or 'executed'")
+    if self.attention_impl == "splash":   # the key blocks the kernel reads ("auto" on TPU too; counted as on CPU)
+      return executed_keys(seq_len, False, self.half_window)
     if self.attention_impl not in ("auto", "chunked") or (
         self.attention_impl == "auto" and not use_banded(seq_len, self.half_window)):
       return seq_len

@@ -19,7 +19,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.model.vocab_size = 0            # 0: the vocabulary's size rounded up to vocab_multiple
   c.model.vocab_multiple = 64
   c.model.dtype = "float32"         # compute dtype: "float32" or "bfloat16" (parameters stay float32)
-  c.model.remat = False
+  c.model.remat = "none"           # per layer: "none", "full", "dots_saveable", "offload" (models/layers/remat.py)
   # Families with attention choices add model.attention_impl: "auto" (banded windows where T > 4 x the half
   # window, else dense; dense global), "chunked"
   # (no T x T at all: long context), "einsum", "xla", "cudnn" (NVIDIA: fused flash attention).

@@ -5,6 +5,7 @@ from typing import Any, TypeVar
 
 from models.layers.inputs import POOLINGS
 from models.layers.mlp import ACTIVATIONS
+from models.layers.remat import REMAT_POLICIES
 
 T = TypeVar("T")
 
@@ -15,7 +16,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "dtype": DTYPES, "attention_impl": ATTENTION_IMPLS, "activation": ACTIVATIONS, "hidden_act": ACTIVATIONS,
     "hidden_activation": ACTIVATIONS, "classifier_activation": ACTIVATIONS, "pooling": POOLINGS,
     "style": ("gpt2", "modern"), "backbone": ("classic", "modernbert"),
-    "electra_tower": ("discriminator", "generator"),
+    "electra_tower": ("discriminator", "generator"), "remat": REMAT_POLICIES,
 }
 # Keys of the `model` section every family reads (the embedding size is derived from the vocabulary with them).
 SHARED_MODEL_KEYS = ("name", "vocab_size", "vocab_multiple")

@@ -24,7 +24,7 @@ class AsArmConfig:
   hidden_activation: str = "gelu"
   initializer_range: float = 0.02
   dtype: str = "float32"
-  remat: bool = False
+  remat: str = "none"      # models/layers/remat.py
 
   def __post_init__(self):
     check_positive(self, "num_layers", "hidden_size", "num_heads", "intermediate_size")

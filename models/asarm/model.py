@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from models.asarm.config import AsArmConfig
 from models.asarm.masks import one_stream_mask
 from models.layers import Embed, GegluMlp, LayerNorm, SelfAttention, matmul
+from models.layers.remat import remat
 
 
 class AsArmLayer(nn.Module):
@@ -51,7 +52,7 @@ class AsArm(nn.Module):
     self.embed = Embed(cfg.vocab_size, cfg.hidden_size, dtype=cfg.compute_dtype, init_std=cfg.initializer_range)
     self.query_embedding = self.param("query_embedding", nn.with_logical_partitioning(
         nn.initializers.truncated_normal(cfg.initializer_range), ("embed",)), (cfg.hidden_size,), jnp.float32)
-    layer_cls = nn.remat(AsArmLayer) if cfg.remat else AsArmLayer
+    layer_cls = remat(AsArmLayer, cfg.remat)
     self.layers = [layer_cls(cfg, name=f"layers_{i}") for i in range(cfg.num_layers)]
     self.final_norm = LayerNorm(cfg.norm_eps, dtype=cfg.compute_dtype)
     self.decoder_bias = self.param("decoder_bias", nn.with_logical_partitioning(nn.initializers.zeros, ("vocab",)),

@@ -31,7 +31,7 @@ class CausalLmConfig:
   initializer_range: float = 0.02
   dtype: str = "float32"
   attention_impl: str = "einsum"
-  remat: bool = False
+  remat: str = "none"      # models/layers/remat.py: "none", "full", "dots_saveable", "offload"
   embedding: str = "learned"
   semi_fraction: float = 0.0
   lex_embed_std: str = "one"

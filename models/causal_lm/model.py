@@ -10,6 +10,7 @@ from models.causal_lm.config import CausalLmConfig
 from models.causal_lm.lexical import LexicalEmbedding
 from models.layers import Embed, GegluMlp, LayerNorm, Mlp, SelfAttention
 from models.layers.inputs import default_inputs
+from models.layers.remat import remat
 
 
 class CausalBlock(nn.Module):
@@ -92,7 +93,7 @@ class CausalLm(nn.Module):
       x_BTD = x_BTD + wpe(positions_BT)
     x_BTD = nn.Dropout(cfg.dropout_rate, deterministic=deterministic or not cfg.dropout_rate)(x_BTD)
     x_BTD = nn.with_logical_constraint(x_BTD, ("batch", "length", "embed"))
-    block_cls = nn.remat(CausalBlock, static_argnums=(5,)) if cfg.remat else CausalBlock   # 5: deterministic (0 = self)
+    block_cls = remat(CausalBlock, cfg.remat, static_argnums=(5,))   # 5: deterministic (0 = self)
     new_k, new_v = [], []
     for i in range(cfg.num_layers):
       kv = None if cache is None else (cache.k[i], cache.v[i], cache.lengths)

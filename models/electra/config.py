@@ -48,7 +48,7 @@ class ElectraConfig:
   local_rope_theta: float = 10_000.0
   dtype: str = "float32"
   attention_impl: str = "auto"
-  remat: bool = False
+  remat: str = "none"      # models/layers/remat.py
 
   def __post_init__(self):
     check_positive(self, "num_layers", "hidden_size", "num_heads", "intermediate_size", "embedding_size",

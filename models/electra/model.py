@@ -14,6 +14,7 @@ from models.electra.config import ElectraConfig
 from models.layers import Embed, LayerNorm, Linear, Mlp, SelfAttention
 from models.layers.inputs import default_inputs, pool
 from models.layers.mlp import activation
+from models.layers.remat import remat
 
 
 def _init(cfg: ElectraConfig):
@@ -84,13 +85,13 @@ class ElectraEncoder(nn.Module):
       x_BTD = Linear((cfg.hidden_size,), (None, "embed"), use_bias=True, dtype=dt, kernel_init=_init(cfg),
                      name="embeddings_project")(x_BTE)
     if cfg.backbone == "classic":
-      layer_cls = nn.remat(BertLayer) if cfg.remat else BertLayer
+      layer_cls = remat(BertLayer, cfg.remat)
       for i in range(cfg.num_layers):
         x_BTD = layer_cls(cfg, deterministic, name=f"layers_{i}")(x_BTD, segment_ids_BT, positions_BT)
       return x_BTD
     from models.modernbert.model import ModernBertLayer
     mb = cfg.modernbert()
-    layer_cls = nn.remat(ModernBertLayer) if cfg.remat else ModernBertLayer
+    layer_cls = remat(ModernBertLayer, cfg.remat)
     for i in range(cfg.num_layers):
       x_BTD = layer_cls(mb, i, name=f"layers_{i}")(x_BTD, segment_ids_BT, positions_BT)
     return LayerNorm(cfg.norm_eps, dtype=dt, name="final_norm")(x_BTD)

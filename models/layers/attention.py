@@ -7,6 +7,7 @@ import jax.numpy as jnp
 
 from models.layers import matmul, splash
 from models.layers.linear import Linear
+from models.layers.platform import platform
 from models.layers.rope import apply_rope
 
 
@@ -248,7 +249,7 @@ class SelfAttention(nn.Module):
     dropout_on = self.dropout_rate > 0 and not deterministic
     if kv_cache is None and memory is None and (self.implementation == "splash" or (
         self.implementation == "auto" and not dropout_on and mask_B1TT is None and T % splash.LANES == 0
-        and splash.platform() == "tpu")):
+        and platform() == "tpu")):
       if mask_B1TT is not None:
         raise ValueError("model.attention_impl='splash' takes the segment, causal and window masks only, not a "
                          "model's own visibility mask (e.g. any-order models); choose 'einsum'")

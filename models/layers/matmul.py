@@ -18,7 +18,8 @@ minor axis: layout copies were 32.6% of the default config's float32 train step 
 explicit [G, M, K] x [G, K, N] backward products made the trainer's whole float32 step faster, in-process
 alternated A/B (BENCHMARKS.md "Float32 dense layers"): default config 1.09-1.52x, ModernBERT-base 1.05-1.08x,
 causal LM 1.10x median, ELECTRA within noise. Attention products keep XLA's autodiff in float32: through this VJP
-the base step ran 0.85-0.92x. Other backends keep XLA's autodiff (their layout assignment is not measured here).
+the base step ran 0.85-0.92x. Other platforms keep XLA's autodiff (their layout assignment is not measured here);
+the platform is the one compiled for (models/layers/platform.py), so a TPU topology compiled on CPU gets TPU's.
 """
 import functools
 import string
@@ -26,12 +27,21 @@ import string
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.ad_checkpoint import checkpoint_name
+
+from models.layers.platform import platform
+
+# Every product's output carries this name, so that remat policies (models/layers/remat.py) can save or offload it
+# whether it came from XLA's dot or from the custom VJP below (which a dot-matching policy cannot see into).
+PRODUCTS = "products"
 
 
 def einsum(spec: str, a: jax.Array, b: jax.Array) -> jax.Array:
   if a.dtype != b.dtype or a.dtype == jnp.float32 or not jnp.issubdtype(a.dtype, jnp.floating):
-    return jnp.einsum(spec, a, b, preferred_element_type=jnp.float32)
-  return _custom_product(_explicit(spec.replace(" ", ""), a.ndim, b.ndim))(a, b)
+    out = jnp.einsum(spec, a, b, preferred_element_type=jnp.float32)
+  else:
+    out = _custom_product(_explicit(spec.replace(" ", ""), a.ndim, b.ndim))(a, b)
+  return checkpoint_name(out, PRODUCTS)
 
 
 def _explicit(spec: str, ndim_a: int, ndim_b: int) -> str:
@@ -102,8 +112,8 @@ def contract_last(x: jax.Array, kernel: jax.Array, n_in: int) -> jax.Array:
   contracted = "".join(next(letters) for _ in range(n_in))
   features = "".join(next(letters) for _ in range(kernel.ndim - n_in))
   spec = f"{lead}{contracted},{contracted}{features}->{lead}{features}"
-  if x.dtype == kernel.dtype == jnp.float32 and jax.default_backend() == "cpu":
-    return _custom_product(spec)(x, kernel)
+  if x.dtype == kernel.dtype == jnp.float32 and platform() == "cpu":
+    return checkpoint_name(_custom_product(spec)(x, kernel), PRODUCTS)
   return einsum(spec, x, kernel)
 
 

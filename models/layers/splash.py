@@ -21,15 +21,10 @@ from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_ke
 from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_mask as mask_lib
 from jax.sharding import PartitionSpec as P
 
+from models.layers.platform import platform
+
 LANES = 128            # the kernel's block sizes are multiples of this (segment ids need it)
 DEFAULT_BLOCK = 512    # block_q = block_kv on TPU (MaxText's default; see default_block)
-
-
-def platform() -> str:
-  """The platform the current computation is for: the mesh's devices (e.g. a TPU topology compiled for on a CPU
-  machine) where a mesh is set, else JAX's default backend."""
-  device = getattr(jax.sharding.get_abstract_mesh(), "abstract_device", None)
-  return device.platform if device is not None else jax.default_backend()
 
 
 def check_length(seq_len: int) -> None:

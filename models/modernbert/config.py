@@ -33,7 +33,7 @@ class ModernBertConfig:
   layer_types: tuple[str, ...] | None = None   # explicit "full_attention"/"sliding_attention" per layer (HF v5)
   dtype: str = "float32"   # compute dtype; parameters are always float32
   attention_impl: str = "auto"   # "auto", "chunked", "einsum", "xla", "cudnn" or "splash" (models/layers/attention.py)
-  remat: bool = False      # rematerialise each layer in the backward pass
+  remat: str = "none"      # per layer in the backward pass: "none", "full", "dots_saveable", "offload" (layers/remat.py)
 
   def __post_init__(self):
     check_positive(self, "num_layers", "hidden_size", "num_heads", "intermediate_size", "global_attn_every_n_layers",

@@ -8,6 +8,7 @@ from models.layers import Embed, GegluMlp, LayerNorm, Linear, SelfAttention, mat
 from models.layers.inputs import default_inputs
 from models.layers.mlp import activation
 from models.modernbert.config import ModernBertConfig
+from models.layers.remat import remat
 
 
 class ModernBertLayer(nn.Module):
@@ -61,7 +62,7 @@ class ModernBertEncoder(nn.Module):
   def setup(self):
     cfg = self.cfg
     self.embeddings = ModernBertEmbeddings(cfg)
-    layer_cls = nn.remat(ModernBertLayer) if cfg.remat else ModernBertLayer
+    layer_cls = remat(ModernBertLayer, cfg.remat)
     self.layers = [layer_cls(cfg, i, name=f"layers_{i}") for i in range(cfg.num_layers)]
     self.final_norm = LayerNorm(cfg.norm_eps, dtype=cfg.compute_dtype)
 

@@ -20,6 +20,8 @@ _D = flags.DEFINE_integer("head_dim", 64, "Head dimension.")
 _W = flags.DEFINE_list("half_windows", ["64"], "Half windows w of the sliding-window masks (|i - j| <= w).")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "q, k, v dtype.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed rounds.")
+_EXTRA = flags.DEFINE_list("extra", [], "Accelerator kernels to add: cudnn (NVIDIA, 16-bit), splash (TPU; Pallas "
+                           "interpret mode elsewhere, slow). A kernel the device refuses is reported, not fatal.")
 
 
 def main(argv):
@@ -28,6 +30,7 @@ def main(argv):
   import jax.numpy as jnp
 
   from models.layers.attention import attention_mask, banded_attention, dot_product_attention, use_banded
+  from models.layers.splash import splash_attention
   B, T, H, D = _B.value, _T.value, _H.value, _D.value
   keys = jax.random.split(jax.random.PRNGKey(0), 3)
   q, k, v = (jax.random.normal(r, (B, T, H, D)).astype(_DTYPE.value) for r in keys)
@@ -45,9 +48,24 @@ def main(argv):
     for impl in ("einsum", "xla"):
       cases[(w, impl)] = grad(lambda q, k, v, impl=impl, mask=mask: dot_product_attention(q, k, v, mask, scale, impl))
     cases[(w, "banded")] = grad(lambda q, k, v, w=w: banded_attention(q, k, v, seg, w, scale))
+  for impl in _EXTRA.value:
+    for w in [None, *map(int, _W.value)]:
+      if impl == "cudnn":
+        mask = attention_mask(seg, half_window=w)
+        f = lambda q, k, v, mask=mask: dot_product_attention(q, k, v, mask, scale, "cudnn")  # noqa: E731
+      elif impl == "splash":
+        f = lambda q, k, v, w=w: splash_attention(q, k, v, seg, scale, half_window=w)  # noqa: E731
+      else:
+        raise SystemExit(f"--extra={impl}: use cudnn or splash")
+      cases[("global" if w is None else w, impl)] = grad(f)
+  refused = {}
+  for key, f in list(cases.items()):
+    try:
+      jax.block_until_ready(f(q, k, v))
+    except Exception as e:  # noqa: BLE001 - a kernel this device or shape does not support
+      refused[key] = " ".join(str(e).split())[:120]
+      del cases[key]
   times = {key: [] for key in cases}
-  for f in cases.values():
-    jax.block_until_ready(f(q, k, v))
   for _ in range(_REPEATS.value):
     for key, f in cases.items():
       t = time.perf_counter()
@@ -60,6 +78,12 @@ def main(argv):
   for w in map(int, _W.value):
     e, x, b = ms[(w, "einsum")], ms[(w, "xla")], ms[(w, "banded")]
     print(f"| window {w} | {e:.1f} | {x:.1f} | {b:.1f} | {e / b:.2f} | {'banded' if use_banded(T, w) else 'einsum'} |")
+  for impl in _EXTRA.value:
+    for w in ["global", *map(int, _W.value)]:
+      key = (w, impl)
+      shown = f"{ms[key]:.1f} ms, einsum / {impl} time {ms[(w, 'einsum')] / ms[key]:.2f}" if key in ms else \
+          f"refused: {refused.get(key)}"
+      print(f"{impl}, {'window ' + str(w) if w != 'global' else 'global'}: {shown}")
 
 
 if __name__ == "__main__":

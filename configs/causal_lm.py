@@ -9,7 +9,25 @@ Expected result (500 steps, about 5 minutes): validation next-token loss about 4
 are still degenerate at this size (runs of "_"): RESULTS.md.
 `:modern` switches to the pre-norm RoPE variant (bias-free LayerNorm, GeGLU): 3.73 nats at 500 steps, beside the
 MDLM of the same shape (configs/mdlm.py) in RESULTS.md.
+
+Published shapes for accelerators and pod sizing (launch.py --mode=compile_only --compile_topology=...; the
+vocabulary sizes are the released ones, data.vocab_size sizes the SentencePiece vocabulary trained here):
+  :gpt2_medium  GPT-2 medium (24 layers, d 1024, 16 heads, MLP 4096, vocab 50,257, 1,024 positions; 355M)
+  :gpt2_xl      GPT-2 XL (48 layers, d 1600, 25 heads, MLP 6400, vocab 50,257, 1,024 positions; 1.56B)
+  :llama_1b     a Llama-3.2-1B-sized modern model (16 layers, d 2048, 32 heads, gated MLP 8192, vocab 128,256,
+                2,048 tokens; 1.34B with the tied embedding)
+  :llama_7b     a Llama-2-7B-sized modern model (32 layers, d 4096, 32 heads, gated MLP 11008, vocab 32,000, 4,096
+                tokens; 6.6B)
+The "llama" presets are shapes, not Llama: style="modern" has GeGLU (not SwiGLU), LayerNorm without bias (not
+RMSNorm), a tied embedding and no grouped-query attention; FLOPs and memory are within a few percent.
 """
+
+PRESETS = {   # layers, hidden, heads, MLP, vocab, sequence length, style, rope theta
+    "gpt2_medium": (24, 1024, 16, 4096, 50_257, 1024, "gpt2", 10_000.0),
+    "gpt2_xl": (48, 1600, 25, 6400, 50_257, 1024, "gpt2", 10_000.0),
+    "llama_1b": (16, 2048, 32, 8192, 128_256, 2048, "modern", 500_000.0),
+    "llama_7b": (32, 4096, 32, 11008, 32_000, 4096, "modern", 10_000.0),
+}
 from configs.base import get_base_config
 
 
@@ -30,8 +48,15 @@ def get_config(arg: str | None = None):
   m.attention_impl = "auto"
   if arg == "modern":
     m.style, m.intermediate_size = "modern", 768
+  elif arg in PRESETS:
+    (m.num_layers, m.hidden_size, m.num_heads, m.intermediate_size, vocab, seq_len, m.style,
+     m.rope_theta) = PRESETS[arg]
+    c.data.vocab_size = vocab
+    c.data.seq_len = m.max_position_embeddings = seq_len
+    c.train.batch_size = 8
   elif arg not in (None, ""):
-    raise ValueError(f"configs/causal_lm.py: unknown argument {arg!r}; use ':modern' or nothing")
+    raise ValueError(f"configs/causal_lm.py: unknown argument {arg!r}; use ':modern', one of "
+                     f"{[':' + k for k in PRESETS]}, or nothing")
   c.train.num_steps = 500
   c.train.eval_every = 250
   c.train.checkpoint_every = 250

@@ -19,7 +19,7 @@ from tests.helpers import run_launch
     ("configs/test_tiny.py", "--config.data.packing=best_fit",
      "data.packing='best_fit' is not one of ['concat_split', 'first_fit']"),
     ("configs/test_tiny.py", "--config.model.attention_impl=flash",
-     "model.attention_impl='flash' is not one of ['auto', 'chunked', 'einsum', 'xla', 'cudnn']"),
+     "model.attention_impl='flash' is not one of ['auto', 'chunked', 'einsum', 'xla', 'cudnn', 'splash']"),
     ("configs/test_tiny.py", "--config.model.hidden_activation=gelu_fast",
      "model.hidden_activation='gelu_fast' is not one of ['gelu', 'gelu_new', 'gelu_pytorch_tanh', 'relu', 'silu']"),
     ("configs/modernbert_finetune.py", "--config.model.pooling=max",

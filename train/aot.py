@@ -4,7 +4,7 @@ memory and FLOPs beside our FLOP model and a roofline bound.
 
   python launch.py --config=configs/<experiment>.py --mode=compile_only --num_cpu_devices=8 \\
       --config.mesh.fsdp=8 --config.mesh.data=1 --config.train.batch_size=64 [--device_memory_gib=16]
-  python launch.py --config=configs/modernbert_mlm.py:base --mode=compile_only --compile_topology=v5p-16 \\
+  python launch.py --config=configs/<experiment>.py:<size> --mode=compile_only --compile_topology=v5p-16 \\
       --config.mesh.fsdp=8 --config.model.attention_impl=splash --config.model.dtype=bfloat16 ...
 
 `--compile_topology` compiles with the real TPU compiler (libtpu, requirements-tpu.txt) for a Cloud TPU slice this
@@ -34,6 +34,10 @@ from train.topology import GIB, chip_of, topology_devices
 
 # HBM bandwidth of the GPUs bench/accelerator.sh may meet (vendor figures, SXM parts), for the roofline.
 GPU_HBM_BYTES_PER_S = {"NVIDIA H100": 3.35e12, "NVIDIA H200": 4.8e12, "NVIDIA A100": 2.0e12, "NVIDIA B200": 8.0e12}
+
+
+ANALYSIS_KEYS = ("argument_bytes", "output_bytes", "alias_bytes", "temp_bytes", "code_bytes", "flops_per_device",
+                 "hbm_bytes_per_device", "total_bytes")
 
 
 def _analysis(compiled) -> dict[str, float]:
@@ -69,9 +73,10 @@ def device_figures(devices, override_gib: float = 0.0) -> dict[str, Any]:
           "chip": chip.name if chip else kind}
 
 
-def compile_report(exp, capacity_gib: float = 0.0, topology: str = "") -> dict[str, Any]:
+def compile_report(exp, capacity_gib: float = 0.0, topology: str = "", with_eval: bool = True) -> dict[str, Any]:
   """The sizing report of an Experiment (train.loop.build_experiment): per-device memory of the compiled train and
-  eval steps, FLOPs (compiler and model), the roofline bound; raises ConfigError when a step does not fit."""
+  eval steps, FLOPs (compiler and model), the roofline bound; raises ConfigError when a step does not fit.
+  `with_eval=False` compiles the train step only (bench/pod_sizing.py; the eval step's figures are then zeros)."""
   from train.step import make_eval_step
   c = exp.config
   devices = list(exp.mesh.devices.flat)
@@ -82,7 +87,7 @@ def compile_report(exp, capacity_gib: float = 0.0, topology: str = "") -> dict[s
     key = jax.ShapeDtypeStruct((2,), jax.numpy.uint32, sharding=exp.state_sharding.rng)
     t = time.perf_counter()
     eval_c = jax.jit(make_eval_step(exp.family)).lower(
-        exp.abstract_state.params, exp.abstract_batch(c.eval.batch_size), key).compile()
+        exp.abstract_state.params, exp.abstract_batch(c.eval.batch_size), key).compile() if with_eval else None
     eval_s = time.perf_counter() - t
   fig = device_figures(devices, capacity_gib)
   fam = exp.family
@@ -91,7 +96,7 @@ def compile_report(exp, capacity_gib: float = 0.0, topology: str = "") -> dict[s
             "topology": topology, "mesh": dict(exp.mesh.shape), "batch": c.train.batch_size,
             "tokens_per_example": fam.tokens_per_example,
             "train_step": {**_analysis(train_c), "compile_s": train_s},
-            "eval_step": {**_analysis(eval_c), "compile_s": eval_s},
+            "eval_step": {**(_analysis(eval_c) if eval_c else dict.fromkeys(ANALYSIS_KEYS, 0)), "compile_s": eval_s},
             "model_flops_per_step": fam.flops_per_token(fam.tokens_per_example) * c.train.batch_size
             * fam.tokens_per_example,
             "capacity_bytes_per_device": fig["capacity"]}

@@ -78,18 +78,23 @@ def topology_devices(name: str, num_slices: int = 1) -> list:
   if importlib.util.find_spec("libtpu") is None:
     raise ConfigError("--compile_topology needs the TPU compiler (libtpu): pip install -r requirements-tpu.txt")
   topo_name = topology_name(name)
-  # libtpu's start-up looks for the TPU VM it runs on and prints warnings when there is none; tell it the slice.
-  os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
-  os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
-  os.environ.setdefault("TPU_ACCELERATOR_TYPE", accelerator_type(topo_name))
-  # Compile-only use touches no chip: more than one process may load libtpu (its lock file is for chips).
-  os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
   from jax.experimental import topologies
+  # libtpu reads these when it loads (here, the first time): its start-up looks for the TPU VM it runs on and
+  # prints warnings when there is none, so tell it the slice; compile-only use touches no chip, so more than one
+  # process may load it (its lock file is for chips). Restored afterwards: child processes must not inherit them.
+  settings = {"TPU_SKIP_MDS_QUERY": "1", "TPU_WORKER_HOSTNAMES": "localhost",
+              "TPU_ACCELERATOR_TYPE": accelerator_type(topo_name), "ALLOW_MULTIPLE_LIBTPU_LOAD": "1"}
+  saved = {k: os.environ.get(k) for k in settings}
+  os.environ.update({k: v for k, v in settings.items() if saved[k] is None})
   try:
     topo = topologies.get_topology_desc(topology_name=topo_name, platform="tpu",
                                         **({"num_slices": num_slices} if num_slices > 1 else {}))
   except Exception as e:  # noqa: BLE001 - libtpu's own message, as one line
     raise ConfigError(f"--compile_topology={name} ({topo_name}): libtpu refused it: {' '.join(str(e).split())[:200]}")
+  finally:
+    for k, v in saved.items():
+      if v is None:
+        os.environ.pop(k, None)
   return list(topo.devices)
 
 

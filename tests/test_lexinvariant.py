@@ -53,11 +53,14 @@ def tokens():
 
 @pytest.mark.parametrize("sample", ["full_vocab", "present_types"])
 def test_L1_exact_equivariance_with_permuted_embedding_rows(lex, tokens, sample):
+  """Explicit vectors replace the draw on either sampling path (present_types: its local types, first-seen
+  readout and shared unseen vector, row V)."""
   cfg, _, params = lex
   model = CausalLm(dataclasses.replace(cfg, lex_sample=sample))
-  E = jax.random.normal(jax.random.PRNGKey(5), (3, V, cfg.hidden_size))
+  rows = V + (sample == "present_types")
+  E = jax.random.normal(jax.random.PRNGKey(5), (3, rows, cfg.hidden_size))
   pi = _perm()
-  E_pi = jnp.zeros_like(E).at[:, pi].set(E)          # row pi(v) of the permuted matrix is row v of E
+  E_pi = E.at[:, pi].set(E[:, :V])                   # row pi(v) of the permuted matrix is row v of E
   apply = jax.jit(lambda tok, e: model.apply({"params": params}, tok, vectors_BVD=e))
   out, out_pi = apply(tokens, E), apply(jnp.asarray(pi)[tokens], E_pi)
   np.testing.assert_allclose(out_pi[..., pi], out, atol=1e-6)   # p(pi(x) | E o pi^-1) = p(x | E), permuted
@@ -145,10 +148,37 @@ def test_present_types_match_full_vocab_and_score_absent_types_alike(lex):
   full_model = CausalLm(dataclasses.replace(cfg, lex_sample="full_vocab"))
   full, present = jax.jit(lambda t, k: (full_model.apply({"params": params}, t, embed_keys=k),
                                         model.apply({"params": params}, t, embed_keys=k)))(tok, keys)
-  np.testing.assert_allclose(present[..., :8], full[..., :8], atol=1e-5)   # specials and the present types
-  absent = np.asarray(present[..., 8:])
+  # From t = 6 on, types 4..7 have all been seen: they (and the specials) score as in full_vocab.
+  np.testing.assert_allclose(present[:, 6:, :8], full[:, 6:, :8], atol=1e-5)
+  absent = np.asarray(present[:, 6:, 8:])
   np.testing.assert_array_equal(absent, np.broadcast_to(absent[..., :1], absent.shape))
   assert not np.allclose(full[..., 8:], present[..., 8:])                  # full_vocab draws each absent type
+  # Before its first occurrence a type is scored like the absent types, not with its own vector; once seen, as in
+  # full_vocab.
+  row = np.asarray(tok[0])
+  for t in range(6):
+    seen = sorted(set(row[:t + 1]))
+    unseen = sorted(set(range(4, V)) - set(seen))
+    np.testing.assert_allclose(present[0, t, :4], full[0, t, :4], atol=1e-5)
+    np.testing.assert_allclose(present[0, t, seen], full[0, t, seen], atol=1e-5)
+    np.testing.assert_array_equal(present[0, t, unseen], np.full(len(unseen), present[0, t, unseen[0]]))
+
+
+@pytest.mark.parametrize("embedding", ["lexinvariant", "semi"])
+def test_present_types_prediction_does_not_depend_on_later_tokens(embedding):
+  """A valid autoregressive model: changing x_12 (to a type seen nowhere else) leaves log p(. | x_<=t) for t < 12
+  exactly unchanged, on the present_types path with random draws (the default for packed text)."""
+  cfg = _cfg(embedding=embedding, semi_fraction=0.5 if embedding == "semi" else 0.0, initializer_range=0.5)
+  model, params = CausalLm(cfg), _params(cfg)
+  params = jax.tree.map(lambda p: p * 3.0, params)    # a sharper model: differences would show
+  row = np.array([4, 5, 4, 6, 5, 4, 7, 5, 4, 6, 5, 4, 8, 4, 5, 6], np.int32)
+  changed = row.copy()
+  changed[12] = 11                                   # 8 -> 11: a different new type at t = 12
+  tok = jnp.asarray(np.stack([row, changed]))
+  logp = jax.nn.log_softmax(jax.jit(lambda t, k: model.apply({"params": params}, t, embed_keys=k))(
+      tok, jnp.concatenate([_keys(1, 7)] * 2)), axis=-1)
+  np.testing.assert_array_equal(logp[0, :12], logp[1, :12])
+  assert float(jnp.abs(logp[0, 12:] - logp[1, 12:]).max()) > 1e-3   # from t = 12 on, it may (and does) differ
 
 
 def test_semi_fraction_zero_is_the_standard_lm_bit_for_bit_and_one_replaces_every_type(tokens):
@@ -172,12 +202,15 @@ def test_semi_fraction_zero_is_the_standard_lm_bit_for_bit_and_one_replaces_ever
   std, zero, half, g = everything(params)
   assert np.array_equal(np.asarray(zero), np.asarray(std))
   assert float(half) != float(std)
-  # semi_fraction = 1: every present normal type is a fresh vector, so its learned row gets no gradient; the
-  # absent types keep their learned readout rows (and get one).
+  # semi_fraction = 1: every present normal type is a fresh vector from its first occurrence on, so the type of
+  # position 0 never uses its learned row (no gradient); a type first seen later keeps its learned readout row
+  # before that (the prediction must not depend on later tokens), as do the absent types (both get gradient).
   rows = np.asarray(g["wte"]["embedding"])
-  present = np.unique(np.asarray(tok))
-  absent = np.setdiff1d(NORMAL, present)
-  assert np.abs(rows[present]).max() == 0.0 and len(absent) and np.abs(rows[absent]).min() > 0
+  x = np.asarray(tok[0])
+  later = [v for v in np.unique(x) if v != x[0]]
+  absent = np.setdiff1d(NORMAL, np.unique(x))
+  assert np.abs(rows[x[0]]).max() == 0.0 and len(later) and len(absent)
+  assert np.abs(rows[later]).min() > 0 and np.abs(rows[absent]).min() > 0
 
 
 def test_config_refuses_semi_fraction_without_semi_and_full_vocab_with_packed_text():

@@ -23,14 +23,16 @@ process count and of gradient accumulation, and replayed exactly on resume.
 Sampling (`lex_sample`).
   present_types  vectors only for the distinct (document, token) pairs of each row, a static-size
                  `jnp.unique(size=T)` (a row of T tokens has at most T of them, so nothing is ever dropped):
-                 memory B·T·D, whatever the vocabulary. Readout: a present type of the query's document is scored
-                 with its own vector; every type absent from the document is scored with one more fresh vector per
-                 document (the "unseen" vector, drawn for token id V, which no token has), so all absent types
+                 memory B·T·D, whatever the vocabulary. Readout at position t: a type of the query's document seen
+                 at or before t is scored with its own vector; every other type (absent from the document, or first
+                 seen after t: the prediction at t must not depend on later tokens) is scored with one more fresh
+                 vector per document (the "unseen" vector, drawn for token id V, which no token has), so they all
                  share one logit. That is itself exactly permutation-equivariant and each absent logit has the law
                  of a fresh type's, but absent types are not independent of each other as in full_vocab: by
                  Jensen the normaliser is a little smaller, so scores are slightly optimistic against full_vocab
                  (0.010-0.015 nats per token on the spec's 3k-step Markov model, RESULTS.md); present-type logits
                  equal full_vocab's (same vectors). The default for packed text (configs/lexinvariant.py:char).
+                 Semi: a substituted type first seen after t keeps its learned readout row at t.
   full_vocab     the spec's literal E [B, V, D] per row (vector of v = the draw of (key_b, 1, v)): memory B·V·D;
                  the synthetic-language configs use it.
                  It assumes one document per row; the family refuses it with packed corpora (it would share E
@@ -107,7 +109,8 @@ def _scatter_types(values_BTU: jax.Array, keep_BTU: jax.Array, tok_BU: jax.Array
 class LexicalEmbedding(nn.Module):
   """`embed(tokens, segment_ids, keys)` -> x_BTD and the context `attend` needs; `attend(h, context)` -> float32
   logits [B, T, V]. `vectors_BVD` (tests: exact equivariance) replaces the random draw by an explicit per-row
-  matrix (one document per row)."""
+  matrix (one document per row): [B, V, D] for full_vocab, [B, V + 1, D] for present_types (row V: the unseen
+  vector)."""
   vocab_size: int
   features: int
   mode: str = "learned"
@@ -144,7 +147,7 @@ class LexicalEmbedding(nn.Module):
     V, S, dt = self.vocab_size, self.num_special, self.dtype
     std = self._std()
     special_BT = tokens_BT < S
-    full = self.sample == "full_vocab" or vectors_BVD is not None
+    full = self.sample == "full_vocab"
     ctx = {"tokens": tokens_BT, "segments": segment_ids_BT, "keys": keys_B2, "full": full, "std": std}
     if full:   # one matrix per row
       if vectors_BVD is None:
@@ -157,9 +160,18 @@ class LexicalEmbedding(nn.Module):
         coin_BT = jnp.take_along_axis(ctx["coin_BV"], tokens_BT, axis=1)
     else:
       seg_BU, tok_BU, valid_BU, index_BT = local_types(tokens_BT, segment_ids_BT, V, S)
-      E_BUD = std * type_vectors(keys_B2, seg_BU, tok_BU, self.features)
+      if vectors_BVD is None:
+        E_BUD = std * type_vectors(keys_B2, seg_BU, tok_BU, self.features)
+      else:   # explicit vectors [B, V + 1, D]: row V is the unseen vector
+        E_BUD = jnp.take_along_axis(vectors_BVD, tok_BU[..., None], axis=1)
+        ctx["unseen_BD"] = vectors_BVD[:, V]
       E_BUD = nn.with_logical_constraint(E_BUD, ("batch", None, "embed"))
-      ctx.update(seg_BU=seg_BU, tok_BU=tok_BU, valid_BU=valid_BU, E_BUD=E_BUD)
+      # Where each type first occurs in its row: the readout at t scores only types seen at or before t with their
+      # own vectors, so a prediction never depends on tokens after it (a valid autoregressive model).
+      normal_BT = (tokens_BT >= S) & (segment_ids_BT > 0)
+      first_BU = jnp.full((B, T), T, jnp.int32).at[jnp.arange(B)[:, None], index_BT].min(
+          jnp.where(normal_BT, jnp.arange(T)[None, :], T))
+      ctx.update(seg_BU=seg_BU, tok_BU=tok_BU, valid_BU=valid_BU, E_BUD=E_BUD, first_BU=first_BU)
       rand_BTD = jnp.take_along_axis(E_BUD, index_BT[..., None], axis=1)
       if self.mode == "semi":
         coin_BU = type_coins(keys_B2, seg_BU, tok_BU)
@@ -189,13 +201,17 @@ class LexicalEmbedding(nn.Module):
       return c * jnp.where(is_special_V, special_BTV, rand_BTV)
     seg_BT, seg_BU = ctx["segments"], ctx["seg_BU"]
     local_BTU = matmul.einsum("btd,bud->btu", h, ctx["E_BUD"].astype(dt))
-    same_BTU = (seg_BU[:, None, :] == seg_BT[:, :, None]) & ctx["valid_BU"][:, None, :]
+    seen_BTU = ctx["first_BU"][:, None, :] <= jnp.arange(seg_BT.shape[1])[None, :, None]
+    same_BTU = (seg_BU[:, None, :] == seg_BT[:, :, None]) & ctx["valid_BU"][:, None, :] & seen_BTU
     if self.mode == "semi":
       same_BTU = same_BTU & (ctx["coin_BU"] < self.semi_fraction)[:, None, :]
     vals_BTV, present_BTV = _scatter_types(local_BTU, same_BTU, ctx["tok_BU"], V)
     if self.mode == "semi":
       return jnp.where(present_BTV, vals_BTV, tied_logits(h_BTD, self.embedding, self.dtype))
-    unseen_BTD = ctx["std"] * type_vectors(ctx["keys"], seg_BT, jnp.full_like(seg_BT, V), self.features)
-    unseen_BT = matmul.einsum("btd,btd->bt", h, unseen_BTD.astype(dt))
+    if "unseen_BD" in ctx:
+      unseen_BT = matmul.einsum("btd,bd->bt", h, ctx["unseen_BD"].astype(dt))
+    else:
+      unseen_BTD = ctx["std"] * type_vectors(ctx["keys"], seg_BT, jnp.full_like(seg_BT, V), self.features)
+      unseen_BT = matmul.einsum("btd,btd->bt", h, unseen_BTD.astype(dt))
     base_BTV = jnp.where(is_special_V, jnp.pad(special_BTS, ((0, 0), (0, 0), (0, V - S))), unseen_BT[..., None])
     return c * jnp.where(present_BTV, vals_BTV, base_BTV)

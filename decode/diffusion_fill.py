@@ -1,8 +1,11 @@
 """Text in, text out for masked diffusion LMs: fill each prompt's "[MASK]"s, or continue a prompt without any.
 
+Each sampler is jitted once per (model, settings) with the parameters as an argument (`sampler_program`,
+`adjust_program`): a second call with the same shapes traces and compiles nothing.
 Legend: B batch (prompts), L data.seq_len.
 """
 import dataclasses
+import functools
 from typing import Any, Callable, Sequence
 
 import jax
@@ -11,7 +14,7 @@ import numpy as np
 
 from data.sources import framed_rows, pad_rows
 from data.vocab import Vocabulary
-from decode.diffusion import RULES, ancestral_sample, unmask_sample
+from decode.diffusion import RULES, adjust_sample, ancestral_sample, unmask_sample
 from decode.sampling import SamplerConfig
 
 SAMPLERS = ("unmask", "ancestral")
@@ -68,18 +71,44 @@ def diffusion_texts(apply_fn: Callable[..., jax.Array], params: Any, vocab: Voca
   """The filled texts and the model calls each took."""
   rows = prompt_rows(vocab, texts, seq_len, cfg.max_new_tokens)
   tokens, segments = pad_rows(rows, seq_len, vocab.pad_id)
-  segments_j = jnp.asarray(segments)
-
-  def denoise(x):
-    return apply_fn({"params": params}, x, segments_j)
-
-  common = dict(mask_id=vocab.mask_id, sampler=cfg.sampling, banned_ids=tuple(vocab.special_ids),
-                vocab_limit=vocab.size)
-  if cfg.sampler == "ancestral":
-    run = jax.jit(lambda x, r: ancestral_sample(denoise, x, r, num_steps=cfg.num_steps, cache=True, **common))
-  else:
-    run = jax.jit(lambda x, r: unmask_sample(denoise, x, r, k=cfg.tokens_per_call, rule=cfg.rule,
-                                             threshold=cfg.threshold or None, block_len=cfg.block_len or None,
-                                             **common))
-  out, calls = jax.device_get(run(jnp.asarray(tokens), jax.random.PRNGKey(seed)))
+  run = sampler_program(apply_fn, cfg, vocab.mask_id, tuple(vocab.special_ids), vocab.size)
+  out, calls = jax.device_get(run(params, jnp.asarray(tokens), jnp.asarray(segments), jax.random.PRNGKey(seed)))
   return [vocab.decode(np.asarray(out)[i, :len(r)]) for i, r in enumerate(rows)], np.asarray(calls)
+
+
+@functools.lru_cache(maxsize=None)
+def sampler_program(apply_fn: Callable[..., jax.Array], cfg: DiffusionDecodeConfig, mask_id: int,
+                    banned_ids: tuple[int, ...], vocab_limit: int):
+  """The configured sampler, jitted once: (params, tokens [B, L], segment_ids [B, L], rng) -> (tokens, calls)."""
+  common = dict(mask_id=mask_id, sampler=cfg.sampling, banned_ids=banned_ids, vocab_limit=vocab_limit)
+
+  def run(params, x, segments, rng):
+    denoise = lambda y: apply_fn({"params": params}, y, segments)  # noqa: E731
+    if cfg.sampler == "ancestral":
+      return ancestral_sample(denoise, x, rng, num_steps=cfg.num_steps, cache=True, **common)
+    return unmask_sample(denoise, x, rng, k=cfg.tokens_per_call, rule=cfg.rule, threshold=cfg.threshold or None,
+                         block_len=cfg.block_len or None, **common)
+  return jax.jit(run)
+
+
+def adjust_texts(apply_fn: Callable[..., Any], params: Any, vocab: Vocabulary, texts: Sequence[str], seq_len: int,
+                 k: int, sampler: SamplerConfig | None, seed: int = 0) -> list[str]:
+  """ADJUST's sampler (decode.diffusion.adjust_sample) over framed prompts: the filled texts."""
+  rows = framed_rows(vocab, list(texts), seq_len)
+  tokens, segments = pad_rows(rows, seq_len, vocab.pad_id)
+  run = adjust_program(apply_fn, k, sampler, vocab.mask_id, tuple(vocab.special_ids), vocab.size)
+  out, _, _ = jax.device_get(run(params, jnp.asarray(tokens), jnp.asarray(segments), jax.random.PRNGKey(seed)))
+  return [vocab.decode(np.asarray(out)[i, :len(r)]) for i, r in enumerate(rows)]
+
+
+@functools.lru_cache(maxsize=None)
+def adjust_program(apply_fn: Callable[..., Any], k: int, sampler: SamplerConfig | None, mask_id: int,
+                   banned_ids: tuple[int, ...], vocab_limit: int):
+  """adjust_sample jitted once: (params, tokens, segment_ids, rng) -> adjust_sample's outputs."""
+  def run(params, x, segments, rng):
+    v = {"params": params}
+    base = lambda y: apply_fn(v, y, segments, method="base_step")                       # noqa: E731
+    step = lambda y, h, logits: apply_fn(v, y, h, segments, method="adjust_step")       # noqa: E731
+    return adjust_sample(base, step, x, rng, mask_id=mask_id, k=k, sampler=sampler, banned_ids=banned_ids,
+                         vocab_limit=vocab_limit)
+  return jax.jit(run)

@@ -1,4 +1,9 @@
-"""Mask filling for masked LMs: fill the most confident [MASK] first, one per model call, until none is left."""
+"""Mask filling for masked LMs: fill the most confident [MASK] first, one per model call, until none is left.
+
+The text-level entry points compile once per model and shape: the jitted program is built once per (apply_fn,
+settings) and takes the parameters and the number of masks as arguments, so a second call traces and compiles
+nothing and the weights are never baked into the program as constants."""
+import functools
 from functools import partial
 from typing import Any, Callable, Sequence
 
@@ -24,9 +29,11 @@ def _fill_one(logits_BTV: jax.Array, toks_BT: jax.Array, mask_id: int, low: int,
   return toks_BT.at[rows, pos_B].set(new_B)
 
 
-def fill_masks(apply_fn: Callable[..., jax.Array], params: Any, tokens_BT: jax.Array, segment_ids_BT: jax.Array, *,
-               mask_id: int, low: int, high: int, num_iters: int, top_k: int = 0, special: tuple[int, ...] = ()):
-  """Iterative confidence-ordered greedy filling; only ids in [low, high) can be predicted.
+def fill_masks(apply_fn: Callable[..., jax.Array], params: Any, tokens_BT: jax.Array, segment_ids_BT: jax.Array,
+               num_iters: int | jax.Array, *, mask_id: int, low: int, high: int, top_k: int = 0,
+               special: tuple[int, ...] = ()):
+  """Iterative confidence-ordered greedy filling (`num_iters` model calls, a traced count allowed); only ids in
+  [low, high) can be predicted.
 
   Each iteration re-encodes the sequence with the masks filled so far (bidirectional models condition on them).
   With `top_k`, also returns the first pass's top-k (probabilities [B, T, k], ids [B, T, k]) at every position:
@@ -50,6 +57,14 @@ def fill_masks(apply_fn: Callable[..., jax.Array], params: Any, tokens_BT: jax.A
   return toks_BT, (jnp.exp(logp_BTK), ids_BTK)
 
 
+@functools.lru_cache(maxsize=None)
+def fill_program(apply_fn: Callable[..., jax.Array], mask_id: int, low: int, high: int, top_k: int,
+                 special: tuple[int, ...], out_shardings=None):
+  """fill_masks jitted once per model and settings: (params, tokens, segment_ids, num_iters) -> fill_masks."""
+  return jax.jit(partial(fill_masks, apply_fn, mask_id=mask_id, low=low, high=high, top_k=top_k, special=special),
+                 out_shardings=out_shardings)
+
+
 Candidates = list[list[tuple[int, float]]]   # per [MASK] of a text: (token id, probability), best first
 
 
@@ -68,12 +83,11 @@ def fill_mask_texts(apply_fn: Callable[..., jax.Array], params: Any, vocab: Voca
   tokens, segments = pad_rows(rows, seq_len, vocab.pad_id)
   num_iters = max(int((tokens == vocab.mask_id).sum(1).max()), 1)
   replicated = jax.sharding.NamedSharding(mesh, jax.P()) if mesh is not None else None
-  fill = jax.jit(partial(fill_masks, apply_fn, mask_id=vocab.mask_id, low=vocab.first_normal_id, high=vocab.size,
-                         num_iters=num_iters, top_k=top_k, special=tuple(sorted(set(vocab.special_ids)))),
-                 out_shardings=replicated)
+  fill = fill_program(apply_fn, vocab.mask_id, vocab.first_normal_id, vocab.size, top_k,
+                      tuple(sorted(set(vocab.special_ids))), replicated)
   if replicated is not None:
     tokens, segments = jax.device_put(tokens, replicated), jax.device_put(segments, replicated)
-  out = jax.device_get(fill(params, jnp.asarray(tokens), jnp.asarray(segments)))
+  out = jax.device_get(fill(params, jnp.asarray(tokens), jnp.asarray(segments), jnp.int32(num_iters)))
   filled, (probs, ids) = (out if top_k else (out, (None, None)))
   filled = np.asarray(filled)
   texts_out = [vocab.decode(filled[i, :len(r)]) for i, r in enumerate(rows)]

@@ -42,21 +42,8 @@ def adjust(config, vocab) -> Family:
 
   def decode(params, prompts, mesh=None):
     del mesh
-    import jax
-    import jax.numpy as jnp
-
-    from data.sources import pad_rows
-    from decode.diffusion import adjust_sample
-    rows = framed_rows(vocab, list(prompts), seq)
-    tokens, segments = pad_rows(rows, seq, vocab.pad_id)
-    seg = jnp.asarray(segments)
-    v = {"params": params}
-    base = lambda x: module.apply(v, x, seg, method="base_step")                       # noqa: E731
-    step = lambda x, h, logits: module.apply(v, x, h, seg, method="adjust_step")       # noqa: E731
-    run = jax.jit(lambda x, r: adjust_sample(base, step, x, r, mask_id=vocab.mask_id, k=k, sampler=sampler,
-                                             banned_ids=tuple(vocab.special_ids), vocab_limit=vocab.size))
-    out, _, _ = jax.device_get(run(jnp.asarray(tokens), jax.random.PRNGKey(config.seed)))
-    return [vocab.decode(np.asarray(out)[i, :len(r)]) for i, r in enumerate(rows)]
+    from decode.diffusion_fill import adjust_texts
+    return adjust_texts(module.apply, params, vocab, prompts, seq, k, sampler, config.seed)
 
   D, S = hp.hidden_size, acfg.max_depth
   adjust_fwd = 2 * (2 * D * D + 4 * D * D + 3 * D * acfg.intermediate_size + D * hp.vocab_size)

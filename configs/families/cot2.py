@@ -79,36 +79,11 @@ def _batch_spec(fmt, task, vocab_size):
 
 
 def _decoder(module, vocab, task, method):
-  """--mode=decode: "D2 D7 D3 D2" (or with <BOS>) -> the thoughts and the answer (discrete: the greedy trace;
-  otherwise each continuous thought's three heaviest tokens, the model's own softmax fed back)."""
+  """--mode=decode: "D2 D7 D3 D2" (or with <BOS>) -> the thoughts and the answer (decode/cot2.py)."""
   def decode(params, prompts, mesh=None):
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-    from data.mnns import ARROW, BOS
-    from models.cot2.objective import greedy, self_fed
-    from models.cot2.rollout import rollout
-    out = []
-    for p in prompts:
-      ids = [i for i in vocab.encode(p) if i not in (BOS, ARROW)]
-      if len(ids) != task.num_digits or not all(6 + task.lo <= i <= 6 + task.hi for i in ids):
-        raise ValueError(f"prompt {p!r}: give {task.num_digits} digit tokens D{task.lo}..D{task.hi}, e.g. "
-                         f"'{' '.join('D2' for _ in range(task.num_digits))}'")
-      prompt = [BOS] + ids + ([ARROW] if method == "discrete" else [])
-      choose = greedy if method == "discrete" else self_fed
-      step_logits, final, _ = jax.jit(lambda pr, ch=choose: rollout(module.apply, params, pr, task.num_digits - 1,
-                                                                    ch, jax.random.PRNGKey(0)))(
-          jnp.array([prompt], jnp.int32))
-      thoughts = []
-      for t in range(1, task.num_digits):   # the mixture fed at step t-1 was read from step_logits[t-1]
-        q = np.asarray(jax.nn.softmax(step_logits[t - 1, 0]))
-        if method == "discrete":
-          thoughts.append(vocab.tokens[int(q.argmax())])
-        else:
-          top = np.argsort(-q)[:3]
-          thoughts.append("[" + " ".join(f"{vocab.tokens[i]}:{q[i]:.2f}" for i in top) + "]")
-      out.append(f"{vocab.decode(prompt)} {' '.join(thoughts)} => {vocab.tokens[int(np.argmax(final[0]))]}")
-    return out
+    del mesh
+    from decode.cot2 import cot2_texts
+    return cot2_texts(module.apply, params, vocab, task, method, prompts)
   return decode
 
 

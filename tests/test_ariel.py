@@ -2,6 +2,7 @@
 a random prefix-tree LM and the fixture grammar, both enumerated (data/sentences.py), textbook arithmetic coding
 in exact rationals, and our causal LM (cached coder = uncached forward pass; a GPT-2 checkpoint through models.hf)."""
 import fractions
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -142,17 +143,26 @@ def _forced_long(seed):
   return o, tokens
 
 
-def test_A5_precision_table():
+def test_A5_precision_table_and_no_silent_loss():
   """300 sentences of 31-41 tokens: float32 with d = 1 loses some; float32 with d >= 4 and float64 recover all
-  (the reason the coder defaults to float64)."""
+  (the reason the coder defaults to float64). Every lost sentence is flagged by encode (a warning with the count,
+  `representable` per sentence), and every flagged one is lost: the flag is the round trip's outcome."""
   o, tokens = _forced_long(0)
   lm = ariel.oracle(o)
   recovered = {}
   for dtype in (np.float32, np.float64):
     for d in (1, 4, 16):
-      z, _ = ariel.encode(lm, None, tokens, d, dtype=dtype)
-      recovered[np.dtype(dtype).name, d] = int((ariel.decode(lm, None, z, tokens.shape[1], dtype=dtype)
-                                                == tokens).all(axis=1).sum())
+      with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        z, (lo, hi) = ariel.encode(lm, None, tokens, d, dtype=dtype)
+      ok = (ariel.decode(lm, None, z, tokens.shape[1], dtype=dtype) == tokens).all(axis=1)
+      flagged = ~ariel.representable(z, lo, hi)
+      np.testing.assert_array_equal(flagged, ~ok)
+      lines = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+      assert lines == ([] if ok.all() else [lines[0]])
+      if not ok.all():
+        assert lines[0].startswith(f"AriEL encode: {int((~ok).sum())} of 300 sentences (rows ")
+      recovered[np.dtype(dtype).name, d] = int(ok.sum())
   assert recovered.pop(("float32", 1)) < 300
   assert set(recovered.values()) == {300}, recovered
 

@@ -7,6 +7,7 @@ All processes must call save and restore (orbax coordinates them).
 The data position (item `data_iter`) is stored by DataPositionHandler as one JSON record per data shard, whatever
 the process count, so a checkpoint restores on any number of processes (README "Elastic restore").
 """
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -16,6 +17,7 @@ from typing import Any
 import flax
 import jax
 import orbax.checkpoint as ocp
+from orbax.checkpoint._src import asyncio_utils
 from orbax.checkpoint._src.metadata import array_metadata_store  # orbax 0.12.8: the default handler's store,
 from orbax.checkpoint._src.serialization import type_handler_registry  # and the registry's quiet override
 
@@ -30,6 +32,33 @@ type_handler_registry.GLOBAL_TYPE_HANDLER_REGISTRY.add(   # what register_type_h
     jax.Array, ocp.type_handlers.ArrayHandler(array_metadata_store=array_metadata_store.Store(),
                                               min_slice_bytes_for_replica_parallel=MIN_REPLICA_SLICE_BYTES),
     override=True, ignore_warnings=True)
+
+
+def _run_sync_draining(coro):
+  """orbax's `_run_sync_via_new_loop`, except that when the coroutine fails its sibling tasks are awaited before the
+  loop closes. A restore that fails on one damaged file otherwise closes the loop while tensorstore's other reads
+  are in flight; their completion callbacks then print "RuntimeError: Event loop is closed" tracebacks to stderr
+  (a one-line fallback must not print tracebacks)."""
+  loop = asyncio.new_event_loop()
+  try:
+    asyncio.set_event_loop(loop)
+    return loop.run_until_complete(coro)
+  finally:
+    pending = asyncio.all_tasks(loop)
+    if pending:
+      loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    asyncio.set_event_loop(None)
+    loop.close()
+
+
+@contextlib.contextmanager
+def _draining_restores():
+  original = asyncio_utils._run_sync_via_new_loop
+  asyncio_utils._run_sync_via_new_loop = _run_sync_draining
+  try:
+    yield
+  finally:
+    asyncio_utils._run_sync_via_new_loop = original
 
 
 class DataPositionHandler:
@@ -161,7 +190,8 @@ class Checkpointer:
     items = {"state": ocp.args.StandardRestore(abstract_state)}
     if data_iter is not None:
       items["data_iter"] = DataPositionRestore(data_iter)
-    restored = self._mgr.restore(step, args=ocp.args.Composite(**items))
+    with _draining_restores():
+      restored = self._mgr.restore(step, args=ocp.args.Composite(**items))
     return restored["state"], restored.get("data_iter") if data_iter is not None else None
 
   def meta(self, step: int) -> dict:

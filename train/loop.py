@@ -199,14 +199,19 @@ def _keep_data_shards(config: Any, directory: str, note) -> Any:
   shards, whatever the process count now, so the data stream and its position carry over (elastic restore)."""
   if config.get("data", {}).get("num_shards", 0) or ("://" not in directory and not os.path.isdir(directory)):
     return config
+  saved = None
   try:
     ckpt = ckpt_lib.Checkpointer(directory, read_only=True)
     try:
-      step = ckpt.latest_step()
-      saved = _saved_data_shards(ckpt.meta(step)) if step is not None else None
+      for step in reversed(ckpt.all_steps()):   # the newest step whose metadata reads (the one a restore will use)
+        try:
+          saved = _saved_data_shards(ckpt.meta(step))
+          break
+        except Exception:  # noqa: BLE001 - an unreadable step: _initial_state sets it aside and says so
+          continue
     finally:
       ckpt.close()
-  except Exception:  # noqa: BLE001 - an unreadable step: _initial_state sets it aside and says so
+  except Exception:  # noqa: BLE001 - no readable checkpoint directory: _initial_state says so
     return config
   if not saved:
     return config
@@ -288,8 +293,22 @@ def _restore_step(exp: Experiment, ckpt: ckpt_lib.Checkpointer, step: int, data_
   ckpt_lib.check_compatible(meta, exp.family.compat, f"{ckpt.directory}/{step}")
   _check_resume(exp, meta, f"{ckpt.directory}/{step}", reporter_note)
   state, data_iter = ckpt.restore(step, exp.abstract_state, data_iter)
+  _check_restored(state, exp.abstract_state)
   reporter_note(f"resuming from {ckpt.directory} step {step}")
   return state, data_iter
+
+
+def _check_restored(state: TrainState, abstract: TrainState) -> None:
+  """Never resume from garbage: every restored array has its stored shape and dtype, and every float is finite
+  (a damaged file that still decodes would otherwise be trained on); a ValueError makes the caller fall back."""
+  for (path, got), want in zip(jax.tree_util.tree_leaves_with_path(state), jax.tree.leaves(abstract)):
+    if got.shape != want.shape or got.dtype != want.dtype:
+      raise ValueError(f"{jax.tree_util.keystr(path)} restored as {got.dtype}{list(got.shape)}, stored as "
+                       f"{want.dtype}{list(want.shape)}")
+  floats = [x for x in jax.tree.leaves(state) if jax.numpy.issubdtype(x.dtype, jax.numpy.floating)]
+  finite = jax.jit(lambda xs: jax.numpy.stack([jax.numpy.isfinite(x).all() for x in xs]).all())(floats)
+  if not bool(finite):
+    raise ValueError("restored values are not finite")
 
 
 def _initial_state(exp: Experiment, ckpt: ckpt_lib.Checkpointer, data_iter, reporter_note) -> tuple[TrainState, Any]:

@@ -5,16 +5,19 @@ Legend: L length, V vocabulary (ids >= V and the mask id are never drawn), D hid
 For tiny models (spec §9: (V + 1)^L states) these are the oracles the samplers are tested against and the exact
 analogue of the paper's MAUVE comparison. Logit sources take and return NumPy float64 (one row, no batch):
   base(x_L) -> logits_LV, or (logits_LV, h) when an `adjust` is given; adjust(x_L, h, logits_LV) -> (logits_LV, h).
-Positions are ranked with decode/diffusion.py's own position_scores / pick_position (xp=numpy), so the
-enumerated law is the law of the jitted sampler, up to float32 rounding in the sampler's ranking. Temperature is
-the only truncation applied here (divide the logits); the sampler's other knobs are off in the exact tests.
+Positions are ranked by this file's own rules, written with scipy and sharing no code with the sampler's
+(`_position_key`: entropy, confidence and margin; lowest key first, ties within tie_tol to the lowest index), so a
+wrong ranking line in decode/diffusion.py makes the jitted sampler's law differ from the enumerated one. Temperature
+is the only truncation applied here (divide the logits); the sampler's other knobs are off in the exact tests.
 """
 import itertools
 from typing import Callable
 
 import numpy as np
 
-from decode.diffusion import ancestral_times, log_softmax, pick_position, position_scores
+from scipy import special, stats
+
+from decode.diffusion import ancestral_times
 
 Law = dict[tuple[int, ...], float]
 
@@ -23,7 +26,28 @@ def _banned(logits_LV: np.ndarray, mask_id: int, vocab: int, temperature: float)
   logits = np.asarray(logits_LV, np.float64).copy()
   logits[:, vocab:] = -np.inf
   logits[:, mask_id] = -np.inf
-  return log_softmax(logits / temperature, np)
+  return special.log_softmax(logits / temperature, axis=-1)
+
+
+def _position_key(logp_LV: np.ndarray, rule: str) -> np.ndarray:
+  """[L]: the reveal order's key per position, lowest first: the entropy of the position's marginal (the most
+  certain first), minus its top probability (the most confident first), or minus the gap between its two top
+  probabilities (the widest margin first)."""
+  p = np.exp(logp_LV)
+  if rule == "entropy":
+    return stats.entropy(p, axis=-1)
+  top2 = np.sort(p, axis=-1)[:, -2:]
+  if rule == "confidence":
+    return -top2[:, 1]
+  if rule == "margin":
+    return top2[:, 0] - top2[:, 1]
+  raise ValueError(f"rule {rule!r}: the exact laws know entropy, confidence, margin and random")
+
+
+def _lowest(key_L: np.ndarray, eligible_L: np.ndarray, tie_tol: float) -> int:
+  """The eligible position of lowest key (keys within tie_tol of it tie; ties go to the lowest index)."""
+  best = min(key_L[j] for j in np.flatnonzero(eligible_L))
+  return min(j for j in np.flatnonzero(eligible_L) if key_L[j] <= best + tie_tol)
 
 
 def _ranked_choices(logp_LV, eligible_L, k, rule, tie_tol, threshold=None):
@@ -39,15 +63,15 @@ def _ranked_choices(logp_LV, eligible_L, k, rule, tie_tol, threshold=None):
     for q, s in out:
       merged[s] = merged.get(s, 0.0) + q
     return [(q, tuple(sorted(s))) for s, q in merged.items()]
-  score = position_scores(logp_LV[None], rule, np)
-  left = eligible_L[None].copy()
+  key = _position_key(logp_LV, rule)
+  left = eligible_L.copy()
   chosen = []
   for _ in range(1 if threshold is not None else k):
     if not left.any():
       break
-    j = int(pick_position(score, left, tie_tol, np)[0])
+    j = _lowest(key, left, tie_tol)
     chosen.append(j)
-    left[0, j] = False
+    left[j] = False
   if threshold is not None:
     conf = np.exp(logp_LV).max(-1)
     chosen = sorted(set(chosen) | set(np.flatnonzero(eligible_L & (conf >= threshold)).tolist()))

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from decode.diffusion import position_scores
 from models.mdlm.adjust import AdjustConfig, AdjustedMdlm, depth_probabilities
 from models.mdlm.adjust_objective import AdjustObjective, forward_kl, states_from_order
 from models.modernbert import ModernBertConfig
@@ -103,7 +102,8 @@ def test_trajectory_writer_reveals_the_lowest_entropy_position_each_call(adjuste
       logits = model.apply({"params": params}, jnp.asarray(state)[None], method="base_step")[0]
       ids = np.arange(logits.shape[-1])
       logits = jnp.where((ids == MASK) | (ids >= LIMIT), -jnp.inf, logits)
-      score = np.where(state == MASK, np.asarray(position_scores(logits, "entropy"))[0], np.inf)
+      probs = np.asarray(jax.nn.softmax(logits.astype(jnp.float64) if jax.config.jax_enable_x64 else logits, -1))[0]
+      score = np.where(state == MASK, stats.entropy(probs, axis=-1), np.inf)   # scipy, not the sampler's rule
       assert int(np.flatnonzero(out["order"][r] == j)[0]) == int(np.argmin(score))
 
 
@@ -133,3 +133,64 @@ def test_trains_on_a_frozen_mdlm_in_the_generic_trainer(tiny_mdlm_run, tmp_path,
   assert Checkpointer(os.path.join(adj_dir, "checkpoints"), read_only=True).latest_step() == 6
   (text,) = exp.family.decode(params, ["import [MASK][MASK][MASK]"])
   assert text.startswith("import ") and "[MASK]" not in text
+
+
+def test_the_adjust_block_is_a_residual_on_h(adjusted):
+  """h_d = RMSNorm_post(u) + h_{d-1}: with the block's output scale zeroed, an ADJUST call returns h unchanged and
+  so the base head's logits on h (without the residual it would return zeros)."""
+  model, params = adjusted
+  x = jnp.asarray([[MASK, 2, MASK, 1]])
+  logits, h = model.apply({"params": params}, x, method="base_step")
+  silent = jax.tree.map(lambda a: a, params)
+  silent["adjust"]["norm_post"] = jax.tree.map(jnp.zeros_like, params["adjust"]["norm_post"])
+  logits2, h2 = model.apply({"params": silent}, x, h, method="adjust_step")
+  np.testing.assert_array_equal(h2, h)
+  np.testing.assert_array_equal(logits2, logits)
+  _, h3 = model.apply({"params": params}, x, h, method="adjust_step")
+  assert float(jnp.abs(h3 - h).max()) > 1e-3          # the block does contribute with its real scale
+
+
+def test_objective_trains_adjust_on_the_states_of_its_depth(adjusted):
+  """The loss equals a reference written out call by call: h_0 from the base on s_t, ADJUST calls on
+  s_{t+1} .. s_{t+D} (each on the state after its reveal), q from the call at depth D, p from the base on
+  s_{t+D}, forward KL averaged over the positions still masked there. Feeding s_{t+d-1} to the call at depth d,
+  or scoring depth D - 1, changes the value."""
+  model, params = adjusted
+  n = 6
+  tokens = jnp.asarray([[0, 1, 2, 3, 4, 1]] * n)
+  order = jnp.asarray([[-1, 3, 0, 4, 1, 2]] * n)
+  batch = {"tokens": tokens, "order": order, "segment_ids": jnp.ones_like(tokens),
+           "positions": jnp.broadcast_to(jnp.arange(6), (n, 6))}
+  obj = AdjustObjective(mask_id=MASK, max_depth=3)
+  b = obj.prepare(batch, jax.random.PRNGKey(4))
+  loss = float(jax.jit(lambda p: obj.loss(model.apply, p, b, jax.random.PRNGKey(0))[0])(params))
+  depth, start = np.asarray(b["depth"]), np.asarray(b["states"])[:, 0]
+  assert len(set(depth.tolist())) > 1                  # several depths in the batch
+
+  def state(r, j):    # s_j of row r: positions revealed before call j (order < j), by hand
+    o = np.asarray(order[r])
+    return np.where(o < j, np.asarray(tokens[r]), MASK)
+
+  def reference(shift=0, score_shift=0):
+    total, count = 0.0, 0.0
+    for r in range(n):
+      t = next(j for j in range(7) if np.array_equal(state(r, j), start[r]))   # s_t: the batch's first state
+      D = int(depth[r])
+      apply = lambda x, *a, m: model.apply({"params": params}, jnp.asarray(x)[None], *a, method=m)  # noqa: E731
+      _, h = apply(state(r, t), m="base_step")
+      qs = []
+      for d in range(1, D + 1):
+        logits, h = apply(state(r, t + d - shift), h, m="adjust_step")
+        qs.append(jax.nn.log_softmax(logits, -1)[0])
+      logq = qs[D - 1 - score_shift]
+      target = state(r, t + D)
+      logp = jax.nn.log_softmax(apply(target, m="base_step")[0], -1)[0]
+      masked = target == MASK
+      kl = np.asarray(forward_kl(logp[None], logq[None]))[0]
+      total += float(kl[masked].sum())
+      count += float(masked.sum())
+    return total / count
+  assert abs(loss - reference()) < 1e-5 * max(1.0, abs(loss))
+  assert abs(reference(shift=1) - loss) > 1e-3
+  if (depth > 1).any():
+    assert abs(reference(score_shift=1) - loss) > 1e-3

@@ -223,3 +223,21 @@ def test_float64_noise_needs_x64_in_one_line(table):
   _, denoise, _ = table
   with pytest.raises(ValueError, match="jax_enable_x64"):
     unmask_sample(denoise, jnp.full((1, L), MASK), jax.random.PRNGKey(0), mask_id=MASK, noise_dtype=jnp.float64)
+
+
+def test_adjust_sampler_reapplies_the_bans_to_the_adjust_logits(table):
+  """An ADJUST call whose logits put mass on a banned id and on the mask id: the sampler bans them again, so
+  neither is ever drawn (the base's banned logits are not what the later draws use)."""
+  P, denoise, base_np = table
+
+  def base(x_BL):
+    return denoise(x_BL), jnp.zeros(x_BL.shape + (1,), jnp.float32)
+
+  def adjust(x_BL, h_BL1, logits_BLV):      # finite logits everywhere, the largest on id 1 and on the mask
+    return jnp.zeros_like(logits_BLV).at[..., 1].set(3.0).at[..., MASK].set(3.0), h_BL1
+
+  out, _, adjust_calls = _run(lambda x, r: adjust_sample(base, adjust, x, r, mask_id=MASK, k=4, vocab_limit=V,
+                                                          banned_ids=(1,)), _start())
+  out = np.asarray(out)
+  assert np.all(adjust_calls == 3) and not np.any(out == 1) and not np.any(out == MASK)
+  assert np.all(np.isin(out, [0, 2]))

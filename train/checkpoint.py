@@ -85,6 +85,10 @@ class DataPositionHandler:
         path = directory / f"{key}.json"
         if not path.exists():
           held = sorted(p.name[:-5] for p in directory.iterdir() if p.name.endswith(".json"))
+          family = key.rsplit("-of-", 1)[-1] if "-of-" in key else None
+          if not held or (family and any(h.endswith(f"-of-{family}") for h in held)):   # its siblings are there
+            raise ValueError(f"the checkpoint's data position ({directory}) lacks its record {key}: the step "
+                             "is damaged")
           raise ConfigError(f"the checkpoint's data position ({directory}) has no record {key} (it holds "
                             f"{', '.join(held[:4])}{' ...' if len(held) > 4 else ''}); resume with the saved run's "
                             "data.num_shards")

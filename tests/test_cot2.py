@@ -236,6 +236,36 @@ def test_c7_grpo_ratio_one_and_equal_rewards_give_zero_gradient(tiny, kind):
   assert max(float(jnp.abs(x).max()) for x in jax.tree.leaves(g0)) == 0.0
 
 
+def test_c7_grpo_step_raises_the_rewarded_trajectories_log_probability(tiny):
+  """The objective's own sign: at ratio 1 the GRPO loss gradient is -(1 / (R x L)) sum_r A_r grad log pi(tau_r),
+  so a descent step raises the log-probability of the trajectories with positive advantage. The reference
+  gradient is written here from the rollout's log-probabilities and the group advantages; the loss's gradient must
+  point exactly against it (cosine -1). A flipped sign in the objective gives +1."""
+  model, params = tiny
+  R = 16
+  obj = GrpoObjective(4, "mts", k=3, rollouts=R)
+  batch = obj.prepare(_grpo_batch(8), jax.random.PRNGKey(0))
+  key = jax.random.PRNGKey(7)
+
+  def advantage_weighted_logp(p):   # sum_r A_r (log pi of the thoughts + log pi of the final answer)
+    prompt = jnp.repeat(batch["prompt"], R, axis=0)
+    k_roll, k_final = jax.random.split(key)
+    _, final, logp_SN = rollout(model.apply, p, prompt, 3, obj.choose(), k_roll)
+    logq = jax.nn.log_softmax(final.astype(jnp.float32), axis=-1)
+    token = jax.random.categorical(k_final, jax.lax.stop_gradient(logq), axis=-1)
+    rewards = (token == jnp.repeat(batch["answer"], R)).astype(jnp.float32).reshape(-1, R)
+    adv = jax.lax.stop_gradient(exploration.group_advantages(rewards)).reshape(-1)
+    logp = logp_SN.sum(0) + jnp.take_along_axis(logq, token[:, None], axis=-1)[:, 0]
+    return jnp.sum(jnp.repeat(batch["weights"], R) * adv * logp)
+
+  g_loss = jax.jit(jax.grad(lambda p: obj.loss(model.apply, p, batch, key)[0]))(params)
+  g_ref = jax.jit(jax.grad(advantage_weighted_logp))(params)
+  a = jnp.concatenate([x.ravel() for x in jax.tree.leaves(g_loss)])
+  b = jnp.concatenate([x.ravel() for x in jax.tree.leaves(g_ref)])
+  cosine = float(a @ b / (jnp.linalg.norm(a) * jnp.linalg.norm(b)))
+  assert float(jnp.linalg.norm(b)) > 0 and cosine < -0.999, cosine
+
+
 def test_c7_advantages_and_toy_bandit_sign():
   r = jnp.array([[1.0, 0, 0, 1, 0, 0, 0, 0], [1.0] * 8])
   a = exploration.group_advantages(r)

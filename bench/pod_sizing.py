@@ -22,6 +22,7 @@ _ROWS = flags.DEFINE_string("rows", "all", "Comma-separated row names, 'all', or
 _TOPOLOGIES = flags.DEFINE_list("topologies", ["v5e-16", "v5p-64", "v6e-64"], "Accelerator types.")
 _OUT = flags.DEFINE_string("out", "bench/results/pod_sizing.jsonl", "JSON lines, one per compile.")
 _ONE = flags.DEFINE_string("one", "", "Internal: compile one row (JSON) in this process.")
+_TABLE = flags.DEFINE_bool("table", False, "Print --out's rows as the BENCHMARKS.md table and exit.")
 
 BF16 = {"model.dtype": "bfloat16"}
 ROWS = {   # name -> (config, overrides); batch and mesh are set per topology
@@ -102,6 +103,9 @@ def main(argv):
   if _ONE.value:
     print(json.dumps(compile_one(json.loads(_ONE.value))), flush=True)
     return
+  if _TABLE.value:
+    print(table([json.loads(line) for line in open(_OUT.value)]))
+    return
   if _ROWS.value == "remat":
     jobs = [(REMAT_ROW, REMAT_TOPOLOGY, p) for p in ("none", "full", "dots_saveable", "offload")]
   else:
@@ -118,6 +122,25 @@ def main(argv):
     with open(_OUT.value, "a") as f:
       f.write(json.dumps(r) + "\n")
     print(summary(r), flush=True)
+
+
+def table(rows: list[dict]) -> str:
+  """Markdown: one line per compile (the last of a row / topology / remat wins)."""
+  gib = 1 << 30
+  last = {(r["row"], r["topology"], r["remat"]): r for r in rows}
+  out = ["| model | topology | mesh (data x fsdp x tensor) | remat | batch (seqs) | per-chip memory (GiB) | fits | "
+         "compile (s) | FLOPs/step: compiler / model | roofline step (ms) | MFU bound |",
+         "|---|---|---|---|---|---|---|---|---|---|---|"]
+  for r in last.values():
+    if "error" in r:
+      out.append(f"| {r['row']} | {r['topology']} | | {r['remat']} | {r['batch']} | {r['error'][:90]} | no | | | | |")
+      continue
+    mesh = "x".join(str(r["mesh"][a]) for a in ("data", "fsdp", "tensor"))
+    out.append(f"| {r['row']} | {r['topology']} | {mesh} | {r['remat']} | {r['batch']} | "
+               f"{r['total_bytes'] / gib:.1f} of {r['capacity_bytes'] / gib:.0f} | {'yes' if r['fits'] else 'no'} | "
+               f"{r['train_step']['compile_s']:.0f} | {r['flops_per_step']:.3g} / {r['model_flops_per_step']:.3g} | "
+               f"{r['roofline_step_s'] * 1e3:.0f} ({r['roofline_bound']}) | {100 * r['mfu_bound']:.0f}% |")
+  return "\n".join(out)
 
 
 def summary(r: dict) -> str:

@@ -8,40 +8,22 @@ installed: the reference).
 Prints one line per variant (min / median / max seconds) and the medians' differences to the reference.
 """
 import statistics
-import subprocess
 import sys
-import time
 
 from absl import app, flags
 
+from train.platforms import STARTUP_VARIANTS, time_startup
+
 _ROUNDS = flags.DEFINE_integer("rounds", 5, "Alternated rounds (one start-up of each variant per round).")
 
-# A meta-path finder that refuses `libtpu`, installed before JAX is imported: JAX then finds no TPU library.
-HIDE_LIBTPU = ("import sys\n"
-               "class _NoLibtpu:\n"
-               "  def find_spec(self, name, path=None, target=None):\n"
-               "    if name == 'libtpu' or name.startswith('libtpu.'):\n"
-               "      raise ImportError('hidden')\n"
-               "sys.meta_path.insert(0, _NoLibtpu())\n")
-OURS = "from train.platforms import keep_cpu_startup_fast\nkeep_cpu_startup_fast()\n"
-PROBE = ("import jax\njax.devices()\n"
-         "from jax._src.lib import xla_client\nprint('tpu-plugin-loaded' if xla_client.pjrt_plugin_loaded('tpu') "
-         "else 'tpu-plugin-not-loaded')\n")
-VARIANTS = {"default": PROBE, "project": OURS + PROBE, "without libtpu": HIDE_LIBTPU + PROBE}
-
-
-def start_up(code: str, env: dict | None = None) -> tuple[float, str]:
-  """Seconds for a fresh interpreter to run `code` (which ends by printing whether libtpu's plugin loaded)."""
-  t = time.perf_counter()
-  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-  return time.perf_counter() - t, out.stdout.strip().splitlines()[-1]
+VARIANTS = STARTUP_VARIANTS
 
 
 def measure(rounds: int, env: dict | None = None) -> dict[str, list[float]]:
   times: dict[str, list[float]] = {k: [] for k in VARIANTS}
   for _ in range(rounds):
     for name, code in VARIANTS.items():
-      times[name].append(start_up(code, env)[0])
+      times[name].append(time_startup(code, env)[0])
   return times
 
 

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bench.assd_exactness import build, exactness
+from decode.assd_exact import build, exactness
 from decode.assd import assd_sample, joint_log_prob, sequential_sample
 from decode.assd_cached import _call, _pending, _prefill, assd_sample_cached, sequential_sample_cached
 from models.asarm import AnySubsetObjective, banned_log_probs, canonical_ranks

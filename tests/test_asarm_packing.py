@@ -3,7 +3,7 @@ masks and per-document positions, as the pipeline packs them), and the objective
 import jax.numpy as jnp
 import numpy as np
 
-from bench.assd_exactness import build
+from decode.assd_exact import build
 from models.asarm import canonical_ranks
 
 A, B_LEN, V = 5, 4, 6

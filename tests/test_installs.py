@@ -2,7 +2,8 @@
 
 The start-up test runs fresh interpreters three ways (bench/startup.py): JAX's default, which loads libtpu and
 probes for a TPU (the control: it must load the plugin, or the comparison says nothing), the project's platform
-choice (train/platforms.py, as launch.py and tests/conftest.py make it), and libtpu hidden (as if not installed).
+choice (train/platforms.py, as launch.py and tests/conftest.py make it), and libtpu hidden (as if not installed);
+the probes live in train/platforms.py.
 """
 import importlib.metadata
 import os
@@ -11,7 +12,7 @@ import statistics
 import pytest
 from packaging.requirements import Requirement
 
-from bench.startup import VARIANTS, start_up
+from train.platforms import STARTUP_VARIANTS as VARIANTS, time_startup as start_up
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

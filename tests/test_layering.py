@@ -75,3 +75,16 @@ def test_train_names_no_family():
     text = path.read_text().lower()
     hits += [f"{path.name}: {n}" for n in sorted(names) if re.search(rf"\b{re.escape(n)}", text)]
   assert not hits, hits
+
+
+def test_tests_import_no_oracle_from_bench():
+  """Oracles and probes the tests share with benchmarks live in the library (e.g. decode/assd_exact.py), so a test
+  never depends on a benchmark script."""
+  import ast
+  bad = []
+  for path in sorted((ROOT / "tests").glob("*.py")):
+    for node in ast.walk(ast.parse(path.read_text())):
+      names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+          [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+      bad += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "bench"]
+  assert not bad, bad

@@ -38,3 +38,28 @@ def keep_cpu_startup_fast() -> str | None:
     if "jax" in sys.modules:   # JAX read the variable at import: tell its config too
       sys.modules["jax"].config.update("jax_platforms", platforms)
   return platforms
+
+
+# Start-up probes, shared by bench/startup.py and tests/test_installs.py: `import jax; jax.devices()` in a fresh
+# interpreter, ending by printing whether libtpu's plugin was loaded.
+HIDE_LIBTPU = ("import sys\n"
+               "class _NoLibtpu:\n"
+               "  def find_spec(self, name, path=None, target=None):\n"
+               "    if name == 'libtpu' or name.startswith('libtpu.'):\n"
+               "      raise ImportError('hidden')\n"
+               "sys.meta_path.insert(0, _NoLibtpu())\n")   # as if libtpu were not installed
+_PROBE = ("import jax\njax.devices()\n"
+          "from jax._src.lib import xla_client\nprint('tpu-plugin-loaded' if xla_client.pjrt_plugin_loaded('tpu') "
+          "else 'tpu-plugin-not-loaded')\n")
+STARTUP_VARIANTS = {"default": _PROBE,
+                    "project": "from train.platforms import keep_cpu_startup_fast\nkeep_cpu_startup_fast()\n" + _PROBE,
+                    "without libtpu": HIDE_LIBTPU + _PROBE}
+
+
+def time_startup(code: str, env: dict | None = None) -> tuple[float, str]:
+  """Seconds for a fresh interpreter to run a STARTUP_VARIANTS probe, and what it printed last."""
+  import subprocess
+  import time
+  t = time.perf_counter()
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+  return time.perf_counter() - t, out.stdout.strip().splitlines()[-1]

@@ -54,11 +54,18 @@ def _damage(path: str, mode: str) -> None:
     open(path, "wb").close()
 
 
-def _params(workdir: str, step: int):
+def _params(config, workdir: str, step: int):
+  """The step's parameters, restored onto the experiment's own abstract tree (a damaged bookkeeping file such as
+  state/_sharding does not stop a restore, but would stop reading the tree from the step's metadata)."""
+  import flax.linen as nn
+
   from train.checkpoint import Checkpointer
+  from train.loop import build_experiment
+  exp = build_experiment(config)
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
   try:
-    return jax.device_get(ckpt.restore_params(step, ckpt.saved_params_abstract(step)))
+    with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
+      return jax.device_get(ckpt.restore_params(step, exp.abstract_state.params))
   finally:
     ckpt.close()
 
@@ -87,7 +94,7 @@ def run_case(pristine, tmp_path, rel: str, mode: str, capfd) -> str:
   assert kind != "stop", f"{rel} {mode}: step 3 is intact, yet the run stopped"
   assert train_losses(wd) == train_losses(done), f"{rel} {mode}: steps 4-6 differ from the undamaged run"
   latest = max(int(n) for n in os.listdir(os.path.join(wd, "checkpoints")) if n.isdigit())
-  for a, b in zip(jax.tree.leaves(_params(wd, latest)), jax.tree.leaves(_params(done, 6))):
+  for a, b in zip(jax.tree.leaves(_params(config, wd, latest)), jax.tree.leaves(_params(config, done, 6))):
     np.testing.assert_array_equal(a, b)
   return kind
 

@@ -12,7 +12,7 @@ import statistics
 import pytest
 from packaging.requirements import Requirement
 
-from train.platforms import STARTUP_VARIANTS as VARIANTS, time_startup as start_up
+from train.platforms import STARTUP_VARIANTS as VARIANTS, clean_environment, time_startup as start_up
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -56,9 +56,7 @@ def test_cpu_startup_with_libtpu_installed_is_as_fast_as_without():
     pytest.fail("libtpu is not installed: install requirements-test.txt (it includes requirements-tpu.txt)")
   # A clean environment: importing jax with libtpu present sets TPU_LIBRARY_PATH (and the topology tests set
   # other TPU_* variables) in this process, which would reveal libtpu to the "without libtpu" variant.
-  env = {k: v for k, v in os.environ.items()
-         if not k.startswith(("JAX_PLATFORMS", "JAX_FORCE_TPU_INIT", "TPU_", "ALLOW_MULTIPLE_LIBTPU_LOAD"))}
-  env["PYTHONPATH"] = ROOT
+  env = {**clean_environment(), "PYTHONPATH": ROOT}
   times = {k: [] for k in VARIANTS}
   loaded = {}
   for _ in range(3):

@@ -56,10 +56,19 @@ STARTUP_VARIANTS = {"default": _PROBE,
                     "without libtpu": HIDE_LIBTPU + _PROBE}
 
 
+def clean_environment() -> dict:
+  """This process's environment without the platform choices made here or by JAX (JAX_PLATFORMS, TPU_*: importing
+  jax with libtpu present sets TPU_LIBRARY_PATH), so a probe starts as a fresh shell would."""
+  return {k: v for k, v in os.environ.items()
+          if not k.startswith(("JAX_PLATFORMS", "JAX_FORCE_TPU_INIT", "TPU_", "ALLOW_MULTIPLE_LIBTPU_LOAD"))}
+
+
 def time_startup(code: str, env: dict | None = None) -> tuple[float, str]:
-  """Seconds for a fresh interpreter to run a STARTUP_VARIANTS probe, and what it printed last."""
+  """Seconds for a fresh interpreter to run a STARTUP_VARIANTS probe (in `env`, default `clean_environment()`), and
+  what it printed last."""
   import subprocess
   import time
+  env = clean_environment() if env is None else env
   t = time.perf_counter()
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
   return time.perf_counter() - t, out.stdout.strip().splitlines()[-1]

@@ -389,14 +389,14 @@ def test_remat_policies_compute_the_same_gradients():
   from configs import families
   from tests.helpers import tiny_config
   grads = {}
-  for policy in ("none", "full", "dots_saveable", "offload"):
+  for policy in ("none", "full", "dots_saveable"):   # "offload": the same policy object with another destination
     fam = families.build(tiny_config(**{"model.remat": policy}), ByteVocabulary())
     params = fam.init_variables(jax.random.PRNGKey(0))["params"]
     batch = {k: jnp.ones((2, *f.shape), f.dtype) for k, f in fam.batch_spec.items()}
     batch = fam.objective.prepare(batch, jax.random.PRNGKey(1), step=0)
     loss = lambda p: fam.objective.loss(fam.module.apply, p, batch, jax.random.PRNGKey(2))[0]  # noqa: E731
     grads[policy] = jax.grad(loss)(params)
-  for policy in ("full", "dots_saveable", "offload"):
+  for policy in ("full", "dots_saveable"):
     diff = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(grads[policy]),
                                                                jax.tree.leaves(grads["none"])))
     assert diff < 1e-6, (policy, diff)

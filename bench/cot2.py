@@ -1,4 +1,4 @@
-"""CoT2 against discrete chain of thought on MNNS (../shared/specs/cot2.md §7, §10 C8-C11).
+"""CoT2 against discrete chain of thought on MNNS (Gozeten et al. 2025 §7, §10 C8-C11).
 
   python -m bench.cot2 --method cot2 --d 32 --epochs 30 --seed 42 [--lr 1e-3] [--beams M]
   python -m bench.cot2 --sweep [--epochs 30] [--seeds 42,43]

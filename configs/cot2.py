@@ -1,4 +1,4 @@
-"""CoT2 on MNNS (../shared/specs/cot2.md): GPT-2 2 layers / 2 heads, d = 32, dropout 0.1, batch 16, AdamW lr 1e-3
+"""CoT2 on MNNS (Gozeten et al. 2025): GPT-2 2 layers / 2 heads, d = 32, dropout 0.1, batch 16, AdamW lr 1e-3
 (the spec's CPU-scale rate; the paper's 1e-4 needs ~1000 epochs), constant, weight decay 0.01, no clipping.
 
 Commands (2-core CPU):

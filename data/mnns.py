@@ -1,4 +1,4 @@
-"""Minimum non-negative sum (MNNS), the CoT2 task (../shared/specs/cot2.md §1): L digits, choose a sign for each so
+"""Minimum non-negative sum (MNNS), the CoT2 task (Gozeten et al. 2025 §1): L digits, choose a sign for each so
 that the final sum is the smallest non-negative one. Vocabulary, exhaustive instances, the group-disjoint split,
 the per-method sequence formats and the CSFT target distributions (the family's data source is
 data/sources.py MnnsSource).

@@ -22,7 +22,8 @@ def rollout_program(apply_fn: Callable[..., Any], num_steps: int, method: str):
   return jax.jit(lambda params, prompt: rollout(apply_fn, params, prompt, num_steps, choose, jax.random.PRNGKey(0)))
 
 
-def cot2_texts(apply_fn: Callable[..., Any], params: Any, vocab, task, method: str, prompts: Sequence[str]) -> list[str]:
+def cot2_texts(apply_fn: Callable[..., Any], params: Any, vocab, task, method: str,
+               prompts: Sequence[str]) -> list[str]:
   """"D2 D7 D3 D2" (or with <BOS>) -> "<prompt> thought ... => answer"; a malformed prompt: ValueError (one line)."""
   run = rollout_program(apply_fn, task.num_digits - 1, method)
   out = []

@@ -1,4 +1,4 @@
-"""CoT2 (../shared/specs/cot2.md §10): C1 generator, C2 targets, C3 CSFT loss, C4 continuous tokens (cached rollout
+"""CoT2 (Gozeten et al. 2025 §10): C1 generator, C2 targets, C3 CSFT loss, C4 continuous tokens (cached rollout
 = uncached forward), C5 multi-token sampling, C6 Dirichlet exploration, C7 GRPO sanity (ratio exactly 1, zero-mean
 advantages, equal rewards -> zero gradient, a toy bandit's sign). Oracles: brute-force MNNS solvers written here
 independently of data/mnns.py, jax.scipy's Dirichlet density, scipy's relative entropy, Monte Carlo with 3-sigma

@@ -1,5 +1,5 @@
 """Diffusion-LM samplers (decode/diffusion.py) against exact enumeration of their output laws
-(decode/diffusion_exact.py), and the spec's reference values (../shared/specs/masked_diffusion_joint_sampling.md §9).
+(decode/diffusion_exact.py), and the spec's reference values (Bansal & Sanghavi 2025 §9).
 
 Oracles: the copy fixture's TV / KL / exact MAUVE table (spec §9.1), the D1 identities, and for the jitted samplers a
 chi-square test of 20,000 draws against the enumerated law, with a wrong rule's law as the negative control.

@@ -344,7 +344,7 @@ def test_sliding_window_memory_grows_linearly_with_length():
 
 
 def test_flop_model_matches_the_spec_table_for_modernbert_base():
-  # ../shared/specs/modernbert_electra.md §7: S = 512 forward 333.74 MFLOP/token dense, 299.14 + 18.13 windowed.
+  # the ModernBERT/ELECTRA method note §7: S = 512 forward 333.74 MFLOP/token dense, 299.14 + 18.13 windowed.
   cfg = ModernBertConfig(vocab_size=50368)
   assert cfg.matmul_params() == 149_569_536
   assert abs(cfg.flops_per_token(512, train=False, count="dense") - 333.742e6) < 1e3

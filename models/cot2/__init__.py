@@ -1,4 +1,4 @@
-"""CoT2: continuous chain of thought on the causal LM (../shared/specs/cot2.md). Thoughts are mixtures over the
+"""CoT2: continuous chain of thought on the causal LM (Gozeten et al. 2025). Thoughts are mixtures over the
 vocabulary fed back as alpha @ W_E through models/causal_lm's tied table (rollout.py), trained by discrete SFT,
 continuous supervision (CSFT) or GRPO with multi-token sampling / Dirichlet exploration (objective.py,
 exploration.py). The task and its targets are data/mnns.py."""

@@ -1,4 +1,4 @@
-"""Exploration policies of CoT2's policy optimisation (../shared/specs/cot2.md §5): what a thought step feeds back
+"""Exploration policies of CoT2's policy optimisation (Gozeten et al. 2025 §5): what a thought step feeds back
 and the log-probability of that choice, for the GRPO ratio.
 
   mts        multi-token sampling: K tokens drawn with replacement from softmax(logits / K) (`normalize`, the

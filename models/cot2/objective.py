@@ -1,4 +1,4 @@
-"""CoT2 objectives (../shared/specs/cot2.md §3-5) on MNNS batches (data/mnns.py), for the generic trainer.
+"""CoT2 objectives (Gozeten et al. 2025 §3-5) on MNNS batches (data/mnns.py), for the generic trainer.
 
   DiscreteCotObjective  SFT on `<BOS> D.. -> S.. <EOS>` (next-token CE on every token, prompt and <EOS> included);
                         evaluation: greedy decoding of L tokens after `<BOS> D.. ->`, correct iff the L-th is gold.

@@ -1,4 +1,4 @@
-"""The thought rollout of CoT2 (../shared/specs/cot2.md §4): the prompt fills a KV cache, then each of S steps
+"""The thought rollout of CoT2 (Gozeten et al. 2025 §4): the prompt fills a KV cache, then each of S steps
 reads the last logits, chooses a mixture over the vocabulary and feeds it back as ONE new position whose input is
 that mixture of the tied embedding rows (models/causal_lm: token_weights_BTV, alpha @ W_E).
 

@@ -1,5 +1,5 @@
 """Masked diffusion LM (MDLM, Sahoo et al. 2024) on the ModernBERT blocks, and the ADJUST joint-sampling layer
-(Bansal & Sanghavi 2025). Spec: ../shared/specs/masked_diffusion_joint_sampling.md."""
+(Bansal & Sanghavi 2025). Spec: Bansal & Sanghavi 2025."""
 from models.mdlm.model import MaskedDiffusionLM, subs_logits
 from models.mdlm.objective import LOSS_WEIGHTINGS, MdlmObjective
 

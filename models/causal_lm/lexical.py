@@ -1,5 +1,5 @@
 """Token embeddings and the tied readout of the causal LM: learned, lexinvariant or semi-lexinvariant
-(Huang et al. 2023; Huang et al. 2023).
+(Huang et al. 2023).
 
   learned       one learned table W [V, D]; x_t = W[x_t], logits = h · Wᵀ (the standard LM)
   lexinvariant  no token parameters: each normal type of a document is a Gaussian vector drawn for that document

@@ -5,6 +5,8 @@ and evaluated on plain and ciphered held-out sequences (lexinvariant spec §6b, 
   python -m bench.lexinvariant --language symbolic --steps 3000      # L7: copy / lookup with held-out symbols
   python -m bench.lexinvariant --throughput_only                     # train-step time, standard vs lexinvariant
   python -m bench.lexinvariant --language symbolic --vocab_size 16  # fewer symbols (0 = the config's)
+  python -m bench.lexinvariant --language markov --variant semi      # semi-lexinvariant (25% of types random)
+  python -m bench.lexinvariant --language char --steps 3000          # character-level text (present types)
 
 Both runs use configs/lexinvariant.py (`:standard` for the baseline) with --steps and --seed; the data stream is
 the same for both (same seed). Evaluation: 512 held-out sequences, 4 embedding draws from a fixed key; the cipher
@@ -32,12 +34,15 @@ _THROUGHPUT = flags.DEFINE_bool("throughput", False, "Also time both train steps
 _THROUGHPUT_ONLY = flags.DEFINE_bool("throughput_only", False, "Only time both train steps (no training runs).")
 _VOCAB = flags.DEFINE_integer("vocab_size", 0, "Symbols of the synthetic language (0: the config's).")
 _TIMED = flags.DEFINE_integer("timed_steps", 30, "Timed steps of each model for the throughput figures.")
+_VARIANT = flags.DEFINE_enum("variant", "lexinvariant", ["lexinvariant", "semi"],
+                             "The arm compared with the standard LM: lexinvariant, or semi-lexinvariant "
+                             "(configs/lexinvariant.py:semi, model.semi_fraction=0.25).")
 
 
 def _config(standard: bool):
   from configs import lexinvariant
-  args = [a for a in (("standard" if standard else ""), ("" if _LANGUAGE.value == "markov" else _LANGUAGE.value))
-          if a]
+  arm = "standard" if standard else "semi" if _VARIANT.value == "semi" else ""
+  args = [a for a in (arm, ("" if _LANGUAGE.value == "markov" else _LANGUAGE.value)) if a]
   c = lexinvariant.get_config(",".join(args))
   c.unlock()
   c.seed = _SEED.value
@@ -116,7 +121,7 @@ def main(argv):
   results, configs, seconds = {}, {}, {}
   for name, standard in (("standard", True), ("lexinvariant", False)):
     c = configs[name] = _config(standard)
-    tag = "" if standard else f"_{c.model.lex_sample}"
+    tag = "" if standard else f"_{c.model.lex_sample}" + ("_semi" if _VARIANT.value == "semi" else "")
     wd = os.path.join(_WORKDIR.value, f"{name}{tag}_{_LANGUAGE.value}_v{c.data.vocab_size}_s{_SEED.value}_"
                       f"n{_STEPS.value}")
     t = time.perf_counter()
@@ -125,7 +130,8 @@ def main(argv):
     exp, step, params = load_trained(c, wd)
     with jax.set_mesh(exp.mesh):
       results[name] = {"final_eval": metrics, **exp.family.analyses(params)}
-  out = {"language": _LANGUAGE.value, "steps": _STEPS.value, "seed": _SEED.value, "train_seconds": seconds,
+  out = {"language": _LANGUAGE.value, "variant": _VARIANT.value, "steps": _STEPS.value, "seed": _SEED.value,
+         "train_seconds": seconds,
          **results}
   std, lex = results["standard"], results["lexinvariant"]
   if "positions" in std:
@@ -135,6 +141,8 @@ def main(argv):
   with open(os.path.join(_WORKDIR.value, "results.json"), "w") as f:
     json.dump(out, f, indent=1)
   _plot(results, os.path.join(_WORKDIR.value, "curves.png"), _LANGUAGE.value)
+  if _VARIANT.value == "semi":
+    print("the arm labelled lexinvariant below is the semi-lexinvariant LM (model.semi_fraction=0.25)")
   for name in ("standard", "lexinvariant"):
     r = results[name]
     print(f"{name}: train {seconds[name]:.0f} s | plain bins {json.dumps(r['positions']['bins'])}")

@@ -8,7 +8,8 @@ Expected result (500 steps, about 5 minutes): validation next-token loss about 4
 0.287) against 6.10 for a unigram model of the training tokens; greedy continuations of config.decode.prompts
 are still degenerate at this size (runs of "_"): RESULTS.md.
 `:modern` switches to the pre-norm RoPE variant (bias-free LayerNorm, GeGLU): 3.73 nats at 500 steps, beside the
-MDLM of the same shape (configs/mdlm.py) in RESULTS.md.
+MDLM of the same shape (configs/mdlm.py) in RESULTS.md. `:tiny` (or `:modern,tiny`) is a 2-layer d = 32 byte-level
+model that trains 30 steps in seconds, for tests and smoke runs.
 
 Published shapes for accelerators and pod sizing (launch.py --mode=compile_only --compile_topology=...; the
 vocabulary sizes are the released ones, data.vocab_size sizes the SentencePiece vocabulary trained here):
@@ -46,17 +47,19 @@ def get_config(arg: str | None = None):
   m.rope_theta = 10_000.0
   m.initializer_range = 0.02
   m.attention_impl = "auto"
-  if arg == "modern":
+  words = [w for w in (arg or "").split(",") if w]
+  presets = [w for w in words if w in PRESETS]
+  if set(words) - set(PRESETS) - {"modern", "tiny"} or len(presets) > 1 or (presets and len(words) > 1):
+    raise ValueError(f"configs/causal_lm.py: unknown or conflicting argument {arg!r}; use ':modern', ':tiny', "
+                     f"':modern,tiny', one of {[':' + k for k in PRESETS]}, or nothing")
+  if "modern" in words:
     m.style, m.intermediate_size = "modern", 768
-  elif arg in PRESETS:
+  elif presets:
     (m.num_layers, m.hidden_size, m.num_heads, m.intermediate_size, vocab, seq_len, m.style,
-     m.rope_theta) = PRESETS[arg]
+     m.rope_theta) = PRESETS[presets[0]]
     c.data.vocab_size = vocab
     c.data.seq_len = m.max_position_embeddings = seq_len
     c.train.batch_size = 8
-  elif arg not in (None, ""):
-    raise ValueError(f"configs/causal_lm.py: unknown argument {arg!r}; use ':modern', one of "
-                     f"{[':' + k for k in PRESETS]}, or nothing")
   c.train.num_steps = 500
   c.train.eval_every = 250
   c.train.checkpoint_every = 250
@@ -67,5 +70,12 @@ def get_config(arg: str | None = None):
   c.decode.temperature = 0.0        # 0 = greedy
   c.decode.top_k = 0                # 0 = off
   c.decode.top_p = 1.0              # 1 = off
+  if "tiny" in words:               # 2 layers, d = 32, bytes: trains in seconds (tests, smoke runs)
+    m.hidden_size, m.num_layers, m.num_heads, m.intermediate_size, m.max_position_embeddings = 32, 2, 2, 64, 32
+    c.data.vocab, c.data.seq_len, c.data.max_doc_chars = "byte", 32, 256
+    c.train.batch_size, c.train.num_steps = 8, 30
+    c.train.eval_every = c.train.checkpoint_every = 30
+    c.optim.lr, c.optim.warmup_steps = 3e-3, 3
+    c.decode.max_new_tokens = 8     # prompt + continuation must fit the 32-position table
   c.lock()
   return c

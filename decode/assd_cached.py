@@ -33,6 +33,7 @@ import jax.numpy as jnp
 
 from decode.assd import _rows, _scatter, _start, accept_and_resample
 from models.asarm.model import banned_log_probs
+from models.family import ModuleFn
 from models.layers.categorical import inverse_cdf_categorical
 
 
@@ -53,7 +54,8 @@ class RankCache:
 
 
 def _model_dims(apply_fn):
-  cfg = apply_fn.__self__.cfg                           # apply_fn: an AsArm module's bound `apply`
+  # apply_fn: an AsArm module's bound `apply`, or models.family.ModuleFn of one
+  cfg = (apply_fn.module if isinstance(apply_fn, ModuleFn) else apply_fn.__self__).cfg
   return cfg.num_layers, cfg.num_heads, cfg.head_dim, cfg.compute_dtype
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from data.mnns import ARROW, BOS
 from models.cot2.objective import greedy, self_fed
 from models.cot2.rollout import rollout
+from models.family import as_value
 
 
 @functools.lru_cache(maxsize=None)
@@ -22,17 +23,22 @@ def rollout_program(apply_fn: Callable[..., Any], num_steps: int, method: str):
   return jax.jit(lambda params, prompt: rollout(apply_fn, params, prompt, num_steps, choose, jax.random.PRNGKey(0)))
 
 
+def prompt_ids(vocab, task, method: str, text: str) -> list[int]:
+  """"D2 D7 D3 D2" (or with <BOS>) -> the rollout's prompt ids; a malformed prompt: ValueError (one line)."""
+  ids = [i for i in vocab.encode(text) if i not in (BOS, ARROW)]
+  if len(ids) != task.num_digits or not all(6 + task.lo <= i <= 6 + task.hi for i in ids):
+    raise ValueError(f"prompt {text!r}: give {task.num_digits} digit tokens D{task.lo}..D{task.hi}, e.g. "
+                     f"'{' '.join('D2' for _ in range(task.num_digits))}'")
+  return [BOS] + ids + ([ARROW] if method == "discrete" else [])
+
+
 def cot2_texts(apply_fn: Callable[..., Any], params: Any, vocab, task, method: str,
                prompts: Sequence[str]) -> list[str]:
   """"D2 D7 D3 D2" (or with <BOS>) -> "<prompt> thought ... => answer"; a malformed prompt: ValueError (one line)."""
-  run = rollout_program(apply_fn, task.num_digits - 1, method)
+  run = rollout_program(as_value(apply_fn), task.num_digits - 1, method)
   out = []
   for p in prompts:
-    ids = [i for i in vocab.encode(p) if i not in (BOS, ARROW)]
-    if len(ids) != task.num_digits or not all(6 + task.lo <= i <= 6 + task.hi for i in ids):
-      raise ValueError(f"prompt {p!r}: give {task.num_digits} digit tokens D{task.lo}..D{task.hi}, e.g. "
-                       f"'{' '.join('D2' for _ in range(task.num_digits))}'")
-    prompt = [BOS] + ids + ([ARROW] if method == "discrete" else [])
+    prompt = prompt_ids(vocab, task, method, p)
     step_logits, final, _ = run(params, jnp.array([prompt], jnp.int32))
     thoughts = []
     for t in range(1, task.num_digits):   # the mixture fed at step t-1 was read from step_logits[t-1]

@@ -16,6 +16,7 @@ from data.sources import framed_rows, pad_rows
 from data.vocab import Vocabulary
 from decode.diffusion import RULES, adjust_sample, ancestral_sample, unmask_sample
 from decode.sampling import SamplerConfig
+from models.family import as_value
 
 SAMPLERS = ("unmask", "ancestral")
 
@@ -71,7 +72,7 @@ def diffusion_texts(apply_fn: Callable[..., jax.Array], params: Any, vocab: Voca
   """The filled texts and the model calls each took."""
   rows = prompt_rows(vocab, texts, seq_len, cfg.max_new_tokens)
   tokens, segments = pad_rows(rows, seq_len, vocab.pad_id)
-  run = sampler_program(apply_fn, cfg, vocab.mask_id, tuple(vocab.special_ids), vocab.size)
+  run = sampler_program(as_value(apply_fn), cfg, vocab.mask_id, tuple(vocab.special_ids), vocab.size)
   out, calls = jax.device_get(run(params, jnp.asarray(tokens), jnp.asarray(segments), jax.random.PRNGKey(seed)))
   return [vocab.decode(np.asarray(out)[i, :len(r)]) for i, r in enumerate(rows)], np.asarray(calls)
 
@@ -96,7 +97,7 @@ def adjust_texts(apply_fn: Callable[..., Any], params: Any, vocab: Vocabulary, t
   """ADJUST's sampler (decode.diffusion.adjust_sample) over framed prompts: the filled texts."""
   rows = framed_rows(vocab, list(texts), seq_len)
   tokens, segments = pad_rows(rows, seq_len, vocab.pad_id)
-  run = adjust_program(apply_fn, k, sampler, vocab.mask_id, tuple(vocab.special_ids), vocab.size)
+  run = adjust_program(as_value(apply_fn), k, sampler, vocab.mask_id, tuple(vocab.special_ids), vocab.size)
   out, _, _ = jax.device_get(run(params, jnp.asarray(tokens), jnp.asarray(segments), jax.random.PRNGKey(seed)))
   return [vocab.decode(np.asarray(out)[i, :len(r)]) for i, r in enumerate(rows)]
 

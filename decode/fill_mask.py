@@ -13,6 +13,7 @@ import numpy as np
 
 from data.sources import framed_rows, pad_rows
 from data.vocab import Vocabulary
+from models.family import as_value
 
 
 def _fill_one(logits_BTV: jax.Array, toks_BT: jax.Array, mask_id: int, low: int, high: int) -> jax.Array:
@@ -83,7 +84,7 @@ def fill_mask_texts(apply_fn: Callable[..., jax.Array], params: Any, vocab: Voca
   tokens, segments = pad_rows(rows, seq_len, vocab.pad_id)
   num_iters = max(int((tokens == vocab.mask_id).sum(1).max()), 1)
   replicated = jax.sharding.NamedSharding(mesh, jax.P()) if mesh is not None else None
-  fill = fill_program(apply_fn, vocab.mask_id, vocab.first_normal_id, vocab.size, top_k,
+  fill = fill_program(as_value(apply_fn), vocab.mask_id, vocab.first_normal_id, vocab.size, top_k,
                       tuple(sorted(set(vocab.special_ids))), replicated)
   if replicated is not None:
     tokens, segments = jax.device_put(tokens, replicated), jax.device_put(segments, replicated)

@@ -15,6 +15,7 @@ from data.sources import pad_rows
 from decode.sampling import SamplerConfig, apply_chain, sample
 from decode.watermark import WatermarkConfig, key_uniforms, watermark_sample
 from models.layers.kv_cache import KVCache
+from models.family import ModuleFn
 
 
 @flax.struct.dataclass
@@ -102,8 +103,8 @@ def generate_token_ids(model: Any, params: Any, vocab: Any, prompts: list[str], 
   if mesh is not None:
     replicated = jax.sharding.NamedSharding(mesh, jax.P())
     arr, lengths = jax.device_put(arr, replicated), jax.device_put(lengths, replicated)
-  toks, out_len = generate(model.apply, model.init_cache, params, jnp.asarray(arr), jnp.asarray(lengths),
-                           jax.random.PRNGKey(seed), max_new_tokens=max_new_tokens, sampler=sampler,
+  toks, out_len = generate(ModuleFn(model), ModuleFn(model, "init_cache"), params, jnp.asarray(arr),
+                           jnp.asarray(lengths), jax.random.PRNGKey(seed), max_new_tokens=max_new_tokens, sampler=sampler,
                            eos_id=vocab.sep_id, pad_id=vocab.pad_id)
   toks, out_len = np.asarray(jax.device_get(toks)), np.asarray(jax.device_get(out_len))
   return [[int(t) for t in toks[i, :out_len[i]]] for i in range(len(rows))]

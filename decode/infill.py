@@ -17,6 +17,7 @@ from data.vocab import Vocabulary
 from decode.assd import assd_sample, sequential_sample
 from decode.assd_cached import assd_sample_cached, sequential_sample_cached
 from models.asarm.masks import canonical_ranks
+from models.family import as_value
 
 MASK = "[MASK]"
 
@@ -39,7 +40,7 @@ def infill_tokens(apply_fn, params: Any, tokens_BN: np.ndarray, valid_BN: np.nda
   hidden = (tokens_BN == mask_id) & valid_BN
   rank = canonical_ranks(jnp.asarray(~hidden))
   m = jnp.asarray(tokens_BN.shape[1] - hidden.sum(1), jnp.int32)
-  args = (apply_fn, params, jnp.asarray(tokens_BN), rank, m, jax.random.PRNGKey(seed), jnp.asarray(valid_BN))
+  args = (as_value(apply_fn), params, jnp.asarray(tokens_BN), rank, m, jax.random.PRNGKey(seed), jnp.asarray(valid_BN))
   if sampler == "assd":
     out, nfe, _ = (assd_sample_cached if cache else assd_sample)(*args, k=k, mask_id=mask_id,
                                                                  temperature=temperature, vocab_limit=vocab_limit)

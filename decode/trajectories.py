@@ -17,12 +17,14 @@ from decode.sampling import SamplerConfig
 def sequential_trajectories(denoise_fn: Callable[[jax.Array, jax.Array], jax.Array], start_L: np.ndarray,
                             segment_ids_L: np.ndarray, num: int, batch: int, seed: int, *, mask_id: int,
                             banned_ids: tuple[int, ...] = (), vocab_limit: int | None = None,
-                            sampler: SamplerConfig | None = SamplerConfig()) -> dict[str, np.ndarray]:
+                            sampler: SamplerConfig | None = SamplerConfig(),
+                            rule: str = "entropy") -> dict[str, np.ndarray]:
   """`num` trajectories from the row `start_L` (mask ids where the base generates): tokens, order (the call at
-  which each position was revealed; -1 = given) and segment_ids, each [N, L] int32. denoise_fn(x, segments)."""
+  which each position was revealed; -1 = given) and segment_ids, each [N, L] int32. denoise_fn(x, segments).
+  `rule` ranks the positions (decode.diffusion.RULES; ADJUST samples with the rule it was trained on)."""
   seg_BL = jnp.broadcast_to(jnp.asarray(segment_ids_L, jnp.int32), (batch, len(start_L)))
   run = jax.jit(lambda x, r: unmask_sample(lambda y: denoise_fn(y, seg_BL), x, r, mask_id=mask_id, k=1,
-                                           rule="entropy", sampler=sampler, banned_ids=banned_ids,
+                                           rule=rule, sampler=sampler, banned_ids=banned_ids,
                                            vocab_limit=vocab_limit, return_order=True))
   x_BL = jnp.broadcast_to(jnp.asarray(start_L, jnp.int32), (batch, len(start_L)))
   tokens, orders = [], []

@@ -86,8 +86,11 @@ class Objective:
   the batch is split into gradient-accumulation micro-batches; `loss` runs per micro-batch and returns
   (loss, metrics) whose values add up over micro-batches (weights pre-normalised, see models/losses.py) and
   include `num_targets` (evaluation weighs batches by it); `finalize_metrics` forms ratios of those sums once per
-  step. `step` is the int32 number of updates applied so far (a curriculum may read it); the trainer always passes
-  it, and None (direct calls, tests) means the end of any curriculum. `loss` is also traced inside `module.init`
+  step. Noise the objective draws (masks, samples, a posterior's noise) is drawn in `prepare` for the whole batch,
+  so gradient accumulation over micro-batches equals one large batch exactly (tests/test_conformance.py); `loss`'s
+  own rng is folded per micro-batch and serves what cannot be drawn ahead (dropout masks inside the module,
+  rollouts that need the parameters). `step` is the int32 number of updates applied so far (a curriculum may
+  read it); the trainer always passes it, and None (direct calls, tests) means the end of any curriculum. `loss` is also traced inside `module.init`
   (`init_variables`) with params None: there it must create every parameter outside `lax.cond` / `lax.switch`
   branches (Flax cannot create variables in them), e.g. by taking one branch directly.
   """
@@ -132,6 +135,28 @@ class HfInterop:
 
 
 DecodeFn = Callable[[Any, Sequence[str], "jax.sharding.Mesh | None"], list[str]]   # (params, prompts, mesh)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModuleFn:
+  """`module.<attr>` (apply by default, with an optional `method=`) as a value: equal, and hashing alike, for equal
+  modules. Python compares bound methods by the identity of their object, so a program jitted per apply function
+  (decode/'s cached programs and static arguments) would be traced again for every build of the same model, e.g.
+  each `--mode=decode` call in a notebook; this stands in for `module.apply` there (`as_value`)."""
+  module: nn.Module
+  attr: str = "apply"
+  method: str | None = None
+
+  def __call__(self, *args, **kwargs):
+    if self.method is not None:
+      kwargs.setdefault("method", self.method)
+    return getattr(self.module, self.attr)(*args, **kwargs)
+
+
+def as_value(fn: Callable) -> Callable:
+  """A bound method of a Flax module as a `ModuleFn`; any other callable unchanged."""
+  owner = getattr(fn, "__self__", None)
+  return ModuleFn(owner, fn.__name__) if isinstance(owner, nn.Module) else fn
 
 
 @dataclasses.dataclass(frozen=True)

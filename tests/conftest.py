@@ -34,19 +34,3 @@ logging.set_verbosity(logging.WARNING)
 def pytest_configure(config):
   config.addinivalue_line("markers", "slow: longer than the CI budget allows; run with -m slow")
 
-
-import pytest  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def tiny_mdlm_run(tmp_path_factory):
-  """configs/mdlm.py:tiny trained for 40 steps at lr 3e-3 (shared by the MDLM and ADJUST tests):
-  (config, workdir, final eval metrics)."""
-  from configs import mdlm
-  from train.loop import train
-  c = mdlm.get_config("tiny")
-  c.unlock()
-  c.train.num_steps, c.train.eval_every, c.train.checkpoint_every, c.optim.lr = 40, 40, 40, 3e-3
-  c.lock()
-  workdir = str(tmp_path_factory.mktemp("mdlm_tiny"))
-  return c, workdir, train(c, workdir)

@@ -44,15 +44,10 @@ def tiny_config(**overrides):
 def tiny_causal_config(arg=None, seq_len=32, num_steps=30):
   """configs/causal_lm.py shrunk to a 2-layer, d=32 byte-level model that trains in seconds."""
   from configs import causal_lm
-  c = causal_lm.get_config(arg)
+  c = causal_lm.get_config(",".join(w for w in (arg, "tiny") if w))
   c.unlock()
-  m = c.model
-  m.hidden_size, m.num_layers, m.num_heads, m.intermediate_size, m.max_position_embeddings = 32, 2, 2, 64, seq_len
-  c.data.vocab, c.data.seq_len, c.data.max_doc_chars = "byte", seq_len, 256
-  c.train.batch_size, c.train.num_steps = 8, num_steps
-  c.train.eval_every = c.train.checkpoint_every = num_steps
-  c.optim.lr, c.optim.warmup_steps = 3e-3, 3
-  c.decode.max_new_tokens = 8      # prompt + continuation must fit the seq_len-sized position table
+  c.model.max_position_embeddings = c.data.seq_len = seq_len
+  c.train.num_steps = c.train.eval_every = c.train.checkpoint_every = num_steps
   return c
 
 

@@ -303,6 +303,32 @@ def test_csft_loss_steps_and_curriculum(tiny):
     CsftObjective(4, "hard_teacher", (3,), True)
 
 
+def test_csft_loss_feeds_and_scores_the_teacher_mixture_of_each_step(tiny):
+  """Hard-teacher CSFT against a reference written from the spec with scipy: ONE uncached forward pass over
+  [prompt; alpha*_0 .. alpha*_{S-1}]; step t's KL compares alpha*_t with the logits that chose step t (position
+  P - 1 + t), the answer CE reads the logits after the last mixture. Feeding or scoring alpha*_{t+1} (an offset by
+  one step) must not match."""
+  model, params = tiny
+  obj = CsftObjective(4, "hard_teacher", (0, 1, 2), True, train=False)
+  b = obj.prepare(_grpo_batch(8), jax.random.PRNGKey(0), step=jnp.int32(0))
+  loss, m = jax.jit(lambda b: obj.loss(model.apply, params, b, jax.random.PRNGKey(0)))(b)
+  targets, w = np.asarray(b["targets"], np.float64), np.asarray(b["weights"], np.float64)
+  S, P = 3, b["prompt"].shape[1]
+
+  def reference(feed_shift=0, score_shift=0):
+    feed = np.stack([targets[:, min(t + feed_shift, 3)] for t in range(S)], 1)
+    logits = np.asarray(full_forward(model.apply, params, b["prompt"], jnp.asarray(feed, jnp.float32)), np.float64)
+    row = np.zeros(len(w))
+    for t in range(S):
+      q = scipy.special.softmax(logits[:, P - 1 + t], -1)
+      row += scipy.special.rel_entr(targets[:, min(t + score_shift, 3)], q).sum(-1)
+    row -= scipy.special.log_softmax(logits[:, P - 1 + S], -1)[np.arange(len(w)), np.asarray(b["answer"])]
+    return float((w * row).sum())
+  np.testing.assert_allclose(float(loss), reference(), rtol=1e-5)
+  assert abs(reference(feed_shift=1) - float(loss)) > 1e-3
+  assert abs(reference(score_shift=1) - float(loss)) > 1e-3
+
+
 # The family in the generic trainer ---------------------------------------------------------------------------
 def _config(arg, **overrides):
   from configs import cot2
@@ -328,6 +354,8 @@ def _config(arg, **overrides):
     ({"objective.supervision": "teacher"}, "objective.supervision='teacher' is not one of"),
     ({"objective.method": "grpo", "objective.rollouts": 1}, "objective.rollouts=1 >= 2"),
     ({"data.corpus": "mnns:4:0-9"}, "digits must lie in 1..9"),
+    ({"data.corpus": "mnns:3:1-9", "data.seq_len": 9, "model.max_position_embeddings": 9,
+      "objective.loss_steps": "0,1,h"}, "decode.prompts: prompt 'D2 D7 D3 D2': give 3 digit tokens D1..D9"),
 ])
 def test_bad_config_is_one_line_before_building(overrides, message):
   from train.loop import build_experiment

@@ -142,6 +142,19 @@ def test_samplers_on_a_real_network_match_enumeration(net):
                                                 cache=True)), anc, seq)
 
 
+@pytest.fixture(scope="module")
+def tiny_mdlm_run(tmp_path_factory):
+  """configs/mdlm.py:tiny trained for 40 steps at lr 3e-3: (config, workdir, final eval metrics)."""
+  from configs import mdlm
+  from train.loop import train
+  c = mdlm.get_config("tiny")
+  c.unlock()
+  c.train.num_steps, c.train.eval_every, c.train.checkpoint_every, c.optim.lr = 40, 40, 40, 3e-3
+  c.lock()
+  workdir = str(tmp_path_factory.mktemp("mdlm_tiny"))
+  return c, workdir, train(c, workdir)
+
+
 def test_trains_in_the_generic_trainer_and_decodes(tiny_mdlm_run):
   from tests.helpers import train_losses
   from train.loop import load_trained

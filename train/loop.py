@@ -541,6 +541,9 @@ def run(config: Any, workdir: str, mode: str = "train", text: str = "",
     if exp.family.decode is None:
       raise ConfigError(f"model.name={exp.family.name!r} has no decode mode")
     prompts = [text] if text else list(exp.family.prompts)
+    if not prompts:
+      raise ConfigError(f"model.name={exp.family.name!r}: the run's config has no decode.prompts; give the text to "
+                        "decode with --text=...")
     try:
       outputs = exp.family.decode(params, prompts, exp.mesh)
     except ValueError as e:   # decode hooks refuse bad prompts (too long, ...) with ValueError

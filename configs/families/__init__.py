@@ -30,6 +30,7 @@ class Registration:
   keys: Mapping[str, tuple | None]     # dotted key -> allowed values (None: any)
   hf: HfInterop | None = None          # Hugging Face import/export (launch.py --mode=import_hf|export_hf)
   check: Callable[[Any], None] | None = None   # cheap checks of trainer-level keys, before the vocabulary is built
+  smoke: str | None = None             # a config that trains in seconds, as launch.py's --config takes it
 
 
 _REGISTRY: dict[str, Registration] = {}
@@ -37,12 +38,14 @@ _discovered = False
 
 
 def register(name: str, keys: Mapping[str, tuple | None], hf: HfInterop | None = None,
-             check: Callable[[Any], None] | None = None):
+             check: Callable[[Any], None] | None = None, smoke: str | None = None):
   """Decorator: registers `build(config, vocab) -> Family` under `name` with the config keys it reads (and an
   optional `check(config)` that raises ValueError for data settings the family cannot use, run before anything
-  is built, e.g. before a SentencePiece vocabulary is trained on a corpus the family would refuse)."""
+  is built, e.g. before a SentencePiece vocabulary is trained on a corpus the family would refuse). `smoke`
+  ("configs/x.py:tiny", relative to the repository) is the family's config for the conformance suite
+  (tests/test_conformance.py: train, exact resume, accumulation, eval, decode), which every family must pass."""
   def wrap(build):
-    _REGISTRY[name] = Registration(name, build, dict(keys), hf, check)
+    _REGISTRY[name] = Registration(name, build, dict(keys), hf, check, smoke)
     return build
   return wrap
 

@@ -20,7 +20,8 @@ def trajectory_batch_spec(seq: int) -> dict[str, BatchField]:
 
 
 @register("adjust", {**model_keys(ModernBertConfig, *ADJUST_KEYS), "objective.trajectory_file": None,
-                     "decode.prompts": None, "decode.tokens_per_call": None, "decode.temperature": None})
+                     "decode.prompts": None, "decode.tokens_per_call": None, "decode.temperature": None},
+          smoke="configs/adjust.py:tiny")
 def adjust(config, vocab) -> Family:
   from decode.sampling import SamplerConfig
   hp = ModernBertConfig.from_config(config.model, model_vocab_size(config, vocab))

@@ -10,7 +10,8 @@ OBJECTIVE_KEYS = ("start_rate", "final_min_rate", "final_max_rate", "rate_warmup
 
 
 @register("asarm", {**model_keys(AsArmConfig, exclude=("mask_id",)), **{f"objective.{k}": None for k in OBJECTIVE_KEYS},
-                    "decode.prompts": None, "decode.assd_k": None, "decode.temperature": None})
+                    "decode.prompts": None, "decode.assd_k": None, "decode.temperature": None},
+          smoke="configs/asarm.py:tiny")
 def asarm(config, vocab) -> Family:
   hp = AsArmConfig.from_config(config.model, model_vocab_size(config, vocab), vocab.mask_id)
   objective = AnySubsetObjective(**{k: config.objective[k] for k in OBJECTIVE_KEYS})

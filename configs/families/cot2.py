@@ -78,8 +78,16 @@ def _batch_spec(fmt, task, vocab_size):
   return spec
 
 
-def _decoder(module, vocab, task, method):
-  """--mode=decode: "D2 D7 D3 D2" (or with <BOS>) -> the thoughts and the answer (decode/cot2.py)."""
+def _decoder(module, vocab, task, method, prompts):
+  """--mode=decode: "D2 D7 D3 D2" (or with <BOS>) -> the thoughts and the answer (decode/cot2.py). The config's
+  prompts are checked now, before training, not by the closing samples after it."""
+  from decode.cot2 import prompt_ids
+  for p in prompts:
+    try:
+      prompt_ids(vocab, task, method, p)
+    except ValueError as e:
+      raise ValueError(f"decode.prompts: {e}") from None
+
   def decode(params, prompts, mesh=None):
     del mesh
     from decode.cot2 import cot2_texts
@@ -96,7 +104,7 @@ def _check(config):
                      f"{config.data.vocab!r}: set data.corpus=mnns (or mnns:L:lo-hi) and data.vocab=mnns")
 
 
-@register("cot2", KEYS, check=_check)
+@register("cot2", KEYS, check=_check, smoke="configs/cot2.py:tiny")
 def cot2(config, vocab) -> Family:
   from data import mnns
   task = mnns.parse(config.data.corpus)
@@ -114,7 +122,7 @@ def cot2(config, vocab) -> Family:
   tokens = 2 * L + 3 if fmt == "discrete" else 2 * L
   if config.objective.method == "grpo":
     tokens *= int(config.objective.rollouts)
-  decoder = _decoder(module, vocab, task, config.objective.method)
+  decoder = _decoder(module, vocab, task, config.objective.method, config.decode.prompts)
   return Family("cot2", module, objective, hp, _batch_spec(fmt, task, hp.vocab_size), data, hp.flops_per_token,
                 tokens, eval_objective=evaluation, decode=decoder, prompts=tuple(config.decode.prompts),
                 compat={"model_vocab_size": hp.vocab_size})

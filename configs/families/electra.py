@@ -6,9 +6,8 @@ from configs.families.common import CLASSIFICATION_KEYS, documents, fill_mask_de
 from models.electra import (ElectraConfig, ElectraForMaskedLM, ElectraForSequenceClassification,
                             ElectraPretrainingModel, ReplacedTokenDetectionObjective, SlotMaskedLmObjective,
                             SlotMasking, max_predictions)
-from models.family import Family, HfInterop, token_batch_spec
+from models.family import Family, HfInterop, ModuleFn, token_batch_spec
 from models.hparams import model_keys
-from models.layers.inputs import default_inputs
 from models.modernbert import SequenceClassificationObjective
 
 MASKING_KEYS = {"objective.mask_rate": None, "objective.mask_token_frac": None,
@@ -49,7 +48,7 @@ def _save(model_cfg, compat, params, path):
 
 @register("electra", {**model_keys(ElectraConfig), **MASKING_KEYS, "objective.gen_weight": None,
                       "objective.disc_weight": None, "objective.temperature": None},
-          hf=HfInterop(_load, _save))
+          hf=HfInterop(_load, _save), smoke="configs/electra.py:tiny")
 def electra(config, vocab) -> Family:
   hp = _hparams(config, vocab)
   o = config.objective
@@ -61,17 +60,13 @@ def electra(config, vocab) -> Family:
   module = ElectraPretrainingModel(hp)
   seq = config.data.seq_len
 
-  def generator(variables, tokens_BT, segment_ids_BT):   # "[MASK]" filling shows the generator
-    seg, pos = default_inputs(tokens_BT, segment_ids_BT)
-    return module.apply(variables, tokens_BT, seg, pos, method="generator_logits")
-
   return Family("electra", module, objective, hp, token_batch_spec(seq), documents(config, vocab),
                 lambda s: hp.flops_per_token(s, o.mask_rate), seq, eval_objective=eval_objective,
-                decode=fill_mask_decoder(generator, config, vocab),
+                decode=fill_mask_decoder(ModuleFn(module, method="fill_logits"), config, vocab),   # shows the generator
                 prompts=tuple(config.decode.prompts), compat={"model_vocab_size": hp.vocab_size})
 
 
-@register("electra_mlm", {**model_keys(ElectraConfig), **MASKING_KEYS})
+@register("electra_mlm", {**model_keys(ElectraConfig), **MASKING_KEYS}, smoke="configs/electra.py:tiny,mlm")
 def electra_mlm(config, vocab) -> Family:
   """The same-size masked-LM baseline of the ELECTRA paper (BERT recipe on the discriminator's shape)."""
   hp = _hparams(config, vocab)
@@ -87,7 +82,8 @@ def electra_mlm(config, vocab) -> Family:
                 compat={"model_vocab_size": hp.vocab_size})
 
 
-@register("electra_classifier", {**model_keys(ElectraConfig, "pooling", "electra_tower"), **CLASSIFICATION_KEYS})
+@register("electra_classifier", {**model_keys(ElectraConfig, "pooling", "electra_tower"), **CLASSIFICATION_KEYS},
+          smoke="configs/electra_finetune.py:tiny")
 def electra_classifier(config, vocab) -> Family:
   hp = _hparams(config, vocab)
   module = ElectraForSequenceClassification(hp, num_labels=config.data.num_classes, pooling=config.model.pooling,

@@ -30,7 +30,8 @@ def write_trajectories(apply_fn, params, vocab, seq: int, num: int, path: str, s
 
 @register("mdlm", {**model_keys(ModernBertConfig), "objective.loss_weighting": LOSS_WEIGHTINGS,
                    "objective.min_t": None, "objective.antithetic": None, **DECODE_KEYS,
-                   "decode.trajectories": None, "decode.trajectory_file": None})
+                   "decode.trajectories": None, "decode.trajectory_file": None},
+          smoke="configs/mdlm.py:tiny")
 def mdlm(config, vocab) -> Family:
   hp = ModernBertConfig.from_config(config.model, model_vocab_size(config, vocab))
   o, d = config.objective, config.decode

@@ -22,7 +22,7 @@ def _save(model_cfg, compat, params, path):
 
 @register("modernbert_mlm", {**model_keys(ModernBertConfig), "objective.mask_rate": None,
                              "objective.sparse_head": (True, False), "eval.mask_rate": None, "decode.prompts": None},
-          hf=HfInterop(_load, _save))
+          hf=HfInterop(_load, _save), smoke="configs/test_tiny.py")
 def modernbert_mlm(config, vocab) -> Family:
   hp = ModernBertConfig.from_config(config.model, model_vocab_size(config, vocab))
   objective = MaskedLmObjective(vocab_size=vocab.size, mask_id=vocab.mask_id, special_ids=vocab.special_ids,
@@ -41,7 +41,8 @@ def modernbert_mlm(config, vocab) -> Family:
                 prompts=tuple(config.decode.prompts), compat={"model_vocab_size": hp.vocab_size})
 
 
-@register("modernbert_classifier", {**model_keys(ModernBertConfig, "pooling"), **CLASSIFICATION_KEYS})
+@register("modernbert_classifier", {**model_keys(ModernBertConfig, "pooling"), **CLASSIFICATION_KEYS},
+          smoke="configs/modernbert_finetune.py:tiny")
 def modernbert_classifier(config, vocab) -> Family:
   hp = ModernBertConfig.from_config(config.model, model_vocab_size(config, vocab))
   module = ModernBertForSequenceClassification(hp, num_labels=config.data.num_classes, pooling=config.model.pooling)

@@ -10,7 +10,8 @@ from models.sentence_vae import SentenceAutoencoder, SentenceAutoencoderObjectiv
 
 
 @register("sentence_vae", {**model_keys(SentenceVaeConfig), "objective.kl_warmup_steps": None,
-                           "objective.word_dropout": None})
+                           "objective.word_dropout": None},
+          smoke="configs/ariel.py:vae,tiny")
 def sentence_vae(config, vocab) -> Family:
   from data import synthetic
   from data.sources import language_source

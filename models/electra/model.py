@@ -199,7 +199,7 @@ class ElectraPretrainingModel(nn.Module):
   """Generator and discriminator in one module (and one train state), sharing `embeddings`.
 
   `cfg` is the discriminator's config; the generator is `cfg.generator()`. The objective calls the
-  `generator_logits` and `discriminator_logits` methods (there is no `__call__`).
+  `generator_logits` and `discriminator_logits` methods, "[MASK]" filling `fill_logits` (there is no `__call__`).
   """
   cfg: ElectraConfig
 
@@ -212,6 +212,12 @@ class ElectraPretrainingModel(nn.Module):
     x_BTE = self.embeddings(tokens_BT, positions_BT, None, deterministic)
     h, bias_V = self.generator(x_BTE, segment_ids_BT, positions_BT, slots_BN, deterministic)
     return self.embeddings.attend(h) + bias_V
+
+  def fill_logits(self, tokens_BT, segment_ids_BT):
+    """The generator's logits with positions counted from 0 in each row: the `apply_fn(variables, tokens,
+    segment_ids)` interface of "[MASK]" filling (decode/fill_mask.py)."""
+    seg_BT, pos_BT = default_inputs(tokens_BT, segment_ids_BT)
+    return self.generator_logits(tokens_BT, seg_BT, pos_BT)
 
   def discriminator_logits(self, tokens_BT, segment_ids_BT, positions_BT, deterministic=True):
     x_BTE = self.embeddings(tokens_BT, positions_BT, None, deterministic)

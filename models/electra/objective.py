@@ -87,20 +87,25 @@ class ReplacedTokenDetectionObjective(Objective):
   dropout: bool = False          # apply the model's dropout (training); evaluation turns it off
 
   def prepare(self, batch: dict[str, jax.Array], rng: jax.Array, *, step=None) -> dict[str, jax.Array]:
-    m = self.masking(batch["tokens"], batch["segment_ids"], rng)
+    r_mask, r_sample = jax.random.split(rng)
+    m = self.masking(batch["tokens"], batch["segment_ids"], r_mask)
+    # the generator's draws are one uniform per slot, drawn here for the whole batch: micro-batching (gradient
+    # accumulation) then changes no replacement
     return {**batch, **m, "mlm_weights": _normalised(m["selected"]),
-            "disc_weights": _normalised(batch["segment_ids"] > 0)}
+            "disc_weights": _normalised(batch["segment_ids"] > 0),
+            "sample_uniform": jax.random.uniform(r_sample, m["slots"].shape, jnp.float32)}
 
   def loss(self, apply_fn: Callable[..., Any], params: Any, batch: dict[str, jax.Array],
            rng: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
-    r_sample, r_gen, r_disc = jax.random.split(rng, 3)
+    r_gen, r_disc = jax.random.split(rng)
     tokens_BT, seg_BT, pos_BT = batch["tokens"], batch["segment_ids"], batch["positions"]
     det = not self.dropout
     logits_BNV = apply_fn({"params": params}, batch["inputs"], seg_BT, pos_BT, batch["slots"], det,
                           method="generator_logits", rngs={"dropout": r_gen})
     nll_BN, correct_BN = cross_entropy_with_accuracy(logits_BNV, batch["slot_targets"])
     mlm_loss = jnp.sum(nll_BN * batch["mlm_weights"])
-    sampled_BN = inverse_cdf_categorical(r_sample, jax.lax.stop_gradient(logits_BNV) / self.temperature)
+    sampled_BN = inverse_cdf_categorical(None, jax.lax.stop_gradient(logits_BNV) / self.temperature,
+                                         uniform=batch["sample_uniform"])
     sampled_BN = jnp.where(batch["selected"], sampled_BN, batch["slot_targets"])
     fake_BT = scatter_rows(tokens_BT, batch["slots"], sampled_BN)
     is_fake_BT = fake_BT != tokens_BT

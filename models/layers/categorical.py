@@ -12,7 +12,8 @@ def _first_or_last(cond, fallback):
   return jnp.where(cond.any(-1), jnp.argmax(cond, axis=-1), last)
 
 
-def inverse_cdf_categorical(key: jax.Array, log_probs: jax.Array, block: int = 64) -> jax.Array:
+def inverse_cdf_categorical(key: jax.Array | None, log_probs: jax.Array, block: int = 64, *,
+                            uniform: jax.Array | None = None) -> jax.Array:
   """Draws ids [...] from (unnormalised) log-probabilities [..., V]: the law of `jax.random.categorical`, not its
   draws, for a fraction of its cost where a call draws from a few rows of a large vocabulary on CPU.
 
@@ -21,7 +22,8 @@ def inverse_cdf_categorical(key: jax.Array, log_probs: jax.Array, block: int = 6
   twice (its maximum, then its block masses in one fused pass); cumulative sums are small triangular products,
   over the blocks and within the chosen block only (XLA's cumsum lowering is a long chain of reduce-windows).
   Only ids of positive mass can be drawn (an -inf id never is, whatever the rounding of the sums: the search is
-  confined to blocks and ids of positive mass).
+  confined to blocks and ids of positive mass). `uniform` [...] in [0, 1) replaces the draw from `key` (a caller
+  that draws its noise for a whole batch at once, e.g. an objective's `prepare`, before gradient accumulation).
   """
   V = log_probs.shape[-1]
   nb = -(-V // block)
@@ -31,7 +33,8 @@ def inverse_cdf_categorical(key: jax.Array, log_probs: jax.Array, block: int = 6
   p = jnp.pad(jnp.exp(lp - top), [(0, 0)] * (lp.ndim - 1) + [(0, nb * block - V)])
   bsum = p.reshape(p.shape[:-1] + (nb, block)).sum(-1)
   bcdf = jnp.matmul(bsum, jnp.triu(jnp.ones((nb, nb), jnp.float32)), precision="highest")
-  t = jax.random.uniform(key, log_probs.shape[:-1], jnp.float32) * bcdf[..., -1]
+  u = jax.random.uniform(key, log_probs.shape[:-1], jnp.float32) if uniform is None else uniform
+  t = u * bcdf[..., -1]
   b = _first_or_last((bcdf > t[..., None]) & (bsum > 0), bsum > 0)
   ids = b[..., None] * block + jnp.arange(block)                                    # the chosen block's ids
   row_p = jnp.where(ids < V, jnp.exp(jnp.take_along_axis(lp, jnp.minimum(ids, V - 1), axis=-1) - top), 0.0)

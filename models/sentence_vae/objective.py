@@ -29,17 +29,20 @@ class SentenceAutoencoderObjective(Objective):
     step = jnp.asarray(0 if step is None else step, jnp.float32)
     beta = jnp.minimum(1.0, step / self.kl_warmup_steps) if self.kl_warmup_steps else jnp.float32(1.0)
     rows = tokens.shape[0]
-    drop = jax.random.bernoulli(rng, self.word_dropout, tokens.shape) & (seg > 0)
+    r_drop, r_noise = jax.random.split(rng)
+    drop = jax.random.bernoulli(r_drop, self.word_dropout, tokens.shape) & (seg > 0)
     drop = drop.at[:, 0].set(False)
     batch = {**batch, "decoder_inputs": jnp.where(drop, self.mask_id, tokens)}
     return {**batch, "targets": targets, "weights": valid.astype(jnp.float32) / total,
             "kl_weights": jnp.full((rows,), beta, jnp.float32) / total,
-            "row_weights": jnp.full((rows,), 1.0 / rows, jnp.float32)}
+            "row_weights": jnp.full((rows,), 1.0 / rows, jnp.float32),
+            # the posterior's noise, drawn for the whole batch: gradient accumulation changes no draw
+            "noise": jax.random.normal(r_noise, (rows, self.latent_dim))}
 
   def loss(self, apply_fn: Callable[..., Any], params: Any, batch: dict[str, jax.Array],
            rng: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
-    noise = jax.random.normal(rng, (batch["tokens"].shape[0], self.latent_dim))
-    logits, mu, logvar = apply_fn({"params": params}, batch["tokens"], batch["segment_ids"], noise,
+    del rng
+    logits, mu, logvar = apply_fn({"params": params}, batch["tokens"], batch["segment_ids"], batch["noise"],
                                   batch.get("decoder_inputs"))
     nll, correct = cross_entropy_with_accuracy(logits, batch["targets"])
     loss, metrics = weighted_loss_and_metrics(nll, correct, batch["weights"])

@@ -231,6 +231,7 @@ def test_config_refuses_semi_fraction_without_semi_and_full_vocab_with_packed_te
     vocab_from_config(c.data)
 
 
+@pytest.mark.slow   # the default suite's L4 test is the Markov-language slope above; resume: test_conformance.py
 def test_L4_smoke_learns_the_in_context_unigram_language_and_resumes_exactly(tmp_path):
   """Spec L4 fast variant: 300 steps on the in-context unigram language (4 random symbols per sequence) take the
   lexinvariant LM (the tiny shape, batch 16) from about log 20 (uniform over the 20 ids) to below 2.5 nats (floor

@@ -3,7 +3,7 @@
 Commands (2-core CPU):
   python launch.py --config=configs/asarm.py --workdir=/tmp/asarm                  # about 15-25 minutes
   python launch.py --config=configs/asarm.py --workdir=/tmp/asarm --mode=decode \\
-      --text='def close(self):\\n    [MASK][MASK][MASK][MASK][MASK][MASK]'
+      --text=$'def close(self):\\n    [MASK][MASK][MASK][MASK][MASK][MASK]'
 Expected result (default, 1500 steps, 3.7M parameters): validation joint NLL (the teacher-forced chain, masking
 rates 5-95%) about 3.75 nats per target and parallel (draft) NLL about 4.5 (measured: 3.745 and 4.521); the closing
 samples infill config.decode.prompts' "[MASK]"s (one token each) with ASSD. bench/assd_speed.py measures

@@ -3,7 +3,7 @@
 Commands (2-core CPU):
   python launch.py --config=configs/mdlm.py --workdir=/tmp/mdlm              # about 5-7 minutes
   python launch.py --config=configs/mdlm.py --workdir=/tmp/mdlm --mode=decode \\
-      --text='def close(self):\\n    [MASK][MASK][MASK][MASK][MASK][MASK]' --config.decode.tokens_per_call=2
+      --text=$'def close(self):\\n    [MASK][MASK][MASK][MASK][MASK][MASK]' --config.decode.tokens_per_call=2
 Expected result (default, 500 steps of 16 x 128 tokens, the shape of configs/causal_lm.py:modern: 4 layers,
 d = 256, GeGLU 768, full attention, SentencePiece 4k): the validation loss is the NELBO in nats per real token, an
 upper bound on the NLL per token (measured 5.47, against 3.73 for that causal LM on the same data: RESULTS.md);

@@ -75,6 +75,9 @@ def test_too_long_prompts_are_refused_before_training():
   from train.loop import build_experiment
   with pytest.raises(ConfigError, match=r"is 102 tokens with \[CLS\]/\[SEP\], more than data.seq_len=32"):
     build_experiment(tiny_config(**{"decode.prompts": ("x" * 100,)}))
+  with pytest.raises(ConfigError, match=r"prompt 'import os' has no \[MASK\] to fill; mark each token to predict "
+                                        r"with \[MASK\], e.g. --text='import \[MASK\]'$"):
+    build_experiment(tiny_config(**{"decode.prompts": ("import os",)}))   # a masked LM would print it back
   from tests.helpers import tiny_causal_config
   c = tiny_causal_config()
   c.decode.prompts = ("y" * 30,)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 from typing import Any
 
@@ -139,13 +140,30 @@ class DataPositionRestore(ocp.args.CheckpointArgs):
   item: Any
 
 
+@contextlib.contextmanager
+def _quiet_orbax():
+  """Orbax's absl WARNING lines while a read-only manager opens (they name no problem: eval and decode only
+  read); any other level and any other time are untouched."""
+  logger = logging.getLogger("absl")
+  previous = logger.level
+  logger.setLevel(max(previous, logging.ERROR))
+  try:
+    yield
+  finally:
+    logger.setLevel(previous)
+
+
 class Checkpointer:
   def __init__(self, directory: str, *, max_to_keep: int = 3, async_save: bool = True, read_only: bool = False):
     self.directory = os.path.abspath(directory)
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=async_save,
+    # read-only: the settings orbax would otherwise reset with a warning line each (twice per eval / decode)
+    options = ocp.CheckpointManagerOptions(max_to_keep=None if read_only else max_to_keep,
+                                           save_interval_steps=0 if read_only else 1,
+                                           enable_async_checkpointing=async_save,
                                            create=not read_only, read_only=read_only,
                                            cleanup_tmp_directories=not read_only)
-    self._mgr = ocp.CheckpointManager(self.directory, options=options)
+    with _quiet_orbax() if read_only else contextlib.nullcontext():   # and its "directory is read only" line
+      self._mgr = ocp.CheckpointManager(self.directory, options=options)
     self._pending: int | None = None   # the step of the asynchronous save in flight
 
   def latest_step(self) -> int | None:

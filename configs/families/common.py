@@ -28,9 +28,19 @@ def fill_mask_decoder(apply_fn, config: Any, vocab: Vocabulary, top_k: int = 5):
   decode/fill_mask.py)."""
   seq_len = config.data.seq_len
   framed_rows(vocab, config.decode.prompts, seq_len)   # refuse too-long prompts before training, not after
+  _check_masks(vocab, config.decode.prompts)
 
   def decode(params, prompts, mesh=None):
     from decode.fill_mask import describe_candidates, fill_mask_texts
+    _check_masks(vocab, prompts)
     filled, cands = fill_mask_texts(apply_fn, params, vocab, list(prompts), seq_len, mesh, top_k=top_k)
     return [f + ("\n" + describe_candidates(vocab, c) if c else "") for f, c in zip(filled, cands)]
   return decode
+
+
+def _check_masks(vocab: Vocabulary, prompts) -> None:
+  """A masked LM fills "[MASK]"s: a prompt without one would come back unchanged, so it is refused (one line)."""
+  for p in prompts:
+    if vocab.mask_id not in vocab.encode_with_masks(p):
+      raise ValueError(f"prompt {p[:60]!r} has no [MASK] to fill; mark each token to predict with [MASK], e.g. "
+                       "--text='import [MASK]'")

@@ -81,3 +81,28 @@ def train_losses(workdir) -> dict[int, float]:
       if r["split"] == "train":
         out[r["step"]] = r["loss"]
   return out
+
+
+def fit_plainly(family, tx, *, steps: int, batch: int, seed: int):
+  """A family's own objective and data trained by a plain jitted loop on one device, without the trainer (the
+  learning-claim tests: cheap, and the trainer's own promises are the conformance suite's). Initialisation key,
+  data seed and step keys derive from `seed`; returns the parameters."""
+  import flax.linen as nn
+  import jax
+  import jax.numpy as jnp
+  import optax
+  params = nn.unbox(jax.jit(family.init_variables)(jax.random.PRNGKey(seed))["params"])
+  opt = tx.init(params)
+
+  @jax.jit
+  def step(params, opt, batch, key):
+    r_prep, r_loss = jax.random.split(key)
+    b = family.objective.prepare(batch, r_prep, step=jnp.int32(0))
+    g = jax.grad(lambda p: family.objective.loss(family.module.apply, p, b, r_loss)[0])(params)
+    u, opt = tx.update(g, opt, params)
+    return optax.apply_updates(params, u), opt
+
+  it = family.data.train_iterator(global_batch=batch, seed=seed)
+  for i in range(steps):
+    params, opt = step(params, opt, {k: jnp.asarray(v) for k, v in next(it).items()}, jax.random.PRNGKey(i))
+  return params

@@ -26,6 +26,7 @@ from tests.helpers import train_losses
 from train.checkpoint import Checkpointer
 from train.errors import ConfigError
 from train.loop import build_experiment, run, train
+from train.stored_config import apply_overrides
 
 FAMILIES = families.registered()
 STEPS = 4
@@ -46,12 +47,7 @@ def smoke_config(name: str, **overrides):
   config.checkpoint.max_to_keep = STEPS
   if "model.dropout_rate" in reg.keys:
     config.model.dropout_rate = 0.0
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
+  apply_overrides(config, overrides)
   config.lock()
   return config
 

@@ -332,14 +332,10 @@ def test_csft_loss_feeds_and_scores_the_teacher_mixture_of_each_step(tiny):
 # The family in the generic trainer ---------------------------------------------------------------------------
 def _config(arg, **overrides):
   from configs import cot2
+  from train.stored_config import apply_overrides
   c = cot2.get_config(arg)
   c.unlock()
-  for k, v in overrides.items():
-    node = c
-    *parents, leaf = k.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = v
+  apply_overrides(c, overrides)
   c.lock()
   return c
 
@@ -396,24 +392,12 @@ def test_csft_learns_mnns_well_above_the_majority_answer():
   import optax
   from configs import cot2
   from configs.families import build
+  from tests.helpers import fit_plainly
   c = cot2.get_config("csft")
   fam = build(c, mnns.MnnsVocabulary())
-  params = nn.unbox(jax.jit(fam.init_variables)(jax.random.PRNGKey(c.seed))["params"])
   o = c.optim
   tx = optax.adamw(o.lr, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay)
-  opt = tx.init(params)
-
-  @jax.jit
-  def step(params, opt, batch, key):
-    r_prep, r_loss = jax.random.split(key)
-    b = fam.objective.prepare(batch, r_prep, step=jnp.int32(0))
-    g = jax.grad(lambda p: fam.objective.loss(fam.module.apply, p, b, r_loss)[0])(params)
-    u, opt = tx.update(g, opt, params)
-    return optax.apply_updates(params, u), opt
-
-  it = fam.data.train_iterator(global_batch=16, seed=c.seed)
-  for i in range(6 * cot2.steps_per_epoch()):
-    params, opt = step(params, opt, {k: jnp.asarray(v) for k, v in next(it).items()}, jax.random.PRNGKey(i))
+  params = fit_plainly(fam, tx, steps=6 * cot2.steps_per_epoch(), batch=16, seed=c.seed)
   ev = fam.evaluation
   evaluate = jax.jit(lambda p, b: ev.loss(fam.module.apply, p, ev.prepare(b, None), jax.random.PRNGKey(0))[1])
   hits = rows = 0.0

@@ -263,11 +263,11 @@ def test_L4_lexinvariant_nll_falls_with_position_while_the_standard_lm_stays_fla
   lexinvariant LM must infer the symbols' roles from the context, so its NLL falls from positions 1-4 to 17-64
   (measured 2.159 -> 2.047 / 2.054, a drop of 0.1); the standard LM knows them from its embeddings and is flat
   (measured spread 0.016 nats over the bins)."""
-  import flax.linen as nn
   import optax
   from configs import lexinvariant
   from configs.families import build
   from data.sources import vocab_from_config
+  from tests.helpers import fit_plainly
   bins = {}
   for arg in ("tiny", "standard,tiny"):
     c = lexinvariant.get_config(arg)
@@ -275,21 +275,8 @@ def test_L4_lexinvariant_nll_falls_with_position_while_the_standard_lm_stays_fla
     c.eval.num_sequences, c.eval.analyses, c.eval.num_keys = 256, ("positions",), 2
     c.lock()
     fam = build(c, vocab_from_config(c.data))
-    params = nn.unbox(jax.jit(fam.init_variables)(jax.random.PRNGKey(0))["params"])
     tx = optax.adamw(3e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.01)
-    opt = tx.init(params)
-
-    @jax.jit
-    def step(params, opt, batch, key):
-      r_prep, r_loss = jax.random.split(key)
-      b = fam.objective.prepare(batch, r_prep, step=jnp.int32(0))
-      g = jax.grad(lambda p: fam.objective.loss(fam.module.apply, p, b, r_loss)[0])(params)
-      u, opt = tx.update(g, opt, params)
-      return optax.apply_updates(params, u), opt
-
-    it = fam.data.train_iterator(global_batch=32, seed=0)
-    for i in range(400):
-      params, opt = step(params, opt, {k: jnp.asarray(v) for k, v in next(it).items()}, jax.random.PRNGKey(i))
+    params = fit_plainly(fam, tx, steps=400, batch=32, seed=0)
     bins[arg] = fam.analyses(params)["positions"]["bins"]
   lex, std = bins["tiny"], bins["standard,tiny"]
   assert lex["1-4"] - max(lex["17-32"], lex["33-64"]) > 0.06, lex

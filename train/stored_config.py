@@ -91,11 +91,17 @@ def eval_config(stored: Mapping, overrides: Mapping[str, Any], mode: str) -> ml_
                       f"cannot change there (allowed: {', '.join(EVAL_OVERRIDABLE)}); train a new run to change "
                       f"{'it' if len(refused) == 1 else 'them'}")
   config = ml_collections.ConfigDict(dict(stored))
+  apply_overrides(config, overrides)
+  config.lock()
+  return config
+
+
+def apply_overrides(config: Any, overrides: Mapping[str, Any]) -> Any:
+  """Sets dotted keys ("train.num_steps": 4) on an unlocked ConfigDict, as --config.a.b=value does."""
   for key, value in overrides.items():
     node = config
     *parents, leaf = key.split(".")
     for p in parents:
       node = node[p]
     node[leaf] = value
-  config.lock()
   return config

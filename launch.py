@@ -1,6 +1,7 @@
 """Entry point: train, evaluate, decode or convert an experiment described by an ml_collections config.
 
   python launch.py --config=configs/modernbert_mlm.py --workdir=/tmp/run [--config.optim.lr=3e-4] [--mode=train]
+  python launch.py --workdir=/tmp/run                          # resume a run: its stored config (+ changeable keys)
   python launch.py --workdir=/tmp/run --mode=eval|decode      # the run's stored config (+ eval/decode overrides)
   python launch.py --workdir=/tmp/run --mode=eval --follow     # evaluate each new checkpoint of a running trainer
   python launch.py --workdir=/tmp/run --mode=export_hf --hf_dir=/tmp/hf    # a directory transformers loads
@@ -171,7 +172,8 @@ def main(argv):
       from train.aot import compile_only
       compile_only(config, _TOPOLOGY.value, _TOPOLOGY_SLICES.value, _DEVICE_MEMORY.value)
     else:
-      run(config, _WORKDIR.value, mode, _TEXT.value, overrides=_overrides(sys.argv, config))
+      run(config, _WORKDIR.value, mode, _TEXT.value, overrides=_overrides(sys.argv, config),
+          config_given=flags.FLAGS["config"].present)
   except ConfigError as e:
     print(f"error: {e}", file=sys.stderr, flush=True)
     sys.exit(2)

@@ -25,12 +25,22 @@ from data.vocab import (ByteVocabulary, CharVocabulary, SentencePieceVocabulary,
                         Vocabulary, cached_sentencepiece)
 
 
+def _seqio_interop():
+  """data/seqio_interop.py, or one line naming the extra install (seqio pulls TensorFlow, so requirements.txt
+  leaves it out)."""
+  try:
+    from data import seqio_interop
+  except ModuleNotFoundError as e:
+    raise ValueError(f"seqio tasks need seqio ({e.name} is not installed): pip install -r requirements-seqio.txt"
+                     ) from None
+  return seqio_interop
+
+
 @functools.lru_cache(maxsize=4)
 def _corpus(source: str, max_doc_chars: int, validation_percent: int, seqio_modules: tuple[str, ...],
             text_field: str = "text") -> Corpus:
   if source.startswith("seqio:"):
-    from data import seqio_interop
-    return seqio_interop.load_task_corpus(source[len("seqio:"):], seqio_modules)
+    return _seqio_interop().load_task_corpus(source[len("seqio:"):], seqio_modules)
   if source.startswith(tokenized.PREFIX):
     return tokenized.load(source[len(tokenized.PREFIX):])
   return load_corpus(source, max_doc_chars, validation_percent, text_field)
@@ -69,8 +79,7 @@ def vocab_from_config(data_cfg: Any) -> Vocabulary:
     return _char_vocabulary(data_cfg.corpus, data_cfg.max_doc_chars, data_cfg.validation_percent,
                             tuple(data_cfg.seqio_modules), data_cfg.vocab_size)
   if kind.startswith("seqio:"):
-    from data import seqio_interop
-    return seqio_interop.task_vocabulary(kind[len("seqio:"):], tuple(data_cfg.seqio_modules))
+    return _seqio_interop().task_vocabulary(kind[len("seqio:"):], tuple(data_cfg.seqio_modules))
   if kind == "byte":
     return ByteVocabulary()
   if kind == "spm":

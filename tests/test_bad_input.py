@@ -100,3 +100,18 @@ def test_an_imported_directory_is_not_a_training_workdir(tmp_path):
                lambda: export_hf(imported, str(tmp_path / "out"))):
     with pytest.raises(ConfigError, match="is a Hugging Face import"):
       call()
+
+
+def test_seqio_task_without_seqio_installed_names_the_extra_install(monkeypatch):
+  # requirements.txt leaves seqio (and TensorFlow) out; a seqio task then names requirements-seqio.txt.
+  import sys
+  from ml_collections import ConfigDict
+
+  from data import sources
+  monkeypatch.setitem(sys.modules, "seqio", None)   # "import seqio" now fails as when it is not installed
+  monkeypatch.delitem(sys.modules, "data.seqio_interop", raising=False)
+  data_cfg = ConfigDict(dict(corpus="seqio:my_task", vocab="seqio:my_task", vocab_size=0, seqio_modules=(),
+                             max_doc_chars=100, validation_percent=5, cache_dir=""))
+  with pytest.raises(ValueError, match=r"^seqio tasks need seqio \(seqio is not installed\): pip install -r "
+                                       r"requirements-seqio\.txt$"):
+    sources.vocab_from_config(data_cfg)

@@ -67,3 +67,21 @@ def test_cpu_startup_with_libtpu_installed_is_as_fast_as_without():
                     "without libtpu": "tpu-plugin-not-loaded"}, loaded
   ours, without = statistics.median(times["project"]), statistics.median(times["without libtpu"])
   assert ours - without < 1.0, times
+
+
+def _includes(name: str) -> set[str]:
+  return {line.split()[1] for line in open(os.path.join(ROOT, name)) if line.startswith("-r ")}
+
+
+def test_the_runtime_install_is_lean_and_the_test_install_has_every_extra():
+  runtime = _pins("requirements.txt")
+  # Heavy or tooling packages live in extras files (README "Quick start"); TensorBoard is runtime (its README command).
+  for name in ("seqio", "tensorflow", "pytest", "nbclient", "ipykernel", "jupyter", "matplotlib", "torch",
+               "transformers"):
+    assert name not in runtime, f"{name} belongs in an extras file, not requirements.txt"
+  assert "tensorboard" in runtime
+  extras = ["requirements-seqio.txt", "requirements-demos.txt", "requirements-tpu.txt", "requirements-gpu.txt"]
+  for name in extras:
+    assert _includes(name) == {"requirements.txt"}, name
+  assert _includes("requirements-test.txt") == set(extras) - {"requirements-gpu.txt"}
+  assert "seqio" in _pins("requirements-seqio.txt") and "pytest" in _pins("requirements-test.txt")

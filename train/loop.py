@@ -275,7 +275,7 @@ def _check_resume(exp: Experiment, meta: dict, where: str, note) -> None:
              if resolved and r.startswith("data.num_shards:") else r for r in refused]
   if refused:
     raise ConfigError(f"{where} was trained with a different config: {'; '.join(refused)}. Resume with the stored "
-                      f"values (workdir/config.json) or use a fresh --workdir")
+                      f"values (leave out --config: the workdir's stored config is used) or use a fresh --workdir")
   for change in noted:   # train.num_steps: the schedule is derived from it
     old = ml_collections.ConfigDict(meta["config"])
     step = int(where.rsplit("/", 1)[-1])
@@ -512,11 +512,35 @@ def export_hf(workdir: str, hf_dir: str, config: Any = None) -> str:
   return f"exported {workdir} step {step} to {hf_dir}; {note}"
 
 
+def _resume_stored(workdir: str, overrides: dict[str, Any]) -> Any:
+  """The config to resume `workdir` with when the command line names none: the latest checkpoint's (config.json
+  before the first checkpoint), with the changeable `overrides` applied; None for a fresh workdir."""
+  ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
+  has_step = ckpt.latest_step() is not None
+  ckpt.close()
+  if not has_step and not os.path.exists(stored_config.config_path(workdir)):
+    return None
+  if has_step:
+    stored = stored_run_config(workdir)
+  else:
+    with open(stored_config.config_path(workdir)) as f:
+      stored = json.load(f)
+  config = stored_config.resume_config(stored, overrides)
+  if jax.process_index() == 0:
+    print(f"resuming {workdir} with its stored config"
+          + (f" and {', '.join(f'--config.{k}' for k in overrides)}" if overrides else ""), flush=True)
+  return config
+
+
 def run(config: Any, workdir: str, mode: str = "train", text: str = "",
-        overrides: dict[str, Any] | None = None) -> Any:
-  """Entry point used by launch.py. `train` uses `config` (and writes it to a fresh workdir); `eval` and `decode`
-  use the workdir's stored config with `overrides` (the command line's --config.* values) applied on top."""
+        overrides: dict[str, Any] | None = None, config_given: bool = True) -> Any:
+  """Entry point used by launch.py. `train` uses `config` (and writes it to a fresh workdir), or, when the command
+  line named no --config (`config_given=False`) and the workdir holds a run, that run's stored config with the
+  changeable `overrides` applied; `eval` and `decode` use the workdir's stored config with `overrides` (the command
+  line's --config.* values) applied on top."""
   if mode == "train":
+    if not config_given and (os.path.isdir(workdir) or "://" in workdir):
+      config = _resume_stored(workdir, overrides or {}) or config
     return train(config, workdir)
   if mode not in ("eval", "decode"):
     raise ConfigError(f"--mode={mode!r}: use train, eval or decode")

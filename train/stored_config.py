@@ -7,6 +7,8 @@
   global batch stops the run with one line listing the keys. `train.num_steps` may change (the line printed says
   what that does to the learning-rate schedule); the rest (logging, evaluation, checkpoint cadence, mesh,
   decoding) may change freely.
+- `launch.py --workdir=W` with no --config resumes from the stored config (`resume_config`): command-line
+  overrides of keys a resume may change are applied, an override of a key it may not change is one line naming it.
 - `--mode=eval|decode` read the stored config and apply only the command-line overrides that make sense there
   (EVAL_OVERRIDABLE); any other override is refused with one line.
 """
@@ -90,6 +92,25 @@ def eval_config(stored: Mapping, overrides: Mapping[str, Any], mode: str) -> ml_
     raise ConfigError(f"--mode={mode} uses the run's stored config; {', '.join('--config.' + k for k in refused)} "
                       f"cannot change there (allowed: {', '.join(EVAL_OVERRIDABLE)}); train a new run to change "
                       f"{'it' if len(refused) == 1 else 'them'}")
+  config = ml_collections.ConfigDict(dict(stored))
+  apply_overrides(config, overrides)
+  config.lock()
+  return config
+
+
+def resume_config(stored: Mapping, overrides: Mapping[str, Any]) -> ml_collections.ConfigDict:
+  """The stored config of a run being resumed without --config, with the command line's overrides applied where
+  a resume may change them (everything but MUST_MATCH's keys, and train.num_steps); an override that would change
+  a MUST_MATCH key is one line naming it (equal values are accepted)."""
+  old = _flat(stored)
+  refused = sorted(k for k, v in overrides.items()
+                   if _under(k, MUST_MATCH) and not _under(k, MUST_MATCH_EXCEPT) and k != "train.num_steps"
+                   and old.get(k) != _flat({"v": v})["v"])
+  if refused:
+    changes = ", ".join(f"--config.{k} ({old.get(k, '(absent)')!r} -> {_flat({'v': overrides[k]})['v']!r})"
+                        for k in refused)
+    raise ConfigError(f"resuming from the stored config: {changes} would change what the run trains; drop "
+                      f"{'it' if len(refused) == 1 else 'them'}, or start a fresh --workdir")
   config = ml_collections.ConfigDict(dict(stored))
   apply_overrides(config, overrides)
   config.lock()

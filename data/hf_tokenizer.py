@@ -161,15 +161,23 @@ def load(spec: str) -> HfTokenizerVocabulary:
   return HfTokenizerVocabulary(spec)
 
 
-def save_tokenizer_files(spec: str, out_dir: str | os.PathLike, model_max_length: int | None = None) -> list[str]:
-  """Writes tokenizer.json and a tokenizer_config.json naming its roles into `out_dir` (transformers'
-  AutoTokenizer loads the pair); the source directory's own tokenizer_config.json / special_tokens_map.json are
-  copied when it has them. Returns the files written."""
+MLM_FRAMING = ("cls", "$A", "sep")   # how a family frames one text: a masked LM's [CLS] text [SEP]; a causal LM's
+CAUSAL_FRAMING = ("cls", "$A")       # [CLS] text (BOS, no EOS: generation continues the text)
+
+
+def save_tokenizer_files(spec: str, out_dir: str | os.PathLike, model_max_length: int | None = None,
+                         framing: tuple[str, ...] = MLM_FRAMING) -> list[str]:
+  """Writes tokenizer.json, with a post-processor that frames a text as the family does (`framing`), and a
+  tokenizer_config.json naming its roles into `out_dir` (transformers' AutoTokenizer loads the pair); the source
+  directory's own tokenizer_config.json / special_tokens_map.json are copied when it has them. Returns the files
+  written."""
+  from data.spm_tokenizer import template
   vocab = load(spec)
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
-  if vocab.path.resolve() != (out / "tokenizer.json").resolve():
-    shutil.copyfile(vocab.path, out / "tokenizer.json")
+  tok = vocab.tokenizer.__class__.from_str(vocab.tokenizer.to_str())
+  tok.post_processor = template(framing, {r: (tok.id_to_token(vocab.roles[r]), vocab.roles[r]) for r in ("cls", "sep")})
+  (out / "tokenizer.json").write_text(tok.to_str())
   written = ["tokenizer.json"]
   src = vocab.path.parent
   for name in ("tokenizer_config.json", "special_tokens_map.json"):
@@ -191,28 +199,38 @@ def _write_tokenizer_config(out: pathlib.Path, role_tokens: dict[str, str], mode
   (out / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
 
 
-def export_tokenizer(vocab_spec: str, model_dirs: Sequence[str | os.PathLike],
-                     model_max_length: int | None = None) -> str:
-  """The run's vocabulary as tokenizer files in each exported model directory, and the model's config.json ids
-  (pad, bos = cls, eos = sep) set to the vocabulary's roles, so `transformers.pipeline` needs nothing else.
-  `hf:` vocabularies copy their files; the byte vocabulary writes `byte_tokenizer_json()` (exact); SentencePiece,
-  character and symbol vocabularies export no tokenizer (no exact tokenizer.json equivalent is built here).
-  Returns one line saying what was written."""
-  from data.vocab import ByteVocabulary
+def export_tokenizer(vocab: Vocabulary, vocab_spec: str, model_dirs: Sequence[str | os.PathLike],
+                     model_max_length: int | None = None, framing: tuple[str, ...] = MLM_FRAMING) -> str:
+  """The run's vocabulary as tokenizer files in each exported model directory, with a post-processor that frames
+  a text as the family does (`framing`: MLM_FRAMING, CAUSAL_FRAMING), and the model's config.json ids (pad,
+  bos = cls, eos = sep) set to the vocabulary's roles, so `transformers.pipeline` needs nothing else. `hf:`
+  vocabularies copy their files (post-processor replaced); the byte vocabulary writes `byte_tokenizer_json()`;
+  SentencePiece writes the converted tokenizer its encoder is (data/spm_tokenizer.py); character and symbol
+  vocabularies, and SentencePiece models that cannot be converted, export no tokenizer. Returns one line saying
+  what was written."""
+  from data import spm_tokenizer
+  from data.vocab import ByteVocabulary, SentencePieceVocabulary
   if vocab_spec.startswith("hf:"):
-    vocab = load(vocab_spec[3:])
     for d in model_dirs:
-      save_tokenizer_files(vocab_spec[3:], d, model_max_length)
-  elif vocab_spec == "byte":
-    vocab = ByteVocabulary()
+      save_tokenizer_files(vocab_spec[3:], d, model_max_length, framing)
+  elif isinstance(vocab, ByteVocabulary):
     for d in model_dirs:
       out = pathlib.Path(d)
-      (out / "tokenizer.json").write_text(byte_tokenizer_json())
+      (out / "tokenizer.json").write_text(byte_tokenizer_json(framing))
       _write_tokenizer_config(out, {"pad": "[PAD]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"},
                               model_max_length)
+  elif isinstance(vocab, SentencePieceVocabulary) and not vocab.convert_note:
+    text = spm_tokenizer.export_json(vocab.model_path, framing)
+    for d in model_dirs:
+      out = pathlib.Path(d)
+      (out / "tokenizer.json").write_text(text)
+      _write_tokenizer_config(out, {"pad": "<pad>", "cls": "<s>", "sep": "</s>", "mask": MASK_TEXT, "unk": "<unk>"},
+                              model_max_length)
   else:
-    return (f"no tokenizer exported: data.vocab={vocab_spec!r} has no exact tokenizer.json here; load the model "
-            "with a tokenizer of your own whose ids match")
+    why = (f"its SentencePiece model cannot be converted exactly ({vocab.convert_note})"
+           if isinstance(vocab, SentencePieceVocabulary) else "it has no exact tokenizer.json here")
+    return (f"no tokenizer exported: data.vocab={vocab_spec!r}: {why}; load the model with a tokenizer of your own "
+            "whose ids match")
   for d in model_dirs:
     f = pathlib.Path(d) / "config.json"
     cfg = json.loads(f.read_text())
@@ -224,13 +242,15 @@ def export_tokenizer(vocab_spec: str, model_dirs: Sequence[str | os.PathLike],
   return f"wrote tokenizer files for data.vocab={vocab_spec} into {', '.join(map(str, model_dirs))}"
 
 
-def byte_tokenizer_json() -> str:
+def byte_tokenizer_json(framing: tuple[str, ...] = MLM_FRAMING) -> str:
   """data/vocab.py's ByteVocabulary as a tokenizer.json: byte b is id b + 4 through a byte-level BPE without
-  merges, [PAD] [CLS] [SEP] [MASK] are ids 0-3, and the post-processor frames [CLS] text [SEP] as our rows are.
+  merges, [PAD] [CLS] [SEP] [MASK] are ids 0-3, and the post-processor frames a text as the family does.
   Exact for every text, except that the literal strings "[PAD]", "[CLS]", "[SEP]" and "[MASK]" are read as their
   special tokens (as any transformers tokenizer reads its added tokens)."""
   import tokenizers
-  from tokenizers import decoders, models, pre_tokenizers, processors
+  from tokenizers import decoders, models, pre_tokenizers
+
+  from data.spm_tokenizer import template
   alphabet = pre_tokenizers.ByteLevel.alphabet()   # the 256 printable stand-ins of GPT-2's byte-level BPE
   byte_char = _bytes_to_unicode()
   assert sorted(byte_char.values()) == sorted(alphabet)
@@ -240,8 +260,7 @@ def byte_tokenizer_json() -> str:
   tok.add_special_tokens(specials)   # already in the vocabulary: they keep ids 0-3
   tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
   tok.decoder = decoders.ByteLevel()
-  tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
-                                                     special_tokens=[("[CLS]", 1), ("[SEP]", 2)])
+  tok.post_processor = template(framing, {"cls": ("[CLS]", 1), "sep": ("[SEP]", 2)})
   return tok.to_str()
 
 

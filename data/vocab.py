@@ -11,6 +11,7 @@ import collections
 import hashlib
 import os
 import pathlib
+import re
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -198,7 +199,9 @@ class CharVocabulary(Vocabulary):
 
 
 class SentencePieceVocabulary(Vocabulary):
-  """A SentencePiece model whose special ids follow the shared layout (see `train_sentencepiece`)."""
+  """A SentencePiece model whose special ids follow the shared layout (see `train_sentencepiece`). Text is encoded
+  by the same pieces through `tokenizers` (data/spm_tokenizer.py: the tokenizer an export carries, so exported
+  checkpoints read text as training did); models it cannot convert keep SentencePiece's encoder (`convert_note`)."""
 
   def __init__(self, model_path: str | os.PathLike):
     import sentencepiece as spm
@@ -209,6 +212,9 @@ class SentencePieceVocabulary(Vocabulary):
     if self._sp.piece_to_id(MASK_TEXT) != MASK or self._sp.pad_id() != PAD or self._sp.bos_id() != CLS:
       raise ValueError(f"{model_path}: special ids differ from the layout pad=0 cls=1 sep=2 [MASK]=3; "
                        "retrain it with data.vocab.train_sentencepiece")
+    from data import spm_tokenizer
+    self.convert_note = spm_tokenizer.convertible(self.model_path)
+    self._tok = None if self.convert_note else spm_tokenizer.unigram_tokenizer(self.model_path)
 
   @property
   def size(self) -> int:
@@ -219,6 +225,8 @@ class SentencePieceVocabulary(Vocabulary):
     return "spm:" + hashlib.sha256(pathlib.Path(self.model_path).read_bytes()).hexdigest()[:16]
 
   def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+    if self._tok is not None:
+      return [e.ids for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
     return self._sp.encode(list(texts))
 
   @property
@@ -226,6 +234,8 @@ class SentencePieceVocabulary(Vocabulary):
     return 5
 
   def encode(self, text: str) -> list[int]:
+    if self._tok is not None:
+      return self._tok.encode(text, add_special_tokens=False).ids
     return self._sp.encode(text)
 
   def decode(self, ids: Sequence[int]) -> str:
@@ -249,15 +259,32 @@ def train_sentencepiece(lines: Iterable[str], vocab_size: int, model_prefix: str
   """
   import sentencepiece as spm
   tmp_prefix = f"{model_prefix}.tmp{os.getpid()}"
+  try:
+    _train_spm(spm, lines, vocab_size, tmp_prefix, model_type, max_sentences)
+  except RuntimeError as e:   # SentencePiece reports a size the corpus cannot give as an INTERNAL error
+    low = re.search(r"smaller than required_chars\. (\d+) vs (\d+)", str(e))
+    high = re.search(r"Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)", str(e))
+    if low:
+      raise ValueError(f"data.vocab_size={vocab_size} is below the {low.group(2)} distinct characters of the corpus "
+                       f"(plus special pieces) that a SentencePiece vocabulary must hold; set --config.data.vocab_size "
+                       f"to at least {int(low.group(2)) + 8}") from None
+    if high:
+      raise ValueError(f"data.vocab_size={vocab_size} is more pieces than SentencePiece can find in this corpus (at "
+                       f"most {high.group(2)}); set --config.data.vocab_size={high.group(2)} or less, or train on "
+                       "more text") from None
+    raise
+  for ext in (".model", ".vocab"):
+    os.replace(tmp_prefix + ext, model_prefix + ext)
+  return model_prefix + ".model"
+
+
+def _train_spm(spm, lines, vocab_size, tmp_prefix, model_type, max_sentences):
   spm.SentencePieceTrainer.train(
       sentence_iterator=iter(lines), model_prefix=tmp_prefix, vocab_size=vocab_size, model_type=model_type,
       character_coverage=1.0, byte_fallback=True, pad_id=PAD, bos_id=CLS, eos_id=SEP, unk_id=4,
       control_symbols=[MASK_TEXT], remove_extra_whitespaces=False, allow_whitespace_only_pieces=True,
       split_digits=True, normalization_rule_name="identity", input_sentence_size=max_sentences,
       shuffle_input_sentence=True, num_threads=os.cpu_count() or 1, minloglevel=2)
-  for ext in (".model", ".vocab"):
-    os.replace(tmp_prefix + ext, model_prefix + ext)
-  return model_prefix + ".model"
 
 
 def cache_dir(configured: str = "") -> pathlib.Path:

@@ -115,3 +115,17 @@ def test_seqio_task_without_seqio_installed_names_the_extra_install(monkeypatch)
   with pytest.raises(ValueError, match=r"^seqio tasks need seqio \(seqio is not installed\): pip install -r "
                                        r"requirements-seqio\.txt$"):
     sources.vocab_from_config(data_cfg)
+
+
+@pytest.mark.parametrize("size, message", [
+    (300, r"^data\.vocab_size=300 is below the \d+ distinct characters of the corpus \(plus special pieces\) that a "
+          r"SentencePiece vocabulary must hold; set --config\.data\.vocab_size to at least \d+$"),
+    (4096, r"^data\.vocab_size=4096 is more pieces than SentencePiece can find in this corpus \(at most \d+\); set "
+           r"--config\.data\.vocab_size=\d+ or less, or train on more text$"),
+])
+def test_a_sentencepiece_size_the_corpus_cannot_give_is_one_line(tmp_path, size, message):
+  # Seen: `launch.py --config=configs/modernbert_mlm.py:base` died with SentencePiece's "Vocabulary size too high".
+  from data.vocab import train_sentencepiece
+  lines = [f"line {i}: " + "".join(chr(0x4e00 + (i * 7 + j) % 400) for j in range(12)) for i in range(400)]
+  with pytest.raises(ValueError, match=message):
+    train_sentencepiece(lines, size, str(tmp_path / "spm"))

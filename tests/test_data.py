@@ -130,6 +130,15 @@ def test_sentencepiece_trained_on_corpus_has_the_shared_special_ids(corpus, tmp_
   assert v.decode(ids) == text               # whitespace and newlines survive (code is whitespace-sensitive)
   assert len(ids) < len(text.encode()) * 0.8  # it compresses
   assert v.decode(v.encode_with_masks("x = [MASK]")) == "x = [MASK]"
+  # Encoding goes through `tokenizers` over the same pieces (data/spm_tokenizer.py): SentencePiece's own encoder
+  # gives the same ids, or a segmentation of exactly the same score (the two libraries break ties differently).
+  ties = 0
+  for t in corpus.train[:400]:
+    ours, theirs = v.encode(t), v._sp.encode(t)
+    if ours != theirs:
+      ties += 1
+      assert sum(map(v._sp.get_score, ours)) == pytest.approx(sum(map(v._sp.get_score, theirs)), abs=1e-4)
+  assert ties < 8
 
 
 def test_first_fit_keeps_every_token_of_a_document_longer_than_64_rows():

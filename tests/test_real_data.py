@@ -95,18 +95,35 @@ def test_hf_tokenizer_roles_and_ids_are_the_checkpoints(wordpiece_dir, bpe_dir, 
     build_experiment(tiny_config(**{"data.vocab": f"hf:{bpe_dir}"}))
 
 
-def test_byte_vocabulary_exports_an_exact_tokenizer(texts, tmp_path):
-  """A byte run's export: transformers' AutoTokenizer on the written files encodes, frames and decodes every text
-  as data.vocab=byte does (non-ASCII included), and config.json gets the roles' ids."""
+@pytest.fixture(scope="module")
+def spm_vocab(texts, tmp_path_factory):
+  """A SentencePiece model as the default job trains one (data.vocab=spm), small."""
+  from data.vocab import SentencePieceVocabulary, train_sentencepiece
+  return SentencePieceVocabulary(train_sentencepiece(texts, 400, str(tmp_path_factory.mktemp("spm") / "spm")))
+
+
+@pytest.mark.parametrize("kind", ["byte", "spm"])
+@pytest.mark.parametrize("framing", [hf_tokenizer.MLM_FRAMING, hf_tokenizer.CAUSAL_FRAMING])
+def test_exported_tokenizer_reads_text_as_the_vocabulary_does(texts, spm_vocab, tmp_path, kind, framing):
+  """A byte or SentencePiece run's export: transformers' AutoTokenizer on the written files encodes, frames (as the
+  family does) and decodes every text as our vocabulary does (non-ASCII, whitespace runs), and config.json gets the
+  roles' ids. (The one exception, as for every transformers tokenizer: a literal special token's text, "<s>",
+  "[MASK]", is read as that token.)"""
   from data.vocab import ByteVocabulary
+  ours = ByteVocabulary() if kind == "byte" else spm_vocab
   (tmp_path / "config.json").write_text("{}")
-  assert "wrote tokenizer files" in hf_tokenizer.export_tokenizer("byte", [tmp_path], model_max_length=128)
-  ref, ours = transformers.AutoTokenizer.from_pretrained(tmp_path), ByteVocabulary()
+  assert "wrote tokenizer files" in hf_tokenizer.export_tokenizer(ours, kind, [tmp_path], model_max_length=128,
+                                                                  framing=framing)
+  ref = transformers.AutoTokenizer.from_pretrained(tmp_path)
   assert (ref.pad_token_id, ref.cls_token_id, ref.sep_token_id, ref.mask_token_id) == (0, 1, 2, 3)
-  for t in texts[:50] + ["naïve café — 日本語 🙂\t\r\n  x", " leading and trailing  "]:
-    assert ref(t, add_special_tokens=False)["input_ids"] == ours.encode(t)
-    assert ref(t)["input_ids"] == [1] + ours.encode(t) + [2]
-    assert ref.decode(ours.encode(t)) == t
+  frame = {"cls": [1], "sep": [2]}
+  for t in texts[:300] + ["naïve café — 日本語 🙂\t\r\n  x", " leading and trailing  ", " " * 20 + "x", "<0x0A> <x>"]:
+    ids = ours.encode(t)
+    assert ref(t, add_special_tokens=False)["input_ids"] == ids
+    assert ref(t)["input_ids"] == [i for r in framing for i in (ids if r == "$A" else frame[r])]
+    assert ref.decode(ids) == ours.decode(ids) == t
+  prompt = "import [MASK]\nprint([MASK].getcwd())"
+  assert ref(prompt, add_special_tokens=False)["input_ids"] == ours.encode_with_masks(prompt)
   assert json.loads((tmp_path / "config.json").read_text()) == {"pad_token_id": 0, "bos_token_id": 1,
                                                                 "eos_token_id": 2}
 
@@ -348,29 +365,55 @@ def _config(family, tok_dir):
   return c
 
 
-@pytest.mark.parametrize("family", ["modernbert", "electra", "gpt2"])
-def test_exported_checkpoint_gives_our_predictions_in_a_transformers_pipeline(family, wordpiece_dir, bpe_dir,
+def _trained(family, kind, root):
+  """A run of the default config's family (tiny) trained with data.vocab=`kind` ("byte", or "spm" as the default
+  job's vocabulary, small): (config, workdir). 30 steps make the top candidates distinct enough to compare."""
+  from tests.helpers import tiny_causal_config
+  c = tiny_causal_config() if family == "gpt2" else tiny_config()
+  c.unlock()
+  c.data.vocab, c.train.num_steps, c.train.checkpoint_every = kind, 30, 30
+  if kind == "spm":   # trained on one standard-library package (seconds), not the whole library (a minute)
+    import email
+    c.data.corpus, c.data.vocab_size, c.model.vocab_size = os.path.dirname(email.__file__), 600, 600
+  c.decode.prompts = GEN_PROMPTS if family == "gpt2" else FILL_PROMPTS
+  if family == "gpt2":
+    c.decode.temperature, c.decode.max_new_tokens = 0.0, 12
+  c.lock()
+  from train.loop import train
+  train(c, str(root))
+  return c, str(root)
+
+
+@pytest.mark.parametrize("family, kind", [("modernbert", "hf"), ("electra", "hf"), ("gpt2", "hf"),
+                                          ("modernbert", "spm"), ("gpt2", "spm"), ("gpt2", "byte")])
+def test_exported_checkpoint_gives_our_predictions_in_a_transformers_pipeline(family, kind, wordpiece_dir, bpe_dir,
                                                                               tmp_path):
-  """HF model + tokenizer -> import -> our fill-mask / greedy generation -> export (weights, tokenizer files, ids)
-  -> `transformers.pipeline` on the exported directory: the same candidates with the same probabilities (fill-mask)
-  and the same tokens (text generation)."""
+  """An imported HF model (kind "hf": a WordPiece or GPT-2 BPE tokenizer) or a run trained with the default job's
+  SentencePiece vocabulary or bytes -> our fill-mask / greedy generation -> export (weights, tokenizer files, ids)
+  -> `transformers.pipeline` on the exported directory, given the prompts as a user types them: the same
+  candidates with the same probabilities (fill-mask) and the same tokens (text generation). The byte masked LM is
+  tests/test_modernbert_hf.py's."""
   from decode.fill_mask import mask_candidates
   from decode.generate import generate_token_ids
   from train.loop import export_hf, import_hf, load_trained
-  tok_dir = bpe_dir if family == "gpt2" else wordpiece_dir
-  src = {"modernbert": _hf_modernbert, "electra": _hf_electra, "gpt2": _hf_gpt2}[family](tok_dir, tmp_path / "hf")
-  config = _config(family, tok_dir)
-  imported, out = str(tmp_path / "imported"), str(tmp_path / "exported")
-  import_hf(config, src, imported)
-  exp, _, params = load_trained(config, imported)
+  out = str(tmp_path / "exported")
+  if kind == "hf":
+    tok_dir = bpe_dir if family == "gpt2" else wordpiece_dir
+    src = {"modernbert": _hf_modernbert, "electra": _hf_electra, "gpt2": _hf_gpt2}[family](tok_dir, tmp_path / "hf")
+    config = _config(family, tok_dir)
+    workdir = str(tmp_path / "imported")
+    import_hf(config, src, workdir)
+  else:
+    config, workdir = _trained(family, kind, tmp_path / "run")
+  exp, _, params = load_trained(config, workdir)
   vocab, fam = exp.vocab, exp.family
-  assert "wrote tokenizer files" in export_hf(imported, out, config)
+  assert "wrote tokenizer files" in export_hf(workdir, out, config)
   if family == "gpt2":
     ours = generate_token_ids(fam.module, params, vocab, list(GEN_PROMPTS), max_new_tokens=12)
     pipe = transformers.pipeline("text-generation", model=out, device="cpu")
     for prompt, row in zip(GEN_PROMPTS, ours):
-      # Our rows start with BOS (the model was trained on BOS-framed documents): give the pipeline the same text.
-      ref = pipe(vocab.token_text(vocab.cls_id) + prompt, do_sample=False, max_new_tokens=12, return_tensors=True)
+      # The prompt as a user types it: the exported post-processor adds the BOS our rows start with.
+      ref = pipe(prompt, do_sample=False, max_new_tokens=12, return_tensors=True)
       assert len(row) > len(vocab.encode(prompt)) + 1
       assert row == list(ref[0]["generated_token_ids"])
     texts = fam.decode(params, list(GEN_PROMPTS))

@@ -508,7 +508,9 @@ def export_hf(workdir: str, hf_dir: str, config: Any = None) -> str:
   model_dirs = [d for d in [hf_dir] + sorted(os.path.join(hf_dir, n) for n in os.listdir(hf_dir))
                 if os.path.isfile(os.path.join(d, "config.json"))]   # a family may write several model directories
   from data.hf_tokenizer import export_tokenizer
-  note = export_tokenizer(config.data.vocab, model_dirs, model_max_length=config.data.seq_len)
+  from data.sources import vocab_from_config
+  note = export_tokenizer(vocab_from_config(config.data), config.data.vocab, model_dirs,
+                          model_max_length=config.data.seq_len, framing=reg.hf.framing)
   return f"exported {workdir} step {step} to {hf_dir}; {note}"
 
 

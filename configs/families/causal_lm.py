@@ -130,7 +130,7 @@ def _analyses(config, vocab, hp, module, data):
 
 
 @register("causal_lm", {**model_keys(CausalLmConfig, exclude=("num_special",)), **MODEL_CHOICES, **DECODE_KEYS,
-                        **EVAL_KEYS}, hf=HfInterop(_load, _save),
+                        **EVAL_KEYS}, hf=HfInterop(_load, _save, framing=("cls", "$A")),
           smoke="configs/causal_lm.py:tiny")
 def causal_lm(config, vocab) -> Family:
   from decode.sampling import SamplerConfig

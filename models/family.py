@@ -126,13 +126,14 @@ class DataSource(Protocol):
 class HfInterop:
   """Hugging Face conversion hooks of a family (registered with it; no vocabulary or Family needed).
 
-  load(paths) -> (params, compat): weights of one or more Hugging Face directories, in this family's layout, and
-  the `compat` values of the model they describe; save(model_cfg, compat, params, path): writes a directory that
+  load(paths) -> (params, compat, hparams): weights of one or more Hugging Face directories, in this family's
+  layout, the `compat` values of the model they describe, and its hyperparameter dataclass (read from their
+  config.json; its fields are the family's `model.*` keys); save(model_cfg, compat, params, path): writes a directory that
   `transformers` loads, from the `model` section of a run's stored config and its checkpoint's compat values.
   framing: how the family frames one text ("cls", "$A", "sep" in order), which the exported tokenizer's
   post-processor repeats so a pipeline's input is the rows the model saw.
   """
-  load: Callable[[Sequence[str]], tuple[Any, dict]] | None = None
+  load: Callable[[Sequence[str]], tuple[Any, dict, Any]] | None = None
   save: Callable[[Any, Mapping[str, Any], Any, str], None] | None = None
   framing: tuple[str, ...] = ("cls", "$A", "sep")
 

@@ -20,6 +20,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 # Keys of the `model` section every family reads (the embedding size is derived from the vocabulary with them).
 SHARED_MODEL_KEYS = ("name", "vocab_size", "vocab_multiple")
+# How a model computes or trains, not what it is: an import or a fine-tune keeps the command line's values.
+RUNTIME_MODEL_KEYS = ("name", "vocab_multiple", "dtype", "attention_impl", "remat", "dropout_rate",
+                      "initializer_range")
 
 
 def check_positive(hparams: Any, *names: str) -> None:

@@ -91,10 +91,12 @@ def test_weights_only_init_across_families_loads_shared_parameters(mlm_dir):
   with jax.set_mesh(exp.mesh):
     src = ckpt_lib.Checkpointer(os.path.join(mlm_dir, "checkpoints"), read_only=True)
     fresh = exp.init_state().params
-    params, summary = src.restore_matching_params(src.latest_step(), exp.abstract_state.params, fresh)
+    params, report = src.restore_matching_params(src.latest_step(), exp.abstract_state.params, fresh)
     mlm_params = src.restore_params(src.latest_step(), {"model": exp.abstract_state.params["model"]})
     src.close()
-  assert summary == "16 of 18"     # encoder and MLM head (dense, norm) loaded; the classifier (kernel, bias) fresh
+  # encoder and MLM head (dense, norm) loaded; the classifier (kernel, bias) fresh
+  assert (len(report["loaded"]), sorted(report["fresh"])) == (16, ["classifier/bias", "classifier/kernel"])
+  assert 0 < report["fresh_fraction"] < 0.1 and report["mismatched"] == []
   np.testing.assert_array_equal(np.asarray(params["classifier"]["kernel"]), np.asarray(fresh["classifier"]["kernel"]))
   for a, b in zip(jax.tree.leaves(params["model"]), jax.tree.leaves(mlm_params["model"])):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -185,3 +185,36 @@ def test_convert_command_round_trips_through_a_training_run(tmp_path):
   np.testing.assert_allclose(_ours(model, params, ids, mask)[real], _hf_logits(back, ids, mask)[real], atol=1e-4)
   # Training moved the weights away from the imported ones, and the export carries the trained ones.
   assert np.abs(_hf_logits(back, ids, mask)[real] - _hf_logits(hf, ids, mask)[real]).max() > 1e-4
+
+
+def test_an_import_configures_itself_decodes_and_refuses_a_partial_load(tmp_path, capsys):
+  """`--mode=import_hf` with the tiny config and no model.* flag: the import's model is read from config.json (a
+  non-default shape: 24 wide, 4 heads, a window of 4 on every layer, tanh GELU), `--mode=decode` on the import fills
+  the mask with Hugging Face's own top byte, a fine-tune from it adopts the shape, and one with another width is
+  refused in one line unless checkpoint.allow_partial."""
+  from data.vocab import ByteVocabulary
+  from tests.helpers import tiny_config
+  from train.errors import ConfigError
+  from train.loop import import_hf, run
+  kwargs, _ = CONFIGS[2]
+  hf = _hf(kwargs, 2, vocab_size=320)
+  src, imported = str(tmp_path / "hf"), str(tmp_path / "imported")
+  hf.save_pretrained(src)
+  message = import_hf(tiny_config(), [src], imported)
+  assert "model.hidden_size=24" in message and "model.hidden_activation='gelu_pytorch_tanh'" in message
+  [text] = run(tiny_config(), imported, "decode", text="import [MASK]")
+  vocab = ByteVocabulary()
+  ids = [vocab.cls_id, *vocab.encode("import "), vocab.mask_id, vocab.sep_id]
+  logits = _hf_logits(hf, np.array([ids]), np.ones((1, len(ids)), np.int64))[0, ids.index(vocab.mask_id)]
+  top = vocab.first_normal_id + int(np.argmax(logits[vocab.first_normal_id:vocab.size]))
+  assert text.split("\n  [MASK] 1: ")[1].startswith(f"{vocab.decode([top])!r} ")
+  fine_tune = {"checkpoint.init_from": imported, "train.num_steps": 1, "train.eval_every": 0}
+  capsys.readouterr()
+  run(tiny_config(**fine_tune), str(tmp_path / "adopted"), overrides={})
+  [adopted] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("checkpoint.init_from=")]
+  assert "model.hidden_size=24" in adopted and "model.local_attention=4" in adopted
+  with pytest.raises(ConfigError, match=r"would leave 9\d% of the weights fresh .*; match its model\.\* keys"):
+    run(tiny_config(**fine_tune, **{"model.hidden_size": 32}), str(tmp_path / "partial"),
+        overrides={"model.hidden_size": 32})
+  run(tiny_config(**fine_tune, **{"model.hidden_size": 32, "checkpoint.allow_partial": True}),
+      str(tmp_path / "allowed"), overrides={"model.hidden_size": 32})

@@ -17,6 +17,7 @@ from typing import Any
 
 import flax
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint._src import asyncio_utils
 from orbax.checkpoint._src.metadata import array_metadata_store  # orbax 0.12.8: the default handler's store,
@@ -235,9 +236,11 @@ class Checkpointer:
                         saved.item_metadata.tree["params"],
                         is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
 
-  def restore_matching_params(self, step: int, abstract_params: Any, fresh_params: Any) -> tuple[Any, str]:
+  def restore_matching_params(self, step: int, abstract_params: Any, fresh_params: Any) -> tuple[Any, dict]:
     """Weights-only initialisation across model families (e.g. masked LM -> classifier): the parameters whose
-    path and shape exist in the checkpoint are loaded, the others keep `fresh_params`. Returns (params, summary)."""
+    path and shape exist in the checkpoint are loaded, the others keep `fresh_params`. Returns (params, report):
+    report["loaded"] / ["fresh"] list the paths ("a/b/kernel"), ["fresh_fraction"] is the share of this model's
+    weights (by element) left fresh, ["mismatched"] the fresh paths the checkpoint has with another shape."""
     saved = ocp.PyTreeCheckpointer().metadata(os.path.join(self.directory, str(step), "state"))
     saved_tree = saved.item_metadata.tree["params"]
     flat_abs = flax.traverse_util.flatten_dict(abstract_params)
@@ -248,7 +251,13 @@ class Checkpointer:
     loaded = flax.traverse_util.flatten_dict(self.restore_params(step, flax.traverse_util.unflatten_dict(match)))
     flat = flax.traverse_util.flatten_dict(fresh_params)
     flat.update(loaded)
-    return flax.traverse_util.unflatten_dict(flat), f"{len(match)} of {len(flat_abs)}"
+    size = lambda v: int(np.prod(v.shape))
+    fresh = [k for k in flat_abs if k not in match]
+    report = {"loaded": ["/".join(k) for k in match], "fresh": ["/".join(k) for k in fresh],
+              "fresh_fraction": sum(size(flat_abs[k]) for k in fresh) / max(sum(map(size, flat_abs.values())), 1),
+              "mismatched": [f"{'/'.join(k)} {list(flat_saved[k].shape)} -> {list(flat_abs[k].shape)}"
+                             for k in fresh if k in flat_saved]}
+    return flax.traverse_util.unflatten_dict(flat), report
 
   def set_aside(self, step: int) -> str:
     """Renames an unreadable step directory to `<step>.unreadable` (kept for inspection; orbax ignores it), so the

@@ -22,6 +22,7 @@ from data.pipeline import PACKINGS, shard_plan, to_global
 from data.sources import vocab_from_config
 from data.vocab import Vocabulary
 from models.family import Family, check_batch
+from models.hparams import RUNTIME_MODEL_KEYS
 from train import checkpoint as ckpt_lib
 from train import stored_config
 from train.errors import ConfigError
@@ -311,6 +312,22 @@ def _check_restored(state: TrainState, abstract: TrainState) -> None:
     raise ValueError("restored values are not finite")
 
 
+PARTIAL_LOAD_LIMIT = 0.1   # a fine-tune's new head is a few percent of the model; more is usually a wrong shape
+
+
+def _check_partial(report: dict, checkpoint_cfg: Any) -> None:
+  """One line when checkpoint.init_from would leave more than PARTIAL_LOAD_LIMIT of the weights fresh (a model
+  shape that differs from the checkpoint's), unless checkpoint.allow_partial."""
+  if report["fresh_fraction"] <= PARTIAL_LOAD_LIMIT or checkpoint_cfg.get("allow_partial", False):
+    return
+  shown = report["mismatched"][:3] or report["fresh"][:3]
+  raise ConfigError(f"checkpoint.init_from={checkpoint_cfg.init_from!r} would leave {report['fresh_fraction']:.0%} of "
+                    f"the weights fresh ({len(report['fresh'])} of {len(report['fresh']) + len(report['loaded'])}: "
+                    f"{'; '.join(shown)}{', ...' if len(report['fresh']) > len(shown) else ''}); match its model.* "
+                    "keys (leave them unset: they are read from its stored config), or pass "
+                    "--config.checkpoint.allow_partial=True to train the rest from scratch")
+
+
 def _initial_state(exp: Experiment, ckpt: ckpt_lib.Checkpointer, data_iter, reporter_note) -> tuple[TrainState, Any]:
   """The latest readable checkpoint (an unreadable one, e.g. truncated or corrupted on disk, is set aside with a
   one-line warning and the previous committed step is used; none readable left: one-line error), else
@@ -336,10 +353,17 @@ def _initial_state(exp: Experiment, ckpt: ckpt_lib.Checkpointer, data_iter, repo
     if src_step is None:
       raise ConfigError(f"checkpoint.init_from={exp.config.checkpoint.init_from!r} holds no checkpoint")
     ckpt_lib.check_compatible(src.meta(src_step), exp.family.compat, f"{src.directory}/{src_step}")
-    params, loaded = src.restore_matching_params(src_step, exp.abstract_state.params, state.params)
+    try:
+      params, report = src.restore_matching_params(src_step, exp.abstract_state.params, state.params)
+    finally:
+      src.close()
+    _check_partial(report, exp.config.checkpoint)
     state = state.replace(params=params)
-    reporter_note(f"initialised {loaded} weights from {src.directory} step {src_step} (the rest: fresh)")
-    src.close()
+    reporter_note(f"initialised {len(report['loaded'])} of {len(report['loaded']) + len(report['fresh'])} weights "
+                  f"from {src.directory} step {src_step}"
+                  + (f"; fresh ({report['fresh_fraction']:.1%} of the parameters): {', '.join(report['fresh'][:6])}"
+                     + (f" and {len(report['fresh']) - 6} more" if len(report["fresh"]) > 6 else "")
+                     if report["fresh"] else ""))
   return state, data_iter
 
 
@@ -466,17 +490,40 @@ def load_trained(config: Any, workdir: str) -> tuple[Experiment, int, Any]:
 
 
 def import_hf(config: Any, hf_dirs: list[str], workdir: str) -> str:
-  """Hugging Face directories -> WORKDIR/checkpoints/0 (weights only), for --config.checkpoint.init_from=WORKDIR.
-  The family is `config.model.name`'s; its registered HfInterop converts (no vocabulary is built)."""
+  """Hugging Face directories -> WORKDIR/checkpoints/0 and WORKDIR/config.json: the weights, and the command
+  line's config with the family's `model.*` read from the checkpoint's config.json (every field of its
+  hyperparameters, vocab_size included, except RUNTIME_MODEL_KEYS: dtype, attention kernel, remat, dropout) and, where the directory has a tokenizer.json, data.vocab=hf:<dir>. The
+  workdir then serves --mode=decode / eval / export_hf and --config.checkpoint.init_from as a trained run's does
+  (it cannot be trained on in place). The family is `config.model.name`'s; its registered HfInterop converts."""
   reg = families.registration(config.model.name)
   if reg.hf is None or reg.hf.load is None:
     raise ConfigError(f"model.name={reg.name!r} has no Hugging Face import")
-  params, compat = reg.hf.load(hf_dirs)
+  params, compat, hp = reg.hf.load(hf_dirs)
+  derived = {f"model.{f.name}": getattr(hp, f.name) for f in dataclasses.fields(hp)
+             if f.name in config.model and f.name not in RUNTIME_MODEL_KEYS}
+  tokenizer = os.path.join(hf_dirs[0], "tokenizer.json")
+  if os.path.isfile(tokenizer):
+    derived["data.vocab"] = f"hf:{os.path.abspath(hf_dirs[0])}"
+  stored = stored_config.apply_overrides(ml_collections.ConfigDict(config.to_dict()), derived)
+  try:
+    families.check_config(stored)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
   ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
   ckpt.save(0, {"params": params}, None, {**compat, "source": [os.path.abspath(d) for d in hf_dirs],
-                                          "family": reg.name})
+                                          "family": reg.name, "config": stored_config.to_jsonable(stored)})
   ckpt.close()
-  return f"imported {', '.join(hf_dirs)} into {workdir}/checkpoints/0 (use --config.checkpoint.init_from={workdir})"
+  stored_config.write_if_fresh(stored, workdir, has_checkpoint=False)
+  changed = [f"{k}={v!r}" for k, v in derived.items() if _get(config, k) != v]
+  return (f"imported {', '.join(hf_dirs)} into {workdir} ({'; '.join(changed) or 'the config matched'}); use "
+          f"--workdir={workdir} with --mode=decode|eval|export_hf, or --config.checkpoint.init_from={workdir}")
+
+
+def _get(config: Any, key: str) -> Any:
+  node = config
+  for part in key.split("."):
+    node = node[part]
+  return node
 
 
 def export_hf(workdir: str, hf_dir: str, config: Any = None) -> str:
@@ -490,7 +537,7 @@ def export_hf(workdir: str, hf_dir: str, config: Any = None) -> str:
     ckpt.close()
     raise ConfigError(f"--workdir={workdir} holds no checkpoint; train or import first")
   meta = ckpt.meta(step)
-  if _imported(meta):
+  if "config" not in meta and _imported(meta):   # an import written before imports stored their config
     if config is None:
       ckpt.close()
       raise ConfigError(f"--workdir={workdir} is a Hugging Face import: pass the --config that describes it")
@@ -534,6 +581,36 @@ def _resume_stored(workdir: str, overrides: dict[str, Any]) -> Any:
   return config
 
 
+def _adopt_init_from(config: Any, overrides: dict[str, Any]) -> Any:
+  """With checkpoint.init_from, the model is the one it starts from: the source run's stored `model.*` (a Hugging
+  Face import's: read from its config.json) replace the config's where the command line does not set them
+  (RUNTIME_MODEL_KEYS and keys this family does not read excepted), and its data.vocab where that names a
+  tokenizer file (hf:..., *.model), not a vocabulary trained on the corpus. Said in one line."""
+  src = config.checkpoint.init_from
+  if not src or not os.path.isdir(os.path.join(src, "checkpoints")):
+    return config
+  try:
+    stored = stored_run_config(src)
+  except ConfigError:   # an import written before imports stored their config
+    return config
+  adopted = {f"model.{k}": v for k, v in stored.get("model", {}).items()
+             if k in config.model and k not in RUNTIME_MODEL_KEYS and f"model.{k}" not in overrides}
+  vocab = stored.get("data", {}).get("vocab", "")
+  if (vocab.startswith("hf:") or vocab.endswith(".model")) and "data.vocab" not in overrides:
+    adopted["data.vocab"] = vocab
+  changed = {k: v for k, v in adopted.items()
+             if _get(config, k) != (tuple(v) if isinstance(v, list) else v)}
+  if not changed:
+    return config
+  config = stored_config.apply_overrides(ml_collections.ConfigDict(config.to_dict()),
+                                         {k: tuple(v) if isinstance(v, list) else v for k, v in changed.items()})
+  config.lock()
+  if jax.process_index() == 0:
+    print(f"checkpoint.init_from={src}: its {', '.join(f'{k}={v!r}' for k, v in changed.items())} (set them on the "
+          "command line to differ)", flush=True)
+  return config
+
+
 def run(config: Any, workdir: str, mode: str = "train", text: str = "",
         overrides: dict[str, Any] | None = None, config_given: bool = True) -> Any:
   """Entry point used by launch.py. `train` uses `config` (and writes it to a fresh workdir), or, when the command
@@ -543,7 +620,7 @@ def run(config: Any, workdir: str, mode: str = "train", text: str = "",
   if mode == "train":
     if not config_given and (os.path.isdir(workdir) or "://" in workdir):
       config = _resume_stored(workdir, overrides or {}) or config
-    return train(config, workdir)
+    return train(_adopt_init_from(config, overrides or {}), workdir)
   if mode not in ("eval", "decode"):
     raise ConfigError(f"--mode={mode!r}: use train, eval or decode")
   config = stored_config.eval_config(stored_run_config(workdir), overrides or {}, mode)

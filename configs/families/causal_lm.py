@@ -20,7 +20,7 @@ MODEL_CHOICES = {"model.embedding": EMBEDDINGS, "model.lex_embed_std": LEX_EMBED
 def _load(paths):
   from models.hf import load_gpt2
   model, params = load_gpt2(paths[0])
-  return params, {"model_vocab_size": model.cfg.vocab_size}
+  return params, {"model_vocab_size": model.cfg.vocab_size}, model.cfg
 
 
 def _save(model_cfg, compat, params, path):

@@ -34,7 +34,7 @@ def _load(paths):
   generator pair, as one joint model."""
   from models.hf import load_electra, load_electra_pretraining
   model, params = load_electra_pretraining(*paths) if len(paths) == 2 else load_electra(paths[0])
-  return params, {"model_vocab_size": model.cfg.vocab_size}
+  return params, {"model_vocab_size": model.cfg.vocab_size}, model.cfg
 
 
 def _save(model_cfg, compat, params, path):

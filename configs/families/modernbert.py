@@ -12,7 +12,7 @@ from models.modernbert import (MaskedLmObjective, ModernBertConfig, ModernBertFo
 def _load(paths):
   from models.hf import load_modernbert
   model, params = load_modernbert(paths[0])
-  return params, {"model_vocab_size": model.cfg.vocab_size}
+  return params, {"model_vocab_size": model.cfg.vocab_size}, model.cfg
 
 
 def _save(model_cfg, compat, params, path):

@@ -6,7 +6,8 @@
   python launch.py --workdir=/tmp/run --mode=eval --follow     # evaluate each new checkpoint of a running trainer
   python launch.py --workdir=/tmp/run --mode=export_hf --hf_dir=/tmp/hf    # a directory transformers loads
   python launch.py --config=configs/modernbert_mlm.py --mode=import_hf --hf_dir=PATH --workdir=/tmp/imported
-      # then --config.checkpoint.init_from=/tmp/imported (ELECTRA: --hf_dir=DISCRIMINATOR,GENERATOR for the pair)
+      # model.* and the tokenizer read from PATH; then --workdir=/tmp/imported --mode=decode|eval, or
+      # --config.checkpoint.init_from=/tmp/imported (ELECTRA: --hf_dir=DISCRIMINATOR,GENERATOR for the pair)
   python launch.py --config=configs/modernbert_mlm.py:base --mode=compile_only --num_cpu_devices=8 \
       [--device_memory_gib=16]    # per-device memory and FLOPs of the compiled steps, nothing run (train/aot.py)
   python launch.py --config=configs/modernbert_mlm.py:base --mode=compile_only --compile_topology=v5p-16 \

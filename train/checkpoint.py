@@ -143,8 +143,8 @@ class DataPositionRestore(ocp.args.CheckpointArgs):
 
 @contextlib.contextmanager
 def _quiet_orbax():
-  """Orbax's absl WARNING lines while a read-only manager opens (they name no problem: eval and decode only
-  read); any other level and any other time are untouched."""
+  """Orbax's absl WARNING lines while a read-only manager opens or a step's metadata is read (they name no
+  problem: eval and decode only read); any other level and any other time are untouched."""
   logger = logging.getLogger("absl")
   previous = logger.level
   logger.setLevel(max(previous, logging.ERROR))
@@ -230,7 +230,8 @@ class Checkpointer:
 
   def saved_params_abstract(self, step: int) -> Any:
     """The saved `params` tree as ShapeDtypeStructs on this process's first device (from the metadata only)."""
-    saved = ocp.PyTreeCheckpointer().metadata(os.path.join(self.directory, str(step), "state"))
+    with _quiet_orbax():   # "Metadata file does not exist": a composite step keeps it one level up; no problem
+      saved = ocp.PyTreeCheckpointer().metadata(os.path.join(self.directory, str(step), "state"))
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     return jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=device),
                         saved.item_metadata.tree["params"],
@@ -241,7 +242,8 @@ class Checkpointer:
     path and shape exist in the checkpoint are loaded, the others keep `fresh_params`. Returns (params, report):
     report["loaded"] / ["fresh"] list the paths ("a/b/kernel"), ["fresh_fraction"] is the share of this model's
     weights (by element) left fresh, ["mismatched"] the fresh paths the checkpoint has with another shape."""
-    saved = ocp.PyTreeCheckpointer().metadata(os.path.join(self.directory, str(step), "state"))
+    with _quiet_orbax():   # "Metadata file does not exist": a composite step keeps it one level up; no problem
+      saved = ocp.PyTreeCheckpointer().metadata(os.path.join(self.directory, str(step), "state"))
     saved_tree = saved.item_metadata.tree["params"]
     flat_abs = flax.traverse_util.flatten_dict(abstract_params)
     flat_saved = flax.traverse_util.flatten_dict(saved_tree)

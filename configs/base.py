@@ -119,8 +119,8 @@ def prune_unread(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 def use_stdlib_packages_task(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Fine-tuning on the 8-class stdlib-package task (data/tasks.py) with the settings every family shares:
-  300 steps, AdamW 3e-4 with 30 warmup steps, cosine decay, evaluation on 16 batches. Set model.name first: the
-  keys the classifier family does not read are dropped."""
+  300 steps, AdamW 3e-4 with 30 warmup steps, cosine decay, evaluation on 16 batches, two paragraphs to classify
+  as decode.prompts. Set model.name first: the keys the classifier family does not read are dropped."""
   c.model.pooling = "mean"
   c.data.task = "stdlib_packages"
   c.data.num_classes = 8
@@ -133,4 +133,7 @@ def use_stdlib_packages_task(c: ml_collections.ConfigDict) -> ml_collections.Con
   c.optim.schedule = "cosine"
   c.optim.end_lr_frac = 0.1
   c.eval.num_batches = 16
+  # --mode=decode (and the closing samples): each paragraph's label probabilities, most probable first.
+  c.decode.prompts = ("async def main():\n    await asyncio.sleep(1)",
+                      "msg = EmailMessage()\nmsg['Subject'] = 'Hello'")
   return prune_unread(c)

@@ -128,8 +128,8 @@ class HfInterop:
 
   load(paths) -> (params, compat, hparams): weights of one or more Hugging Face directories, in this family's
   layout, the `compat` values of the model they describe, and its hyperparameter dataclass (read from their
-  config.json; its fields are the family's `model.*` keys); save(model_cfg, compat, params, path): writes a directory that
-  `transformers` loads, from the `model` section of a run's stored config and its checkpoint's compat values.
+  config.json; its fields are the family's `model.*` keys); save(config, compat, params, path): writes a directory that
+  `transformers` loads, from a run's stored config and its checkpoint's compat values.
   framing: how the family frames one text ("cls", "$A", "sep" in order), which the exported tokenizer's
   post-processor repeats so a pipeline's input is the rows the model saw.
   """

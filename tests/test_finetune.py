@@ -76,6 +76,27 @@ def test_classifier_initialised_from_a_masked_lm_run_trains(mlm_dir, tmp_path):
   prior = np.bincount([label for _, label in task.validation], minlength=4) / len(task.validation)
   best_constant = float(-(prior * np.log(prior)).sum())   # the loss of predicting the class prior
   assert metrics["loss"] < 0.9 * best_constant, (metrics, best_constant)
+  _check_inference_and_export(ft, str(tmp_path / "ft"), task.class_names, tmp_path / "exported")
+
+
+def _check_inference_and_export(config, workdir, names, out):
+  """The classifier's inference mode (`--mode=decode --text=...`: label probabilities by name) and its export,
+  which `pipeline("text-classification")` loads and scores exactly as we do, given the texts as typed."""
+  from decode.classify import label_probabilities
+  from train.loop import export_hf, load_trained, run
+  texts = ["import email.utils", "async def f():", "x = [1, 2]"]
+  exp, _, params = load_trained(config, workdir)
+  ours = label_probabilities(exp.family.module.apply, params, exp.vocab, texts, config.data.seq_len)
+  shown = run(config, workdir, "decode", text=texts[0])[0]
+  top = np.argsort(-ours[0])[:5]
+  assert shown == "  " + " | ".join(f"{names[i]} {ours[0][i]:.3f}" for i in top)
+  assert "wrote tokenizer files" in export_hf(workdir, str(out))
+  pipe = transformers.pipeline("text-classification", model=str(out), device="cpu", top_k=None)
+  for text, probs in zip(texts, ours):
+    ref = {r["label"]: r["score"] for r in pipe([text])[0]}
+    assert sorted(ref) == sorted(names)
+    np.testing.assert_allclose([ref[n] for n in names], probs, rtol=1e-4, atol=1e-6)
+  assert len({int(np.argmax(p)) for p in ours}) > 1 or np.ptp(ours) > 1e-3   # the texts are told apart
 
 
 def test_weights_only_init_across_families_loads_shared_parameters(mlm_dir):

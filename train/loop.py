@@ -551,7 +551,7 @@ def export_hf(workdir: str, hf_dir: str, config: Any = None) -> str:
   params = jax.device_get(ckpt.restore_params(step, ckpt.saved_params_abstract(step)))
   ckpt.close()
   compat = {k: v for k, v in meta.items() if k not in ("config", "process_count", "source", "family")}
-  reg.hf.save(config.model, compat, params, hf_dir)
+  reg.hf.save(config, compat, params, hf_dir)
   model_dirs = [d for d in [hf_dir] + sorted(os.path.join(hf_dir, n) for n in os.listdir(hf_dir))
                 if os.path.isfile(os.path.join(d, "config.json"))]   # a family may write several model directories
   from data.hf_tokenizer import export_tokenizer

@@ -23,9 +23,9 @@ def _load(paths):
   return params, {"model_vocab_size": model.cfg.vocab_size}, model.cfg
 
 
-def _save(model_cfg, compat, params, path):
+def _save(config, compat, params, path):
   from models.hf import save_gpt2
-  hp = CausalLmConfig.from_config(model_cfg, compat["model_vocab_size"])
+  hp = CausalLmConfig.from_config(config.model, compat["model_vocab_size"])
   if hp.embedding != "learned":
     raise ValueError(f"model.embedding={hp.embedding!r} has no Hugging Face counterpart (GPT-2 has a learned "
                      "token table); only model.embedding='learned' runs export")

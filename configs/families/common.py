@@ -22,6 +22,18 @@ def labelled_task(config: Any, vocab: Vocabulary) -> LabelledTask:
   return LabelledTask(task, vocab, d.seq_len, d.num_shards)
 
 
+def classify_decoder(apply_fn, config: Any, vocab: Vocabulary, top_k: int = 5):
+  """Each text's label probabilities (the top_k labels by name; decode/classify.py), e.g. for --text=PARAGRAPH."""
+  seq_len = config.data.seq_len
+  names = functools.cache(lambda: labelled_task(config, vocab).task().class_names)
+
+  def decode(params, texts, mesh=None):
+    from decode.classify import describe_labels, label_probabilities
+    probs = label_probabilities(apply_fn, params, vocab, list(texts), seq_len, mesh)
+    return [describe_labels(p, names(), top_k) for p in probs]
+  return decode
+
+
 def fill_mask_decoder(apply_fn, config: Any, vocab: Vocabulary, top_k: int = 5):
   """Fills each prompt's "[MASK]"s, most confident first, and lists under the filled text the `top_k` candidates of
   each mask with their probabilities from one pass over the prompt as given (what `pipeline("fill-mask")` shows;

@@ -2,7 +2,8 @@
 import dataclasses
 
 from configs.families import model_vocab_size, register
-from configs.families.common import CLASSIFICATION_KEYS, documents, fill_mask_decoder, labelled_task
+from configs.families.common import (CLASSIFICATION_KEYS, classify_decoder, documents, fill_mask_decoder,
+                                     labelled_task)
 from models.electra import (ElectraConfig, ElectraForMaskedLM, ElectraForSequenceClassification,
                             ElectraPretrainingModel, ReplacedTokenDetectionObjective, SlotMaskedLmObjective,
                             SlotMasking, max_predictions)
@@ -37,12 +38,12 @@ def _load(paths):
   return params, {"model_vocab_size": model.cfg.vocab_size}, model.cfg
 
 
-def _save(model_cfg, compat, params, path):
+def _save(config, compat, params, path):
   """HF_DIR/discriminator (ElectraForPreTraining) and HF_DIR/generator (ElectraForMaskedLM)."""
   import os
 
   from models.hf import save_electra_pretraining
-  module = ElectraPretrainingModel(ElectraConfig.from_config(model_cfg, compat["model_vocab_size"]))
+  module = ElectraPretrainingModel(ElectraConfig.from_config(config.model, compat["model_vocab_size"]))
   save_electra_pretraining(module, params, os.path.join(path, "discriminator"), os.path.join(path, "generator"))
 
 
@@ -82,7 +83,8 @@ def electra_mlm(config, vocab) -> Family:
                 compat={"model_vocab_size": hp.vocab_size})
 
 
-@register("electra_classifier", {**model_keys(ElectraConfig, "pooling", "electra_tower"), **CLASSIFICATION_KEYS},
+@register("electra_classifier", {**model_keys(ElectraConfig, "pooling", "electra_tower"), **CLASSIFICATION_KEYS,
+                                   "decode.prompts": None},
           smoke="configs/electra_finetune.py:tiny")
 def electra_classifier(config, vocab) -> Family:
   hp = _hparams(config, vocab)
@@ -92,4 +94,5 @@ def electra_classifier(config, vocab) -> Family:
   return Family("electra_classifier", module, SequenceClassificationObjective(), hp,
                 token_batch_spec(seq, labels=True), labelled_task(config, vocab),
                 lambda s: 3 * (2 * hp.encoder_matmul_params() + hp.attention_flops(s)) + 6 * d * d / s, seq,
+                decode=classify_decoder(module.apply, config, vocab), prompts=tuple(config.decode.prompts),
                 compat={"model_vocab_size": hp.vocab_size})

@@ -2,7 +2,8 @@
 import dataclasses
 
 from configs.families import model_vocab_size, register
-from configs.families.common import CLASSIFICATION_KEYS, documents, fill_mask_decoder, labelled_task
+from configs.families.common import (CLASSIFICATION_KEYS, classify_decoder, documents, fill_mask_decoder,
+                                     labelled_task)
 from models.family import Family, HfInterop, token_batch_spec
 from models.hparams import model_keys
 from models.modernbert import (MaskedLmObjective, ModernBertConfig, ModernBertForMaskedLM,
@@ -15,9 +16,17 @@ def _load(paths):
   return params, {"model_vocab_size": model.cfg.vocab_size}, model.cfg
 
 
-def _save(model_cfg, compat, params, path):
+def _save(config, compat, params, path):
   from models.hf import save_modernbert
-  save_modernbert(ModernBertConfig.from_config(model_cfg, compat["model_vocab_size"]), params, path)
+  save_modernbert(ModernBertConfig.from_config(config.model, compat["model_vocab_size"]), params, path)
+
+
+def _save_classifier(config, compat, params, path):
+  from data.sources import vocab_from_config
+  from models.hf import save_modernbert_classifier
+  names = labelled_task(config, vocab_from_config(config.data)).task().class_names
+  save_modernbert_classifier(ModernBertConfig.from_config(config.model, compat["model_vocab_size"]), params, path,
+                             names, config.model.pooling)
 
 
 @register("modernbert_mlm", {**model_keys(ModernBertConfig), "objective.mask_rate": None,
@@ -41,8 +50,9 @@ def modernbert_mlm(config, vocab) -> Family:
                 prompts=tuple(config.decode.prompts), compat={"model_vocab_size": hp.vocab_size})
 
 
-@register("modernbert_classifier", {**model_keys(ModernBertConfig, "pooling"), **CLASSIFICATION_KEYS},
-          smoke="configs/modernbert_finetune.py:tiny")
+@register("modernbert_classifier", {**model_keys(ModernBertConfig, "pooling"), **CLASSIFICATION_KEYS,
+                                    "decode.prompts": None},
+          hf=HfInterop(save=_save_classifier), smoke="configs/modernbert_finetune.py:tiny")
 def modernbert_classifier(config, vocab) -> Family:
   hp = ModernBertConfig.from_config(config.model, model_vocab_size(config, vocab))
   module = ModernBertForSequenceClassification(hp, num_labels=config.data.num_classes, pooling=config.model.pooling)
@@ -50,4 +60,5 @@ def modernbert_classifier(config, vocab) -> Family:
   return Family("modernbert_classifier", module, SequenceClassificationObjective(), hp,
                 token_batch_spec(seq, labels=True), labelled_task(config, vocab),
                 lambda s: hp.flops_per_token(s) - 6 * hp.hidden_size * hp.vocab_size, seq,   # no decoder
+                decode=classify_decoder(module.apply, config, vocab), prompts=tuple(config.decode.prompts),
                 compat={"model_vocab_size": hp.vocab_size})

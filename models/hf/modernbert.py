@@ -16,6 +16,7 @@ Configs in both spellings are accepted (4.x / hub: global_attn_every_n_layers, g
 """
 import json
 import os
+from typing import Sequence
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
@@ -153,3 +154,22 @@ def save_modernbert(model: ModernBertForMaskedLM | ModernBertConfig, params: dic
   save_file(state_dict_from_params(cfg, params), os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
   with open(os.path.join(path, "config.json"), "w") as f:
     json.dump(hf_config_dict(cfg, spelling), f, indent=2)
+
+
+def save_modernbert_classifier(cfg: ModernBertConfig, params: dict, path: str, labels: Sequence[str],
+                               pooling: str) -> None:
+  """A models.modernbert.ModernBertForSequenceClassification as a directory that
+  `transformers.ModernBertForSequenceClassification` (and `pipeline("text-classification")`) loads: the encoder and
+  prediction head as the masked LM's, `classifier.weight/bias`, the labels as id2label, `classifier_pooling`."""
+  os.makedirs(path, exist_ok=True)
+  state = state_dict_from_params(cfg, {**params, "decoder_bias": np.zeros(cfg.vocab_size, np.float32)})
+  del state["decoder.bias"]   # a sequence classifier has no decoder
+  state["classifier.weight"] = np.ascontiguousarray(np.asarray(params["classifier"]["kernel"], np.float32).T)
+  state["classifier.bias"] = np.ascontiguousarray(np.asarray(params["classifier"]["bias"], np.float32))
+  save_file(state, os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
+  config = hf_config_dict(cfg)
+  config.update(architectures=["ModernBertForSequenceClassification"], classifier_pooling=pooling,
+                num_labels=len(labels), id2label={str(i): n for i, n in enumerate(labels)},
+                label2id={n: i for i, n in enumerate(labels)}, problem_type="single_label_classification")
+  with open(os.path.join(path, "config.json"), "w") as f:
+    json.dump(config, f, indent=2)

@@ -85,3 +85,12 @@ def test_the_runtime_install_is_lean_and_the_test_install_has_every_extra():
     assert _includes(name) == {"requirements.txt"}, name
   assert _includes("requirements-test.txt") == set(extras) - {"requirements-gpu.txt"}
   assert "seqio" in _pins("requirements-seqio.txt") and "pytest" in _pins("requirements-test.txt")
+
+
+def test_the_repository_refers_to_no_file_outside_it():
+  # A clone holds only the repository: docstrings, documents and notebooks cite papers and repositories instead.
+  import subprocess
+  files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+  outside = [f for f in files if os.path.isfile(os.path.join(ROOT, f)) and not f.endswith((".npz", ".png"))
+             and "../shared" in open(os.path.join(ROOT, f), errors="replace").read()]
+  assert outside == []

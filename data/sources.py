@@ -122,6 +122,28 @@ class Documents:
   def eval_iterator(self, *, global_batch: int, seed: int):
     return self._iterator(corpus_from_config(self.data_cfg).validation, global_batch, seed)
 
+  def unigram_baseline(self, max_docs: int = 2000) -> dict[str, float]:
+    """What a token predictor without context scores on the validation split: `accuracy` of always answering the
+    training split's most frequent token, `loss` (nats) of the training split's unigram law (add-one smoothed);
+    special ids excluded. From the first `max_docs` documents of each split."""
+    corpus = corpus_from_config(self.data_cfg)
+    special = np.asarray(sorted(set(self.vocab.special_ids)))
+
+    def counts(docs) -> np.ndarray:
+      docs = [docs[i] for i in range(min(len(docs), max_docs))]
+      rows = self.vocab.encode_batch(docs) if docs and isinstance(docs[0], str) else docs   # text, or token ids
+      ids = np.concatenate([np.asarray(r, np.int64).ravel() for r in rows] + [np.zeros(0, np.int64)])
+      c = np.bincount(ids, minlength=self.vocab.size)[:self.vocab.size].astype(np.float64)
+      c[special[special < self.vocab.size]] = 0
+      return c
+    train, val = counts(corpus.train), counts(corpus.validation)
+    normal = np.ones(self.vocab.size)
+    normal[special[special < self.vocab.size]] = 0
+    p = (train + normal) / (train + normal).sum()   # add-one over the ids a prediction can be
+    seen = val > 0
+    return {"accuracy": float(val[np.argmax(train)] / val.sum()),
+            "loss": float(-(val[seen] * np.log(p[seen])).sum() / val.sum())}
+
 
 @dataclasses.dataclass(frozen=True)
 class LabelledTask:
@@ -145,6 +167,16 @@ class LabelledTask:
 
   def eval_iterator(self, *, global_batch: int, seed: int):
     return self._iterator("validation", global_batch, seed)
+
+  def majority_baseline(self) -> dict[str, float]:
+    """What a classifier without input scores on the validation split: `accuracy` of the training split's most
+    frequent label, `loss` of its label prior."""
+    task = self.task()
+    n = len(task.class_names)
+    train = np.bincount([y for _, y in task.train], minlength=n).astype(np.float64)
+    val = np.bincount([y for _, y in task.validation], minlength=n).astype(np.float64)
+    p = (train + 1) / (train + 1).sum()
+    return {"accuracy": float(val[np.argmax(train)] / val.sum()), "loss": float(-(val * np.log(p)).sum() / val.sum())}
 
 
 class SyntheticIterator:

@@ -179,6 +179,7 @@ class Family:
   compat: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   frozen: Callable[[tuple[str, ...]], bool] | None = None
   analyses: Callable[[Any], dict] | None = None
+  baseline: Callable[[], dict[str, float]] | None = None   # eval metric -> what predicting without context scores
 
   def __post_init__(self):
     if not isinstance(self.objective, Objective) or not isinstance(self.evaluation, Objective):

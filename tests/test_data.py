@@ -150,3 +150,25 @@ def test_first_fit_keeps_every_token_of_a_document_longer_than_64_rows():
   rows = list(packed_dataset([doc], vocab, seq_len=16, batch_size=1, seed=0, repeat=False, packing="first_fit"))
   tokens = np.concatenate([r["tokens"][r["segment_ids"] > 0] for r in rows])
   assert sorted(tokens.tolist()) == sorted([vocab.cls_id] + vocab.encode(doc) + [vocab.sep_id])
+
+
+def test_the_no_context_baseline_answers_the_training_mode_and_scores_it_on_validation(monkeypatch):
+  """Documents.unigram_baseline (printed beside the eval accuracy and loss): the training split's most frequent
+  token ('a') scored on a validation split whose own most frequent token differs ('b'), add-one smoothed unigram
+  loss, special ids never counted. Hand-computed."""
+  import math
+
+  from data import sources
+  from data.corpus import Corpus
+  from data.vocab import ByteVocabulary
+  corpus = Corpus(train=["aaab", "ab"], validation=["bbba"], fingerprint="x")
+  monkeypatch.setattr(sources, "corpus_from_config", lambda cfg: corpus)
+  docs = sources.Documents.__new__(sources.Documents)   # skip __post_init__'s corpus check
+  object.__setattr__(docs, "data_cfg", None)
+  object.__setattr__(docs, "vocab", ByteVocabulary())
+  got = docs.unigram_baseline()
+  size = ByteVocabulary().size - 4                  # normal ids: the 256 bytes (4 special ids never counted)
+  total = 6 + size                                  # train: 4 a + 2 b, plus one per normal id
+  p_a, p_b = 5 / total, 3 / total
+  assert got["accuracy"] == pytest.approx(1 / 4)    # 'a' is 1 of validation's 4 tokens
+  assert got["loss"] == pytest.approx(-(3 * math.log(p_b) + math.log(p_a)) / 4)

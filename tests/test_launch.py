@@ -20,6 +20,14 @@ def test_launch_trains_checkpoints_evaluates_and_decodes(tmp_path):
   assert [e["step"] for e in evals] == [2, 4]
   assert all(0.0 <= e["accuracy"] <= 1.0 and e["loss"] > 0 and e["num_targets"] > 0 for e in evals)
   assert [r["step"] for r in records if r["split"] == "train"] == [1, 2, 3, 4]
+  # The console's eval line puts the no-context baseline (Documents.unigram_baseline) beside accuracy and loss.
+  import re
+  from data.sources import Documents, vocab_from_config
+  from tests.helpers import tiny_config
+  line = [x for x in r.stdout.splitlines() if x.startswith("eval @ 4: ")][0]
+  base = Documents(tiny_config().data, vocab_from_config(tiny_config().data)).unigram_baseline()
+  assert re.match(rf"eval @ 4: accuracy \S+ \(without context {base['accuracy']:.4f}\) \| loss \S+ "
+                  rf"\(without context {base['loss']:.4f}\) \| num_targets", line), line
 
   # Eval mode restores the last checkpoint read-only and reproduces the training run's final evaluation.
   r = run_launch(wd, "--mode=eval")

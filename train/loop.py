@@ -400,7 +400,8 @@ def train(config: Any, workdir: str, *, stop_at_step: int | None = None) -> dict
                         flops_per_step=fam.flops_per_token(fam.tokens_per_example) * tokens_per_step,
                         peak_flops=peak_flops,
                         log_every=c.train.log_every, tracker=c.get("tracker", "tensorboard"),
-                        config=stored_config.to_jsonable(c))
+                        config=stored_config.to_jsonable(c),
+                        baseline=fam.baseline() if fam.baseline and jax.process_index() == 0 else None)
     for n in [param_overview(exp)] + notes:
       reporter.note(n)
     profiler = StepProfiler(workdir, c.profile.start_step, c.profile.num_steps)

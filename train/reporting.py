@@ -24,8 +24,9 @@ GUARDED = ("loss", "grad_norm", "update_norm", "param_norm")
 class Reporter:
   def __init__(self, workdir: str, *, total_steps: int, start_step: int, tokens_per_step: int,
                flops_per_step: float, peak_flops: float, log_every: int, tracker: str = "tensorboard",
-               config: Any = None):
+               config: Any = None, baseline: dict[str, float] | None = None):
     self.enabled = jax.process_index() == 0
+    self.baseline = baseline or {}   # shown beside the eval metrics it names (the family's no-context scores)
     self.total_steps, self.log_every = total_steps, max(log_every, 1)
     self.tokens_per_step, self.flops_per_step, self.peak_flops = tokens_per_step, flops_per_step, peak_flops
     self._t0, self._last_step, self._last_time = time.time(), start_step, None
@@ -86,7 +87,9 @@ class Reporter:
     for t in self._trackers:
       t.scalars("eval", metrics, step)
       t.flush()
-    msg = f"eval @ {step}: " + " | ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+    msg = f"eval @ {step}: " + " | ".join(
+        f"{k} {v:.4f}" + (f" (without context {self.baseline[k]:.4f})" if k in self.baseline else "")
+        for k, v in metrics.items())
     self._bar.write(msg)
     logging.info("%s", msg)
 

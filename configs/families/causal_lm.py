@@ -169,4 +169,5 @@ def causal_lm(config, vocab) -> Family:
   learned = hp.embedding == "learned"   # the random embeddings have no cached decoding (models/causal_lm/model.py)
   return Family("causal_lm", module, NextTokenObjective(embed_keys=not learned), hp, token_batch_spec(seq), data,
                 hp.flops_per_token, seq, decode=decode if learned else None, prompts=tuple(d.prompts),
-                compat={"model_vocab_size": hp.vocab_size}, analyses=_analyses(config, vocab, hp, module, data))
+                compat={"model_vocab_size": hp.vocab_size}, analyses=_analyses(config, vocab, hp, module, data),
+                baseline=getattr(data, "unigram_baseline", None))

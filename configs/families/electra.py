@@ -90,9 +90,9 @@ def electra_classifier(config, vocab) -> Family:
   hp = _hparams(config, vocab)
   module = ElectraForSequenceClassification(hp, num_labels=config.data.num_classes, pooling=config.model.pooling,
                                             tower=config.model.electra_tower)
-  d, seq = hp.hidden_size, config.data.seq_len
+  d, seq, task = hp.hidden_size, config.data.seq_len, labelled_task(config, vocab)
   return Family("electra_classifier", module, SequenceClassificationObjective(), hp,
-                token_batch_spec(seq, labels=True), labelled_task(config, vocab),
+                token_batch_spec(seq, labels=True), task,
                 lambda s: 3 * (2 * hp.encoder_matmul_params() + hp.attention_flops(s)) + 6 * d * d / s, seq,
                 decode=classify_decoder(module.apply, config, vocab), prompts=tuple(config.decode.prompts),
-                compat={"model_vocab_size": hp.vocab_size})
+                compat={"model_vocab_size": hp.vocab_size}, baseline=task.majority_baseline)

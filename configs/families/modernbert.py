@@ -39,15 +39,17 @@ def modernbert_mlm(config, vocab) -> Family:
                                 sparse_head=config.objective.get("sparse_head", True))
   module = ModernBertForMaskedLM(hp)
   seq = config.data.seq_len
+  docs = documents(config, vocab)
 
   def flops_per_token(s):   # executed: the sparse head runs its dense layer and decoder on `slots` rows of s
     slots = objective.prediction_slots(s)
     return hp.flops_per_token(s, head_rows=1.0 if slots is None else slots / s)
 
-  return Family("modernbert_mlm", module, objective, hp, token_batch_spec(seq), documents(config, vocab),
+  return Family("modernbert_mlm", module, objective, hp, token_batch_spec(seq), docs,
                 flops_per_token, seq, eval_objective=dataclasses.replace(objective, mask_rate=config.eval.mask_rate),
                 decode=fill_mask_decoder(module.apply, config, vocab),
-                prompts=tuple(config.decode.prompts), compat={"model_vocab_size": hp.vocab_size})
+                prompts=tuple(config.decode.prompts), compat={"model_vocab_size": hp.vocab_size},
+                baseline=docs.unigram_baseline)
 
 
 @register("modernbert_classifier", {**model_keys(ModernBertConfig, "pooling"), **CLASSIFICATION_KEYS,
@@ -56,9 +58,9 @@ def modernbert_mlm(config, vocab) -> Family:
 def modernbert_classifier(config, vocab) -> Family:
   hp = ModernBertConfig.from_config(config.model, model_vocab_size(config, vocab))
   module = ModernBertForSequenceClassification(hp, num_labels=config.data.num_classes, pooling=config.model.pooling)
-  seq = config.data.seq_len
+  seq, task = config.data.seq_len, labelled_task(config, vocab)
   return Family("modernbert_classifier", module, SequenceClassificationObjective(), hp,
-                token_batch_spec(seq, labels=True), labelled_task(config, vocab),
+                token_batch_spec(seq, labels=True), task,
                 lambda s: hp.flops_per_token(s) - 6 * hp.hidden_size * hp.vocab_size, seq,   # no decoder
                 decode=classify_decoder(module.apply, config, vocab), prompts=tuple(config.decode.prompts),
-                compat={"model_vocab_size": hp.vocab_size})
+                compat={"model_vocab_size": hp.vocab_size}, baseline=task.majority_baseline)

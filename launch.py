@@ -145,9 +145,12 @@ def main(argv):
   import jax
   if _CPU_DEVICES.value:
     jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)
+  import configs
+  from models.family import install_registry
   from train import distributed
   from train.errors import ConfigError, NonFiniteError, StorageError
   from train.loop import export_hf, import_hf, run
+  install_registry(configs.REGISTRY)   # the composition root: the trainer looks families up here
 
   config = _CONFIG.value
   try:

@@ -216,3 +216,32 @@ def init_variables(module: nn.Module, objective: Objective, batch_spec: BatchSpe
 
   return module.init({"params": rng, "dropout": jax.random.fold_in(rng, 2)}, batch, jax.random.fold_in(rng, 3),
                      method=forward)
+
+
+class FamilyRegistry(Protocol):
+  """What the trainer needs of a family registry (configs/families/ is the one the project installs):
+  check_config(config) -> registration (ValueError for a key the family does not read); build(config, vocab) ->
+  Family; registration(name) -> an object with `.name` and `.hf` (HfInterop or None); base_config() -> the
+  ConfigDict of defaults every experiment starts from (resume compares against it)."""
+
+  def check_config(self, config: Any) -> Any: ...
+  def build(self, config: Any, vocab: Any) -> Family: ...
+  def registration(self, name: str) -> Any: ...
+  def base_config(self) -> Any: ...
+
+
+_installed: FamilyRegistry | None = None
+
+
+def install_registry(registry: FamilyRegistry) -> None:
+  """Makes `registry` the one the trainer looks families up in (launch.py, the composition root, installs
+  configs.REGISTRY; importing configs installs it too, so notebooks, benches and tests need no call)."""
+  global _installed
+  _installed = registry
+
+
+def family_registry() -> FamilyRegistry:
+  if _installed is None:
+    raise RuntimeError("no family registry is installed: import configs (it installs configs/families/) or call "
+                       "models.family.install_registry")
+  return _installed

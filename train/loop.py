@@ -1,5 +1,6 @@
 """The generic training loop, and the eval and decode modes. Families plug in through models/family.py (the
-interface) and configs/families/ (the registry); nothing here names a family, a batch key or a model method.
+interface) and the family registry installed there (models.family.family_registry: configs/families/); nothing
+here names a family, a batch key or a model method.
 
 Restore order at start-up: the workdir's latest checkpoint -> `checkpoint.init_from` (weights only) -> scratch.
 """
@@ -17,11 +18,10 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
-import configs.families as families
 from data.pipeline import PACKINGS, shard_plan, to_global
 from data.sources import vocab_from_config
 from data.vocab import Vocabulary
-from models.family import Family, check_batch
+from models.family import Family, check_batch, family_registry
 from models.hparams import RUNTIME_MODEL_KEYS
 from train import checkpoint as ckpt_lib
 from train import stored_config
@@ -96,7 +96,7 @@ def _check_batch(name: str, batch: int, mesh: Mesh, accum: int = 1) -> None:
                       f"a multiple of {dp * accum}")
 
 
-# Enumerated trainer keys (the family's own are checked by configs.families.check_config).
+# Enumerated trainer keys (the family's own are checked by the registry's check_config).
 TRAINER_CHOICES = {"optim.schedule": SCHEDULES, "data.packing": PACKINGS}   # and `tracker` (check_trainer_config)
 
 
@@ -150,7 +150,7 @@ def build_experiment(config: Any, devices=None, vocab: Vocabulary | None = None)
     raise ConfigError(f"checkpoint.init_from={init_from!r} holds no checkpoints/ directory; give a training "
                       "workdir or a launch.py --mode=import_hf workdir")
   try:
-    families.check_config(config)
+    family_registry().check_config(config)
   except ValueError as e:
     raise ConfigError(str(e)) from None
   mesh = make_mesh(config.mesh, devices)
@@ -163,7 +163,7 @@ def build_experiment(config: Any, devices=None, vocab: Vocabulary | None = None)
       raise ConfigError(f"{name}: {e}") from None
   try:
     vocab = vocab if vocab is not None else vocab_from_config(config.data)
-    family = families.build(config, vocab)
+    family = family_registry().build(config, vocab)
   except (ValueError, FileNotFoundError) as e:
     raise ConfigError(str(e)) from None
   rules = tuple(tuple(r) for r in config.logical_axis_rules)
@@ -496,7 +496,7 @@ def import_hf(config: Any, hf_dirs: list[str], workdir: str) -> str:
   hyperparameters, vocab_size included, except RUNTIME_MODEL_KEYS: dtype, attention kernel, remat, dropout) and, where the directory has a tokenizer.json, data.vocab=hf:<dir>. The
   workdir then serves --mode=decode / eval / export_hf and --config.checkpoint.init_from as a trained run's does
   (it cannot be trained on in place). The family is `config.model.name`'s; its registered HfInterop converts."""
-  reg = families.registration(config.model.name)
+  reg = family_registry().registration(config.model.name)
   if reg.hf is None or reg.hf.load is None:
     raise ConfigError(f"model.name={reg.name!r} has no Hugging Face import")
   params, compat, hp = reg.hf.load(hf_dirs)
@@ -507,7 +507,7 @@ def import_hf(config: Any, hf_dirs: list[str], workdir: str) -> str:
     derived["data.vocab"] = f"hf:{os.path.abspath(hf_dirs[0])}"
   stored = stored_config.apply_overrides(ml_collections.ConfigDict(config.to_dict()), derived)
   try:
-    families.check_config(stored)
+    family_registry().check_config(stored)
   except ValueError as e:
     raise ConfigError(str(e)) from None
   ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), async_save=False)
@@ -545,7 +545,7 @@ def export_hf(workdir: str, hf_dir: str, config: Any = None) -> str:
     config = ml_collections.ConfigDict(config.to_dict() if hasattr(config, "to_dict") else config)
   else:
     config = ml_collections.ConfigDict(stored_run_config(workdir))
-  reg = families.registration(config.model.name)
+  reg = family_registry().registration(config.model.name)
   if reg.hf is None or reg.hf.save is None:
     ckpt.close()
     raise ConfigError(f"model.name={reg.name!r} has no Hugging Face export")

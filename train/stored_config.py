@@ -69,14 +69,14 @@ def resume_differences(stored: Mapping, config: Any) -> tuple[list[str], list[st
   """(refused differences "key: stored -> now", allowed changes worth a note) between a run's stored config and
   the config it is being resumed with."""
   old, new = _flat(stored), _flat(to_jsonable(config))
-  from configs.base import get_base_config
-  defaults = _flat(to_jsonable(get_base_config()))
+  from models.family import family_registry
+  defaults = _flat(to_jsonable(family_registry().base_config()))
   refused, noted = [], []
   for key in sorted(set(old) | set(new)):
     if old.get(key) == new.get(key):
       continue
     if key not in old and key in defaults and new.get(key) == defaults[key]:
-      continue   # a key added to configs/base.py after the run started, at its default (same meaning as before)
+      continue   # a key added to the base config after the run started, at its default (same meaning as before)
     change = f"{key}: {old.get(key, '(absent)')!r} -> {new.get(key, '(absent)')!r}"
     if _under(key, MUST_MATCH) and not _under(key, MUST_MATCH_EXCEPT):
       refused.append(change)

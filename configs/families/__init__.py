@@ -115,7 +115,6 @@ def build(config: Any, vocab: Vocabulary) -> Family:
   """Checks the config against the family's schema, then builds the Family (no parameters, no compilation)."""
   return check_config(config).build(config, vocab)
 
-
 def model_vocab_size(config: Any, vocab: Vocabulary) -> int:
   """The embedding size: `model.vocab_size` if set, else the vocabulary rounded up to `model.vocab_multiple`."""
   if config.model.vocab_size:

@@ -300,5 +300,8 @@ def cached_sentencepiece(lines: Sequence[str], vocab_size: int, fingerprint: str
   key = hashlib.sha256(f"v1|{fingerprint}|{vocab_size}|{model_type}".encode()).hexdigest()[:16]
   prefix = str(cache_dir(cache) / f"spm_{model_type}_{vocab_size}_{key}")
   if not os.path.exists(prefix + ".model"):
+    # SentencePiece reports no progress; say what runs and where it is kept (about a minute for the default job).
+    print(f"training a SentencePiece vocabulary ({vocab_size:,} pieces, {model_type}) on {len(lines):,} "
+          f"documents, once; cached as {prefix}.model", flush=True)
     train_sentencepiece(lines, vocab_size, prefix, model_type)
   return SentencePieceVocabulary(prefix + ".model")

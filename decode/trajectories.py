@@ -9,6 +9,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+import tqdm
 
 from decode.diffusion import unmask_sample
 from decode.sampling import SamplerConfig
@@ -28,10 +29,12 @@ def sequential_trajectories(denoise_fn: Callable[[jax.Array, jax.Array], jax.Arr
                                            vocab_limit=vocab_limit, return_order=True))
   x_BL = jnp.broadcast_to(jnp.asarray(start_L, jnp.int32), (batch, len(start_L)))
   tokens, orders = [], []
-  for b in range(-(-num // batch)):
-    out, _, order = jax.device_get(run(x_BL, jax.random.fold_in(jax.random.PRNGKey(seed), b)))
-    tokens.append(out)
-    orders.append(order)
+  with tqdm.tqdm(total=num, desc="trajectories", unit="traj", dynamic_ncols=True, mininterval=2.0) as bar:
+    for b in range(-(-num // batch)):   # one batch of L model calls per step of the bar (ETA from the first)
+      out, _, order = jax.device_get(run(x_BL, jax.random.fold_in(jax.random.PRNGKey(seed), b)))
+      tokens.append(out)
+      orders.append(order)
+      bar.update(min(batch, num - b * batch))
   tokens, orders = np.concatenate(tokens)[:num], np.concatenate(orders)[:num]
   return {"tokens": tokens.astype(np.int32), "order": orders.astype(np.int32),
           "segment_ids": np.broadcast_to(np.asarray(segment_ids_L, np.int32), tokens.shape).copy()}

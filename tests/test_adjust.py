@@ -86,7 +86,7 @@ def test_base_gets_zero_gradient(adjusted):
   assert base_norm == 0.0 and adjust_norm > 0.0
 
 
-def test_trajectory_writer_reveals_the_lowest_entropy_position_each_call(adjusted):
+def test_trajectory_writer_reveals_the_lowest_entropy_position_each_call(adjusted, capsys):
   from decode.trajectories import sequential_trajectories
   model, params = adjusted
   base = lambda x, s: model.apply({"params": params}, x, s, method="base_step")[0]   # noqa: E731
@@ -94,6 +94,8 @@ def test_trajectory_writer_reveals_the_lowest_entropy_position_each_call(adjuste
   out = sequential_trajectories(base, start, np.ones(5, np.int32), num=6, batch=4, seed=0, mask_id=MASK,
                                 vocab_limit=LIMIT)
   assert out["tokens"].shape == (6, 5) and np.all(out["order"][:, 1] == -1)
+  progress = capsys.readouterr().err        # long trajectory jobs show a bar with an ETA
+  assert "trajectories: 100%" in progress and "6/6" in progress, progress
   for r in range(6):
     assert sorted(out["order"][r, [0, 2, 3, 4]]) == [0, 1, 2, 3]       # one position per call
     for j in range(4):

@@ -277,3 +277,10 @@ print(sorted(seen.items()))
   assert r.returncode == 0, r.stderr[-3000:]
   assert r.stdout.strip().splitlines()[-1] == str(
       [("samples/text_summary", (7, "import [MASK]")), ("train/accuracy", (7, 0.5)), ("train/loss", (7, 1.25))])
+
+
+def test_an_mfu_above_the_peak_is_not_shown_as_a_figure():
+  from train.reporting import mfu_text
+  assert mfu_text(0.412) == "MFU 41.2%" and mfu_text(1.0) == "MFU 100.0%"
+  assert mfu_text(1.37) == ("MFU n/a (the step ran at 137% of the assumed peak: set train.peak_flops_per_device to "
+                            "the chip's)")

@@ -73,7 +73,7 @@ class Reporter:
       self._jsonl.flush()
       line = (f"step {step}/{self.total_steps} | loss {values['loss']:.4f} | lr {values.get('lr', 0):.2e}"
               + (f" | {values['tokens_per_s']:,.0f} tok/s" if "tokens_per_s" in values else "")
-              + (f" | MFU {100 * values['mfu']:.1f}%" if "mfu" in values else "")
+              + (f" | {mfu_text(values['mfu'])}" if "mfu" in values else "")
               + (f" | ETA {eta:,.0f}s" if np.isfinite(eta) else ""))
       self._bar.write(line)
       logging.info("%s", line)
@@ -111,3 +111,12 @@ class Reporter:
       for t in self._trackers:
         t.close()
       self._jsonl.close()
+
+
+def mfu_text(mfu: float) -> str:
+  """The console's MFU: a reading above 100% means the peak the run assumed (train.peak_flops_per_device, or the
+  measured CPU peak) is below what the step achieved, so it is shown as unreliable instead of as a figure."""
+  if mfu > 1.0:
+    return (f"MFU n/a (the step ran at {100 * mfu:.0f}% of the assumed peak: set train.peak_flops_per_device to the "
+            "chip's)")
+  return f"MFU {100 * mfu:.1f}%"

@@ -81,3 +81,53 @@ def test_every_config_file_is_covered():
 def test_unknown_config_argument_is_an_error():
   with pytest.raises(ValueError, match="unknown argument 'huge'"):
     importlib.import_module("configs.modernbert_mlm").get_config("huge")
+
+
+def _documented_commands() -> list[tuple[str, list[str]]]:
+  """(config file, argv) of every `python launch.py ...` command in a config's docstring, split by bash exactly as
+  a user's shell splits the pasted text (continuation lines, quotes, $'...', trailing comments)."""
+  import subprocess
+  out = []
+  for path in sorted(pathlib.Path(__file__).parent.parent.glob("configs/*.py")):
+    doc = importlib.import_module(f"configs.{path.stem}").__doc__ or ""
+    lines, i = doc.splitlines(), 0
+    while i < len(lines):
+      if "python launch.py" in lines[i] and not lines[i].lstrip().startswith(("e.g.", "`")):
+        text = lines[i][lines[i].index("python launch.py") + len("python launch.py"):]
+        while True:   # the command's lines: until bash reads a complete command (quotes closed, no continuation)
+          r = subprocess.run(["bash", "-c", f"set -- {text}\nprintf '%s\\0' \"$@\""], capture_output=True, text=True)
+          if (r.returncode == 0 and not text.rstrip().endswith("\\")) or i + 1 == len(lines):
+            break
+          i += 1
+          text += "\n" + lines[i]
+        assert r.returncode == 0, (path.name, text, r.stderr)
+        out.append((path.name, r.stdout.split("\0")[:-1]))
+      i += 1
+  return out
+
+
+def test_every_documented_command_parses_as_the_shell_passes_it():
+  """Each config docstring's launch.py command, as bash hands it over: the config file and argument load, every
+  --config.* override names a key of that config, every flag is one launch.py defines, and no --text carries a
+  literal backslash-n (bash passes '\\n' inside single quotes as two characters)."""
+  import launch
+  from absl import flags
+  commands = _documented_commands()
+  assert len(commands) >= 20 and {name for name, _ in commands} >= {"modernbert_mlm.py", "causal_lm.py",
+                                                                    "mdlm.py", "asarm.py", "cot2.py"}
+  for name, argv in commands:
+    config_arg = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), "configs/modernbert_mlm.py")
+    path, _, arg = config_arg.partition(":")
+    config = importlib.import_module(f"configs.{pathlib.Path(path).stem}").get_config(arg or None)
+    for a in argv:
+      assert a.startswith("--"), (name, a)
+      key, _, value = a[2:].partition("=")
+      if key.startswith("config."):
+        node = config
+        for part in key[len("config."):].split("."):
+          assert part in node, f"{name}: {a} names no key of {config_arg}"
+          node = node[part]
+      elif key != "config":
+        assert key in flags.FLAGS, f"{name}: {a} is not a launch.py flag"
+      assert "\\n" not in value, f"{name}: {a} passes a literal backslash-n"
+  del launch

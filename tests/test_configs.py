@@ -131,3 +131,25 @@ def test_every_documented_command_parses_as_the_shell_passes_it():
         assert key in flags.FLAGS, f"{name}: {a} is not a launch.py flag"
       assert "\\n" not in value, f"{name}: {a} passes a literal backslash-n"
   del launch
+
+
+@pytest.mark.slow   # ~10 min: every documented command, in order, on the embedded data
+def test_every_documented_command_runs_at_a_few_steps(tmp_path):
+  """Each config docstring's commands run as documented (the README's item 7 walk), in their order, with the
+  workdirs moved under tmp_path, training commands cut to 2 steps and trajectory files to 8 trajectories."""
+  import subprocess
+  import sys
+
+  from tests.helpers import ROOT, subprocess_env
+  failures = []
+  for name, argv in _documented_commands():
+    argv = [a.replace("=/tmp/", f"={tmp_path}/") for a in argv]
+    modes = [a.split("=", 1)[1] for a in argv if a.startswith("--mode=")]
+    if not modes or modes == ["train"]:
+      argv += ["--config.train.num_steps=2", "--config.train.eval_every=2", "--config.train.checkpoint_every=2"]
+    argv = [("--config.decode.trajectories=8" if a.startswith("--config.decode.trajectories=") else a) for a in argv]
+    r = subprocess.run([sys.executable, "launch.py", *argv], capture_output=True, text=True, cwd=ROOT,
+                       env=subprocess_env(), timeout=900)
+    if r.returncode != 0 or "Traceback" in r.stderr:
+      failures.append(f"{name}: {' '.join(argv)}: {r.stderr.strip().splitlines()[-1:]}")
+  assert not failures, "\n".join(failures)

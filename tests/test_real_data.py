@@ -385,14 +385,15 @@ def _trained(family, kind, root):
 
 
 @pytest.mark.parametrize("family, kind", [("modernbert", "hf"), ("electra", "hf"), ("gpt2", "hf"),
-                                          ("modernbert", "spm"), ("gpt2", "spm"), ("gpt2", "byte")])
+                                          ("modernbert", "spm"), ("modernbert", "byte"), ("gpt2", "spm"),
+                                          ("gpt2", "byte")])
 def test_exported_checkpoint_gives_our_predictions_in_a_transformers_pipeline(family, kind, wordpiece_dir, bpe_dir,
                                                                               tmp_path):
   """An imported HF model (kind "hf": a WordPiece or GPT-2 BPE tokenizer) or a run trained with the default job's
   SentencePiece vocabulary or bytes -> our fill-mask / greedy generation -> export (weights, tokenizer files, ids)
   -> `transformers.pipeline` on the exported directory, given the prompts as a user types them: the same
-  candidates with the same probabilities (fill-mask) and the same tokens (text generation). The byte masked LM is
-  tests/test_modernbert_hf.py's."""
+  candidates with the same probabilities (fill-mask) and the same tokens (text generation). The classifier's
+  pipeline is tests/test_finetune.py's."""
   from decode.fill_mask import mask_candidates
   from decode.generate import generate_token_ids
   from train.loop import export_hf, import_hf, load_trained

@@ -117,3 +117,24 @@ def test_small_replicated_arrays_are_saved_without_compiling_slices(tmp_path):
   finally:
     jax.monitoring.unregister_event_duration_listener(listener)
   assert counts[0] == 0 and counts[1] >= 1, counts
+
+
+def test_a_partial_load_is_refused_unless_asked_for_or_a_frozen_base_loads_whole():
+  """checkpoint.init_from's partial-load rule (train/loop.py _check_partial): over 10% fresh weights is one line
+  unless checkpoint.allow_partial; a family that freezes what it loads (ADJUST's base) may train its own block
+  fresh at any share, but every frozen weight must load."""
+  from ml_collections import ConfigDict
+
+  from train.loop import _check_partial
+  cfg = ConfigDict({"init_from": "/w", "allow_partial": False})
+  head = {"fresh": ["head/w"], "loaded": ["body/w"], "fresh_fraction": 0.05, "mismatched": []}
+  wide = {"fresh": ["body/w"], "loaded": ["head/w"], "fresh_fraction": 0.6, "mismatched": ["body/w [4] -> [8]"]}
+  _check_partial(head, cfg)                                     # a fine-tune's new head
+  with pytest.raises(ckpt_lib.ConfigError, match=r"would leave 60% of the weights fresh \(1 of 2: body/w \[4\] -> "
+                                                 r"\[8\]\); match its model\.\* keys"):
+    _check_partial(wide, cfg)
+  _check_partial(wide, ConfigDict({"init_from": "/w", "allow_partial": True}))
+  frozen_body = lambda path: path[0] == "body"   # noqa: E731
+  _check_partial({**head, "fresh_fraction": 0.6}, cfg, frozen_body)   # the unfrozen block trains fresh
+  with pytest.raises(ckpt_lib.ConfigError, match=r"lacks 1 of the weights this family freezes \(body/w\)"):
+    _check_partial(wide, cfg, frozen_body)

@@ -315,10 +315,21 @@ def _check_restored(state: TrainState, abstract: TrainState) -> None:
 PARTIAL_LOAD_LIMIT = 0.1   # a fine-tune's new head is a few percent of the model; more is usually a wrong shape
 
 
-def _check_partial(report: dict, checkpoint_cfg: Any) -> None:
+def _check_partial(report: dict, checkpoint_cfg: Any, frozen=None) -> None:
   """One line when checkpoint.init_from would leave more than PARTIAL_LOAD_LIMIT of the weights fresh (a model
-  shape that differs from the checkpoint's), unless checkpoint.allow_partial."""
-  if report["fresh_fraction"] <= PARTIAL_LOAD_LIMIT or checkpoint_cfg.get("allow_partial", False):
+  shape that differs from the checkpoint's), unless checkpoint.allow_partial. A family that freezes what it loads
+  (Family.frozen, e.g. a base under a new block) trains its unfrozen weights fresh by design: then every frozen
+  weight must load, whatever the share."""
+  if checkpoint_cfg.get("allow_partial", False):
+    return
+  if frozen is not None:
+    missing = [p for p in report["fresh"] if frozen(tuple(p.split("/")))]
+    if missing:
+      raise ConfigError(f"checkpoint.init_from={checkpoint_cfg.init_from!r} lacks {len(missing)} of the weights this "
+                        f"family freezes ({'; '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): they would "
+                        "stay at their random initialisation; match its model.* keys (leave them unset)")
+    return
+  if report["fresh_fraction"] <= PARTIAL_LOAD_LIMIT:
     return
   shown = report["mismatched"][:3] or report["fresh"][:3]
   raise ConfigError(f"checkpoint.init_from={checkpoint_cfg.init_from!r} would leave {report['fresh_fraction']:.0%} of "
@@ -357,7 +368,7 @@ def _initial_state(exp: Experiment, ckpt: ckpt_lib.Checkpointer, data_iter, repo
       params, report = src.restore_matching_params(src_step, exp.abstract_state.params, state.params)
     finally:
       src.close()
-    _check_partial(report, exp.config.checkpoint)
+    _check_partial(report, exp.config.checkpoint, exp.family.frozen)
     state = state.replace(params=params)
     reporter_note(f"initialised {len(report['loaded'])} of {len(report['loaded']) + len(report['fresh'])} weights "
                   f"from {src.directory} step {src_step}"

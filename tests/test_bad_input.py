@@ -110,6 +110,8 @@ def test_seqio_task_without_seqio_installed_names_the_extra_install(monkeypatch)
   from data import sources
   monkeypatch.setitem(sys.modules, "seqio", None)   # "import seqio" now fails as when it is not installed
   monkeypatch.delitem(sys.modules, "data.seqio_interop", raising=False)
+  import data
+  monkeypatch.delattr(data, "seqio_interop", raising=False)   # `from data import x` reads the package attribute
   data_cfg = ConfigDict(dict(corpus="seqio:my_task", vocab="seqio:my_task", vocab_size=0, seqio_modules=(),
                              max_doc_chars=100, validation_percent=5, cache_dir=""))
   with pytest.raises(ValueError, match=r"^seqio tasks need seqio \(seqio is not installed\): pip install -r "

@@ -191,7 +191,7 @@ def test_an_import_configures_itself_decodes_and_refuses_a_partial_load(tmp_path
   """`--mode=import_hf` with the tiny config and no model.* flag: the import's model is read from config.json (a
   non-default shape: 24 wide, 4 heads, a window of 4 on every layer, tanh GELU), `--mode=decode` on the import fills
   the mask with Hugging Face's own top byte, a fine-tune from it adopts the shape, and one with another width is
-  refused in one line unless checkpoint.allow_partial."""
+  refused in one line (checkpoint.allow_partial: tests/test_resume.py)."""
   from data.vocab import ByteVocabulary
   from tests.helpers import tiny_config
   from train.errors import ConfigError
@@ -216,5 +216,3 @@ def test_an_import_configures_itself_decodes_and_refuses_a_partial_load(tmp_path
   with pytest.raises(ConfigError, match=r"would leave 9\d% of the weights fresh .*; match its model\.\* keys"):
     run(tiny_config(**fine_tune, **{"model.hidden_size": 32}), str(tmp_path / "partial"),
         overrides={"model.hidden_size": 32})
-  run(tiny_config(**fine_tune, **{"model.hidden_size": 32, "checkpoint.allow_partial": True}),
-      str(tmp_path / "allowed"), overrides={"model.hidden_size": 32})

@@ -79,24 +79,29 @@ def test_a_key_added_to_the_base_config_since_the_run_started_does_not_block_res
   assert resume_differences(stored, config)[0] == ["data.text_field: '(absent)' -> 'body'"]
 
 
-def test_launch_with_only_the_workdir_resumes_a_run_started_with_overrides(tmp_path):
-  # Started with --config and model overrides; resumed with neither (the stored config wins), a longer run allowed.
-  from tests.helpers import run_launch
+def test_launch_with_only_the_workdir_resumes_a_run_started_with_overrides(tmp_path, capsys):
+  """`launch.py --workdir=W` with no --config (train.loop.run with config_given=False, as launch.py passes it,
+  and the default job's config as the command line's): the stored config wins, a longer run is allowed, and an
+  override that would change what the run trains is one line."""
+  from configs.modernbert_mlm import get_config as default_config
   wd = str(tmp_path / "run")
-  first = run_launch(wd, *(f"--config.{k}={v}" for k, v in WIDE.items()), "--config.train.num_steps=3",
-                     "--config.train.checkpoint_every=3", timeout=180)
-  assert first.returncode == 0, first.stderr[-2000:]
-  refused = run_launch(wd, "--config.optim.lr=3e-4", config=None, timeout=180)
-  assert refused.returncode == 2 and "Traceback" not in refused.stderr
-  assert "error: resuming from the stored config: --config.optim.lr (0.001 -> 0.0003) would change what the run " \
-         "trains; drop it, or start a fresh --workdir" in refused.stderr
-  resumed = run_launch(wd, "--config.train.num_steps=6", config=None, timeout=180)
-  assert resumed.returncode == 0, resumed.stderr[-2000:]
-  assert f"resuming {wd} with its stored config and --config.train.num_steps" in resumed.stdout
-  assert "train.num_steps: 3 -> 6: the learning-rate schedule is re-derived" in resumed.stdout
+  train(tiny_config(**WIDE, **{"train.num_steps": 3, "train.checkpoint_every": 3}), wd)
+  with pytest.raises(ConfigError, match=re.escape(
+      "resuming from the stored config: --config.optim.lr (0.001 -> 0.0003) would change what the run trains; "
+      "drop it, or start a fresh --workdir")):
+    run(default_config(), wd, overrides={"optim.lr": 3e-4}, config_given=False)
+  capsys.readouterr()
+  run(default_config(), wd, overrides={"train.num_steps": 6}, config_given=False)
+  out = capsys.readouterr().out
+  assert f"resuming {wd} with its stored config and --config.train.num_steps" in out
+  assert "train.num_steps: 3 -> 6: the learning-rate schedule is re-derived" in out
   assert sorted(os.listdir(os.path.join(wd, "checkpoints")), key=int) == ["3", "6"]
   logged = [json.loads(line)["step"] for line in open(os.path.join(wd, "metrics.jsonl"))
             if json.loads(line)["split"] == "train"]
   assert logged == sorted(set(logged)) and logged[-1] == 6     # steps 1-3, then 4-6: nothing trained twice
-  meta_width = json.load(open(os.path.join(wd, "config.json")))["model"]["hidden_size"]
-  assert meta_width == 48
+  assert json.load(open(os.path.join(wd, "config.json")))["model"]["hidden_size"] == 48
+  # launch.py itself: no --config flag means the stored config (its refusal comes before anything is built).
+  from tests.helpers import run_launch
+  r = run_launch(wd, "--config.optim.lr=3e-4", config=None, timeout=180)
+  assert r.returncode == 2 and "Traceback" not in r.stderr and "error: resuming from the stored config: " \
+      "--config.optim.lr (0.001 -> 0.0003) would change what the run trains" in r.stderr, r.stderr[-2000:]

@@ -88,3 +88,16 @@ def test_tests_import_no_oracle_from_bench():
           [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
       bad += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "bench"]
   assert not bad, bad
+
+
+def test_family_wiring_files_only_assemble():
+  """configs/families/: each file assembles a family (module, objective, hyperparameters, data source, decode hook,
+  evaluations) and defines no compiled code; behaviour lives in models/<family>/, decode/ and data/."""
+  long, jitted = [], []
+  for path in sorted((ROOT / "configs" / "families").glob("*.py")):
+    text = path.read_text()
+    if len(text.splitlines()) > 115:
+      long.append(f"{path.name}: {len(text.splitlines())} lines")
+    if "jax.jit" in text or "@jit" in text or "import jax" in text:
+      jitted.append(path.name)
+  assert not long and not jitted, (long, jitted)

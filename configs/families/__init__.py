@@ -1,10 +1,9 @@
 """The family registry: `config.model.name` -> a builder `(config, vocab) -> models.family.Family`, and the config
 schema of each family (the keys it reads and the allowed values of the enumerated ones).
 
-This package sits above models/, decode/ and data/ (it may import all three); train/ asks it for a Family and
-uses only the models.family types. Every module in this folder is imported on first use, so adding a family is
-adding a file here that calls `register` (README "Adding a family"); a test or notebook may `register` a family
-of its own the same way.
+It sits above models/, decode/ and data/; train/ reaches it only through the registry `configs` installs
+(models.family.family_registry). Every module here is imported on first use: adding a family is adding a file that
+calls `register` (README "Adding a family"); a test or notebook may `register` a family of its own the same way.
 
 The config is checked against the chosen family before anything is built: every key present in a family-owned
 section (`model`, `objective`, `decode`, and the keys in FAMILY_KEYS) must be one the family reads, so a config
@@ -114,13 +113,3 @@ def check_config(config: Any) -> Registration:
 def build(config: Any, vocab: Vocabulary) -> Family:
   """Checks the config against the family's schema, then builds the Family (no parameters, no compilation)."""
   return check_config(config).build(config, vocab)
-
-def model_vocab_size(config: Any, vocab: Vocabulary) -> int:
-  """The embedding size: `model.vocab_size` if set, else the vocabulary rounded up to `model.vocab_multiple`."""
-  if config.model.vocab_size:
-    if config.model.vocab_size < vocab.size:
-      raise ValueError(f"model.vocab_size={config.model.vocab_size} is smaller than the vocabulary ({vocab.size} "
-                       f"ids); set --config.model.vocab_size=0 to derive it")
-    return config.model.vocab_size
-  m = config.model.vocab_multiple
-  return -(-vocab.size // m) * m

@@ -4,7 +4,8 @@ import dataclasses
 
 import numpy as np
 
-from configs.families import model_vocab_size, register
+from configs.families import register
+from configs.families.common import model_vocab_size
 from data.sources import Trajectories, framed_rows
 from models.family import BatchField, Family
 from models.hparams import model_keys

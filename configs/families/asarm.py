@@ -1,6 +1,6 @@
 """Any-subset autoregressive models (models/asarm/), decoded by ASSD infilling."""
-from configs.families import model_vocab_size, register
-from configs.families.common import documents
+from configs.families import register
+from configs.families.common import documents, model_vocab_size
 from data.sources import framed_rows
 from models.asarm import AnySubsetObjective, AsArm, AsArmConfig
 from models.family import Family, token_batch_spec

@@ -1,17 +1,15 @@
 """The causal LM (models/causal_lm/): next-token training on packed documents or a synthetic language, KV-cache
 generation (learned embeddings), and the lexinvariant / semi-lexinvariant embedding modes (model.embedding) with
-their evaluations (eval.analyses, run by --mode=eval: models/causal_lm/analysis.py)."""
-from configs.families import model_vocab_size, register
-from configs.families.common import documents
-from models.causal_lm import CausalLm, CausalLmConfig, NextTokenObjective
+their evaluations (eval.analyses, run by --mode=eval: models/causal_lm/evaluations.py)."""
+from configs.families import register
+from configs.families.common import documents, model_vocab_size
+from models.causal_lm import CausalLm, CausalLmConfig, NextTokenObjective, evaluations
 from models.causal_lm.lexical import EMBEDDINGS, LEX_EMBED_STDS, LEX_SAMPLES
 from models.family import Family, HfInterop, token_batch_spec
 from models.hparams import model_keys
 
 DECODE_KEYS = {"decode.prompts": None, "decode.max_new_tokens": None, "decode.temperature": None,
                "decode.top_k": None, "decode.top_p": None}
-ANALYSES = ("positions", "cipher", "probe", "symbolic", "ariel")
-ARIEL_DIM = 16   # ariel.md: lat_dim = 16 in all experiments
 EVAL_KEYS = {"eval.analyses": None, "eval.num_keys": None, "eval.num_sequences": None}
 MODEL_CHOICES = {"model.embedding": EMBEDDINGS, "model.lex_embed_std": LEX_EMBED_STDS,
                  "model.lex_sample": LEX_SAMPLES}
@@ -44,88 +42,28 @@ def _source(config, vocab, hp):
 
 
 def _analyses(config, vocab, hp, module, data):
-  """The eval.analyses hook: results of each named analysis on eval.num_sequences held-out rows."""
+  """The eval.analyses hook (models/causal_lm/evaluations.py; AriEL's from decode/ariel.py)."""
   names = tuple(config.eval.get("analyses", ()))
-  bad = [a for a in names if a not in ANALYSES]
-  if bad:
-    raise ValueError(f"eval.analyses has {bad}; choose from {list(ANALYSES)}")
-  if "symbolic" in names and not config.data.corpus.startswith("synthetic:symbolic"):
-    raise ValueError("eval.analyses 'symbolic' scores the in-context symbol task: set data.corpus="
-                     "synthetic:symbolic")
-  if "ariel" in names and not config.data.corpus.startswith("synthetic:house_questions"):
-    raise ValueError("eval.analyses 'ariel' codes sentences of a finite language: set data.corpus="
-                     "synthetic:house_questions")
-  if "ariel" in names and hp.embedding != "learned":
-    raise ValueError("eval.analyses 'ariel' steps the LM through its KV cache: it needs model.embedding='learned'")
+  evaluations.check_analyses(names, config.data.corpus, hp.embedding)
   if not names:
     return None
-  num_keys, n = int(config.eval.num_keys), int(config.eval.num_sequences)
+  n, seed, d = int(config.eval.num_sequences), config.seed, config.data
+
+  def symbolic_rows(split):
+    from data.synthetic import symbolic_rows
+    return symbolic_rows(d.vocab_size, n, d.seq_len, seed + 5, split)
+
+  def ariel_eval(params):
+    from decode.ariel import lm_evaluation
+    return lm_evaluation(module, params, corpus=d.corpus, language_size=d.vocab_size, bos=vocab.cls_id,
+                         eos=vocab.sep_id, seq_len=d.seq_len, n=n, seed=seed)
 
   def run(params):
-    import jax
-    import numpy as np
-    from data.cipher import encipher
-    from models.causal_lm import analysis
-    lex = hp.embedding != "learned"
-    it = data.eval_iterator(global_batch=config.eval.batch_size, seed=config.seed + 1)
-    rows = []
-    while sum(len(r["tokens"]) for r in rows) < n:
-      rows.append(next(it))
-    batch = {k: np.concatenate([r[k] for r in rows])[:n] for k in rows[0]}
-    key = jax.random.PRNGKey(config.seed + 3)   # the fixed evaluation key
-    ids = (vocab.size, vocab.first_normal_id)
-    plain = batch["tokens"]
-    ciphered = encipher(plain, *ids, seed=config.seed + 4)
-    out = {}
-
-    def curve(tokens):
-      nll, count = analysis.position_nll(module.apply, params, tokens, batch["segment_ids"], batch["positions"],
-                                         embed_keys=lex, num_keys=num_keys, key=key)
-      return {"bins": analysis.bin_means(nll, count), "mean": float(np.nansum(nll * count) / count.sum()),
-              "curve": [None if np.isnan(x) else round(float(x), 4) for x in nll]}
-    if "positions" in names:
-      out["positions"] = curve(plain)
-    if "cipher" in names:
-      c = curve(ciphered)
-      base = out.get("positions") or curve(plain)
-      c["delta_mean"] = c["mean"] - base["mean"]
-      c["delta_bins"] = {b: c["bins"][b] - base["bins"][b] for b in c["bins"]}
-      out["cipher"] = c
-    if "probe" in names:   # plaintext identity from the hidden state of the ciphertext (spec L6)
-      half = len(plain) // 2
-      h = analysis.hidden_states(module.apply, params, ciphered, embed_keys=lex, key=key)
-      labels = plain - vocab.first_normal_id
-      normal = (labels >= 0) & (batch["segment_ids"] > 0)
-      k = vocab.size - vocab.first_normal_id
-      test = labels[half:][normal[half:]]
-      out["probe"] = {"majority_rate": float(np.bincount(test, minlength=k).max() / max(test.size, 1))}
-      for kind in ("linear", "mlp"):
-        acc, count = analysis.probe_accuracy(h[:half], labels[:half], h[half:], labels[half:], k, kind=kind,
-                                             train_mask_NT=normal[:half], test_mask_NT=normal[half:])
-        out["probe"][kind] = analysis.bin_means(np.nan_to_num(acc), count)
-    if "symbolic" in names:
-      from data.synthetic import symbolic_rows
-      out["symbolic"] = {}
-      for split in ("train", "eval"):   # seen symbols / held-out symbols
-        r = symbolic_rows(config.data.vocab_size, n,
-                          config.data.seq_len, config.seed + 5, split)
-        for task in ("copy", "lookup"):
-          out["symbolic"][f"{task}_{split}_symbols"] = analysis.episode_exact_match(
-              module.apply, params, r["tokens"], r[task], r["episode"], embed_keys=lex, num_keys=num_keys, key=key)
-    if "ariel" in names:   # AriEL around this LM (decode/ariel.py): spec tests A7 and A8
-      from data.synthetic import parse
-      from decode import ariel
-      language, _, held = parse(config.data.corpus, config.data.vocab_size).finite
-      lm = ariel.causal_lm(module, bos=vocab.cls_id, eos=vocab.sep_id)
-      maxlen = config.data.seq_len - 1
-      sents = language.padded(maxlen)[held[:n]]
-      z, _ = ariel.encode(lm, params, sents, ARIEL_DIM)
-      points = np.random.default_rng(config.seed + 6).random((n, ARIEL_DIM))
-      samples = ariel.sentences(ariel.decode(lm, params, points, maxlen), language.eos)
-      out["ariel"] = {"d": ARIEL_DIM, "reconstruction_held_out": float(
-          (ariel.decode(lm, params, z, maxlen) == sents).all(axis=1).mean()),
-          "samples": language.sample_metrics(samples, held)}
-    return out
+    batch = evaluations.held_out_rows(data, config.eval.batch_size, n, seed + 1)
+    return evaluations.run_analyses(names, module.apply, params, batch, vocab_size=vocab.size,
+                                    first_normal_id=vocab.first_normal_id, embed_keys=hp.embedding != "learned",
+                                    num_keys=int(config.eval.num_keys), seed=seed, symbolic_rows=symbolic_rows,
+                                    extra={"ariel": ariel_eval})
   return run
 
 

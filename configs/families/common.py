@@ -56,3 +56,14 @@ def _check_masks(vocab: Vocabulary, prompts) -> None:
     if vocab.mask_id not in vocab.encode_with_masks(p):
       raise ValueError(f"prompt {p[:60]!r} has no [MASK] to fill; mark each token to predict with [MASK], e.g. "
                        "--text='import [MASK]'")
+
+
+def model_vocab_size(config: Any, vocab: Vocabulary) -> int:
+  """The embedding size: `model.vocab_size` if set, else the vocabulary rounded up to `model.vocab_multiple`."""
+  if config.model.vocab_size:
+    if config.model.vocab_size < vocab.size:
+      raise ValueError(f"model.vocab_size={config.model.vocab_size} is smaller than the vocabulary ({vocab.size} "
+                       f"ids); set --config.model.vocab_size=0 to derive it")
+    return config.model.vocab_size
+  m = config.model.vocab_multiple
+  return -(-vocab.size // m) * m

@@ -4,12 +4,12 @@ optimisation with objective.exploration = "mts" or "dirichlet", usually from a C
 
 The group split follows the run seed (`seed`), as in the official code where the run seed seeds Python's random.
 Evaluation walks the whole validation split once: eval.batch_size x eval.num_batches must cover it."""
-import dataclasses
-
-from configs.families import model_vocab_size, register
+from configs.families import register
+from configs.families.common import model_vocab_size
 from models.causal_lm import CausalLm, CausalLmConfig
-from models.cot2.objective import EXPLORATIONS, SUPERVISIONS, CsftObjective, DiscreteCotObjective, GrpoObjective
-from models.family import BatchField, Family
+from models.cot2 import settings
+from models.cot2.objective import EXPLORATIONS, SUPERVISIONS
+from models.family import Family
 from models.hparams import model_keys
 
 METHODS = ("discrete", "csft", "grpo")
@@ -19,35 +19,6 @@ OBJECTIVE_KEYS = {"objective.method": METHODS, "objective.supervision": SUPERVIS
                   "objective.beams": None, "objective.exploration": EXPLORATIONS, "objective.k": None,
                   "objective.normalize": (True, False), "objective.rollouts": None, "objective.clip_epsilon": None,
                   "objective.support_floor": None, "objective.dirichlet_scale": None}
-
-
-def _loss_steps(text: str, num_digits: int) -> tuple[tuple[int, ...], bool]:
-  """objective.loss_steps: comma-separated thought steps and "h" (the final answer CE), e.g. "0,1,2,h"."""
-  parts = [p.strip() for p in str(text).split(",") if p.strip()]
-  try:
-    steps = tuple(int(p) for p in parts if p != "h")
-  except ValueError:
-    raise ValueError(f"objective.loss_steps={text!r}: use comma-separated step numbers 0..{num_digits - 2} and 'h'"
-                     ) from None
-  return steps, "h" in parts
-
-
-def _objectives(config, task):
-  o, L = config.objective, task.num_digits
-  if o.method == "discrete":
-    obj = DiscreteCotObjective(L)
-  elif o.method == "csft":
-    steps, answer = _loss_steps(o.loss_steps, L)
-    if o.curriculum_steps < 0:
-      raise ValueError(f"objective.curriculum_steps={o.curriculum_steps} must be >= 0")
-    obj = CsftObjective(L, o.supervision, steps, answer, int(o.curriculum_steps))
-  else:
-    if not 0 < o.clip_epsilon < 1 or not 0 < o.support_floor < 1 or o.dirichlet_scale <= 0:
-      raise ValueError("objective.clip_epsilon and objective.support_floor must lie in (0, 1) and "
-                       "objective.dirichlet_scale must be > 0")
-    obj = GrpoObjective(L, o.exploration, int(o.k), bool(o.normalize), int(o.rollouts), float(o.clip_epsilon),
-                        float(o.support_floor), float(o.dirichlet_scale))
-  return obj, dataclasses.replace(obj, train=False)
 
 
 def _source(config, task):
@@ -65,17 +36,6 @@ def _source(config, task):
                      f"split has {len(val_idx)}; raise eval.num_batches to {need}")
   rows = lambda idx: mnns.rows(task, fmt, idx, o.targets, int(o.beams))
   return MnnsSource(rows(train_idx), rows(val_idx), config.data.num_shards), fmt
-
-
-def _batch_spec(fmt, task, vocab_size):
-  L = task.num_digits
-  spec = {"answer": BatchField((), "int32", ()), "valid": BatchField((), "float32", ())}
-  if fmt == "discrete":
-    spec["tokens"] = BatchField((2 * L + 3,), "int32", ("length",))
-  else:
-    spec["prompt"] = BatchField((L + 1,), "int32", ("length",))
-    spec["targets"] = BatchField((L, vocab_size), "float32", (None, "vocab"))
-  return spec
 
 
 def _decoder(module, vocab, task, method, prompts):
@@ -116,13 +76,13 @@ def cot2(config, vocab) -> Family:
   if hp.style == "gpt2" and hp.max_position_embeddings < 2 * L + 3:
     raise ValueError(f"model.max_position_embeddings={hp.max_position_embeddings} is shorter than the MNNS line "
                      f"(2L+3 = {2 * L + 3}); raise it")
-  objective, evaluation = _objectives(config, task)
+  objective, evaluation = settings.objectives(config.objective, L)
   data, fmt = _source(config, task)
   module = CausalLm(hp)
   tokens = 2 * L + 3 if fmt == "discrete" else 2 * L
   if config.objective.method == "grpo":
     tokens *= int(config.objective.rollouts)
   decoder = _decoder(module, vocab, task, config.objective.method, config.decode.prompts)
-  return Family("cot2", module, objective, hp, _batch_spec(fmt, task, hp.vocab_size), data, hp.flops_per_token,
+  return Family("cot2", module, objective, hp, settings.batch_spec(fmt, L, hp.vocab_size), data, hp.flops_per_token,
                 tokens, eval_objective=evaluation, decode=decoder, prompts=tuple(config.decode.prompts),
                 compat={"model_vocab_size": hp.vocab_size})

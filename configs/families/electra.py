@@ -1,9 +1,9 @@
 """ELECTRA (models/electra/): replaced-token detection, the same-size masked-LM baseline, and the classifier."""
 import dataclasses
 
-from configs.families import model_vocab_size, register
+from configs.families import register
 from configs.families.common import (CLASSIFICATION_KEYS, classify_decoder, documents, fill_mask_decoder,
-                                     labelled_task)
+                                     labelled_task, model_vocab_size)
 from models.electra import (ElectraConfig, ElectraForMaskedLM, ElectraForSequenceClassification,
                             ElectraPretrainingModel, ReplacedTokenDetectionObjective, SlotMaskedLmObjective,
                             SlotMasking, max_predictions)

@@ -1,8 +1,8 @@
 """Masked diffusion LM (models/mdlm/): the MDLM NELBO on packed documents, decoded by decode/diffusion.py."""
 import dataclasses
 
-from configs.families import model_vocab_size, register
-from configs.families.common import documents
+from configs.families import register
+from configs.families.common import documents, model_vocab_size
 from decode.diffusion import RULES
 from decode.diffusion_fill import SAMPLERS, DiffusionDecodeConfig, prompt_rows
 from models.family import Family, token_batch_spec

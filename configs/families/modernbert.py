@@ -1,9 +1,9 @@
 """ModernBERT: masked-LM pretraining and sequence classification (models/modernbert/)."""
 import dataclasses
 
-from configs.families import model_vocab_size, register
+from configs.families import register
 from configs.families.common import (CLASSIFICATION_KEYS, classify_decoder, documents, fill_mask_decoder,
-                                     labelled_task)
+                                     labelled_task, model_vocab_size)
 from models.family import Family, HfInterop, token_batch_spec
 from models.hparams import model_keys
 from models.modernbert import (MaskedLmObjective, ModernBertConfig, ModernBertForMaskedLM,

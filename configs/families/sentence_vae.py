@@ -3,7 +3,8 @@ trained by reconstruction (+ annealed KL for the VAE) on one framed sentence per
 synthetic:house_questions); decoded from latent points by decode/latent.py (bench/ariel.py samples them)."""
 import dataclasses
 
-from configs.families import model_vocab_size, register
+from configs.families import register
+from configs.families.common import model_vocab_size
 from models.family import Family, token_batch_spec
 from models.hparams import from_model_config, model_keys
 from models.sentence_vae import SentenceAutoencoder, SentenceAutoencoderObjective, SentenceVaeConfig

@@ -392,9 +392,9 @@ def train(config: Any, workdir: str, *, stop_at_step: int | None = None) -> dict
                                async_save=c.checkpoint.async_save)
   if jax.process_index() == 0:
     stored_config.write_if_fresh(config, workdir, ckpt.latest_step() is not None)
-  peak_flops = total_peak_flops(tuple(jax.devices()), c.train.peak_flops_per_device,   # outside the mesh context
-                               c.model.get("dtype", "float32"))
-  slow_16bit = cpu_16bit_note(jax.devices(), c.model.get("dtype", "float32"))
+  dtype = getattr(exp.family.hparams, "dtype", "float32")   # the family's compute dtype, not a config key
+  peak_flops = total_peak_flops(tuple(jax.devices()), c.train.peak_flops_per_device, dtype)   # outside the mesh
+  slow_16bit = cpu_16bit_note(jax.devices(), dtype)
   if slow_16bit:
     notes.append(slow_16bit)
   fam = exp.family

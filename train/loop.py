@@ -504,9 +504,9 @@ def load_trained(config: Any, workdir: str) -> tuple[Experiment, int, Any]:
 def import_hf(config: Any, hf_dirs: list[str], workdir: str) -> str:
   """Hugging Face directories -> WORKDIR/checkpoints/0 and WORKDIR/config.json: the weights, and the command
   line's config with the family's `model.*` read from the checkpoint's config.json (every field of its
-  hyperparameters, vocab_size included, except RUNTIME_MODEL_KEYS: dtype, attention kernel, remat, dropout) and, where the directory has a tokenizer.json, data.vocab=hf:<dir>. The
-  workdir then serves --mode=decode / eval / export_hf and --config.checkpoint.init_from as a trained run's does
-  (it cannot be trained on in place). The family is `config.model.name`'s; its registered HfInterop converts."""
+  hyperparameters, vocab_size included, except RUNTIME_MODEL_KEYS: dtype, attention kernel, remat, dropout) and,
+  where the directory has a tokenizer.json, data.vocab=hf:<dir>. The workdir then serves --mode=decode / eval /
+  export_hf and --config.checkpoint.init_from as a trained run's does (it cannot be trained on in place). The family is `config.model.name`'s; its registered HfInterop converts."""
   reg = family_registry().registration(config.model.name)
   if reg.hf is None or reg.hf.load is None:
     raise ConfigError(f"model.name={reg.name!r} has no Hugging Face import")
@@ -567,7 +567,6 @@ def export_hf(workdir: str, hf_dir: str, config: Any = None) -> str:
   model_dirs = [d for d in [hf_dir] + sorted(os.path.join(hf_dir, n) for n in os.listdir(hf_dir))
                 if os.path.isfile(os.path.join(d, "config.json"))]   # a family may write several model directories
   from data.hf_tokenizer import export_tokenizer
-  from data.sources import vocab_from_config
   note = export_tokenizer(vocab_from_config(config.data), config.data.vocab, model_dirs,
                           model_max_length=config.data.seq_len, framing=reg.hf.framing)
   return f"exported {workdir} step {step} to {hf_dir}; {note}"

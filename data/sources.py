@@ -136,13 +136,19 @@ class Documents:
       c = np.bincount(ids, minlength=self.vocab.size)[:self.vocab.size].astype(np.float64)
       c[special[special < self.vocab.size]] = 0
       return c
-    train, val = counts(corpus.train), counts(corpus.validation)
     normal = np.ones(self.vocab.size)
     normal[special[special < self.vocab.size]] = 0
-    p = (train + normal) / (train + normal).sum()   # add-one over the ids a prediction can be
-    seen = val > 0
-    return {"accuracy": float(val[np.argmax(train)] / val.sum()),
-            "loss": float(-(val[seen] * np.log(p[seen])).sum() / val.sum())}
+    return no_context_scores(counts(corpus.train), counts(corpus.validation), normal)
+
+
+def no_context_scores(train_counts: np.ndarray, val_counts: np.ndarray, allowed: np.ndarray) -> dict[str, float]:
+  """What predicting without context scores on validation targets with counts `val_counts`: `accuracy` of always
+  answering the training split's most frequent target, `loss` (nats) of the training split's law, add-one
+  smoothed over the `allowed` ids (a 0/1 mask)."""
+  p = (train_counts + allowed) / (train_counts + allowed).sum()
+  seen = val_counts > 0
+  return {"accuracy": float(val_counts[np.argmax(train_counts)] / val_counts.sum()),
+          "loss": float(-(val_counts[seen] * np.log(p[seen])).sum() / val_counts.sum())}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,15 +174,13 @@ class LabelledTask:
   def eval_iterator(self, *, global_batch: int, seed: int):
     return self._iterator("validation", global_batch, seed)
 
-  def majority_baseline(self) -> dict[str, float]:
-    """What a classifier without input scores on the validation split: `accuracy` of the training split's most
-    frequent label, `loss` of its label prior."""
+  def label_prior_baseline(self) -> dict[str, float]:
+    """What a classifier without input scores on the validation split (`no_context_scores` of the label counts;
+    ClassificationTask.majority_baseline is the validation split's own majority rate, an upper bound of it)."""
     task = self.task()
     n = len(task.class_names)
-    train = np.bincount([y for _, y in task.train], minlength=n).astype(np.float64)
-    val = np.bincount([y for _, y in task.validation], minlength=n).astype(np.float64)
-    p = (train + 1) / (train + 1).sum()
-    return {"accuracy": float(val[np.argmax(train)] / val.sum()), "loss": float(-(val * np.log(p)).sum() / val.sum())}
+    counts = lambda split: np.bincount([y for _, y in split], minlength=n).astype(np.float64)   # noqa: E731
+    return no_context_scores(counts(task.train), counts(task.validation), np.ones(n))
 
 
 class SyntheticIterator:

@@ -32,8 +32,13 @@ def _flat(d: Mapping, prefix: str = "") -> dict[str, Any]:
     if isinstance(v, Mapping):
       out.update(_flat(v, key))
     else:
-      out[key] = list(v) if isinstance(v, tuple) else v
+      out[key] = _plain(v)
   return out
+
+
+def _plain(value: Any) -> Any:
+  """A config value as its stored JSON reads back (tuples as lists)."""
+  return list(value) if isinstance(value, tuple) else value
 
 
 def _under(key: str, prefixes: tuple[str, ...]) -> bool:
@@ -105,9 +110,9 @@ def resume_config(stored: Mapping, overrides: Mapping[str, Any]) -> ml_collectio
   old = _flat(stored)
   refused = sorted(k for k, v in overrides.items()
                    if _under(k, MUST_MATCH) and not _under(k, MUST_MATCH_EXCEPT) and k != "train.num_steps"
-                   and old.get(k) != _flat({"v": v})["v"])
+                   and old.get(k) != _plain(v))
   if refused:
-    changes = ", ".join(f"--config.{k} ({old.get(k, '(absent)')!r} -> {_flat({'v': overrides[k]})['v']!r})"
+    changes = ", ".join(f"--config.{k} ({old.get(k, '(absent)')!r} -> {_plain(overrides[k])!r})"
                         for k in refused)
     raise ConfigError(f"resuming from the stored config: {changes} would change what the run trains; drop "
                       f"{'it' if len(refused) == 1 else 'them'}, or start a fresh --workdir")

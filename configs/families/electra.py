@@ -95,4 +95,4 @@ def electra_classifier(config, vocab) -> Family:
                 token_batch_spec(seq, labels=True), task,
                 lambda s: 3 * (2 * hp.encoder_matmul_params() + hp.attention_flops(s)) + 6 * d * d / s, seq,
                 decode=classify_decoder(module.apply, config, vocab), prompts=tuple(config.decode.prompts),
-                compat={"model_vocab_size": hp.vocab_size}, baseline=task.majority_baseline)
+                compat={"model_vocab_size": hp.vocab_size}, baseline=task.label_prior_baseline)

@@ -63,4 +63,4 @@ def modernbert_classifier(config, vocab) -> Family:
                 token_batch_spec(seq, labels=True), task,
                 lambda s: hp.flops_per_token(s) - 6 * hp.hidden_size * hp.vocab_size, seq,   # no decoder
                 decode=classify_decoder(module.apply, config, vocab), prompts=tuple(config.decode.prompts),
-                compat={"model_vocab_size": hp.vocab_size}, baseline=task.majority_baseline)
+                compat={"model_vocab_size": hp.vocab_size}, baseline=task.label_prior_baseline)

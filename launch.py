@@ -18,7 +18,6 @@ Multi-process (the same command on every process; see README "Multi-host"):
   python launch.py ... --distributed      # Cloud TPU pods / SLURM: JAX detects the cluster
 """
 import importlib.util
-import json
 import os
 import re
 import sys
@@ -149,7 +148,7 @@ def main(argv):
   from models.family import install_registry
   from train import distributed
   from train.errors import ConfigError, NonFiniteError, StorageError
-  from train.loop import export_hf, import_hf, run
+  from train.modes import run
   install_registry(configs.REGISTRY)   # the composition root: the trainer looks families up here
 
   config = _CONFIG.value
@@ -161,23 +160,11 @@ def main(argv):
     distributed.maybe_initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
                                  auto=_DISTRIBUTED.value, timeout_s=timeout)
     distributed.log_banner()
-    mode = _MODE.value
-    if mode in ("import_hf", "export_hf"):
-      if not _HF_DIR.value:
-        raise ConfigError(f"--mode={mode} needs --hf_dir=PATH")
-      msg = (import_hf(config, _HF_DIR.value, _WORKDIR.value) if mode == "import_hf"
-             else export_hf(_WORKDIR.value, _HF_DIR.value[0], config))
-      print(json.dumps({"ok": True, "message": msg}), flush=True)
-    elif mode == "eval" and _FOLLOW.value:
-      from train.follow import follow
-      follow(_WORKDIR.value, _overrides(sys.argv, config), poll_s=_FOLLOW_POLL.value,
-             timeout_s=_FOLLOW_TIMEOUT.value)
-    elif mode == "compile_only":
-      from train.aot import compile_only
-      compile_only(config, _TOPOLOGY.value, _TOPOLOGY_SLICES.value, _DEVICE_MEMORY.value)
-    else:
-      run(config, _WORKDIR.value, mode, _TEXT.value, overrides=_overrides(sys.argv, config),
-          config_given=flags.FLAGS["config"].present)
+    mode = "follow" if _MODE.value == "eval" and _FOLLOW.value else _MODE.value
+    run(config, _WORKDIR.value, mode, overrides=_overrides(sys.argv, config),
+        config_given=flags.FLAGS["config"].present, text=_TEXT.value, hf_dirs=_HF_DIR.value,
+        follow_poll_s=_FOLLOW_POLL.value, follow_timeout_s=_FOLLOW_TIMEOUT.value, topology=_TOPOLOGY.value,
+        topology_slices=_TOPOLOGY_SLICES.value, device_memory_gib=_DEVICE_MEMORY.value)
   except ConfigError as e:
     print(f"error: {e}", file=sys.stderr, flush=True)
     sys.exit(2)

@@ -21,6 +21,8 @@ import time
 
 from absl import app, flags
 
+from bench import record
+
 _STEPS = flags.DEFINE_integer("steps", 1500, "training steps of each model")
 _SEED = flags.DEFINE_integer("seed", 0, "config seed (init, data order) and sampling seed")
 _N = flags.DEFINE_integer("n", 2000, "latent points sampled per model")
@@ -70,7 +72,8 @@ def main(argv):
   from data import sentences as S
   from decode import ariel
   from decode.latent import greedy_from_latent, latent_means
-  from train.loop import load_trained, train
+  from train.restore import load_trained
+  from train.loop import train
   os.makedirs(_WORKDIR.value, exist_ok=True)
   language = S.house_questions("sentences")
   train_idx, held_idx = S.split(language)
@@ -159,6 +162,12 @@ def main(argv):
           f"reconstruction train {o['reconstruction_train']:.4f} held-out {o['reconstruction_held_out']:.4f} | "
           f"samples {json.dumps({k: round(v, 4) for k, v in o['samples'].items()})}")
   print(f"AriEL sentences/s: {json.dumps(out['lm']['sentences_per_s'])} ({out['machine']})")
+  sps = out["lm"]["sentences_per_s"]
+  record.write("ariel", out, headline=[
+      record.row("AriEL encoding, batch 1", sps["encode_b1"], sps["reference_encode_b1"], "sentences/s",
+                 reference_name="prototype-style encoder"),
+      record.row("AriEL encoding, batch 256", sps["encode_b256"], sps["score_b256"], "sentences/s",
+                 reference_name="scoring, one uncached forward")])
   print(" ".join(f"{'ariel' if k == 'lm' else k}_valid_unique={out[k]['samples']['valid_unique']:.4f}"
                  for k in ("lm", "ae", "vae")))
 

@@ -14,6 +14,8 @@ import warnings
 
 from absl import app, flags
 
+from bench import record
+
 _D = flags.DEFINE_integer("d", 16, "latent dimensions")
 _DTYPE = flags.DEFINE_enum("dtype", "float64", ["float32", "float64"], "coder precision")
 _MAXLEN = flags.DEFINE_integer("maxlen", 6, "words after which EOS is forced")
@@ -50,6 +52,11 @@ def main(argv):
   print(f"d={_D.value} dtype={_DTYPE.value} maxlen={_MAXLEN.value} min_len={_MIN_LEN.value} seed={_SEED.value}: "
         f"{int(ok.sum())}/{len(ok)} recovered, {tokens.shape[1]} positions, {oracle.calls[0]} batched oracle calls, "
         f"{seconds:.2f} s (with compilation); empty boxes {int((volume == 0).sum())}")
+  record.write("ariel_roundtrip", {  # an exactness check (RESULTS.md): no reference, no headline
+      "d": _D.value, "dtype": _DTYPE.value, "maxlen": _MAXLEN.value, "min_len": _MIN_LEN.value, "seed": _SEED.value,
+      "samples": _SAMPLES.value, "roundtrip": float(ok.mean()), "volume_sum": float(volume.sum()),
+      "sentences": len(ok), "flagged": int(flagged.sum()), "lost_unflagged": int((~ok & ~flagged).sum()),
+      "empty_boxes": int((volume == 0).sum()), "oracle_calls": int(oracle.calls[0]), "seconds": seconds})
   print(f"roundtrip={ok.mean():.6f} volume_sum={volume.sum():.12f} sentences={len(ok)} flagged={int(flagged.sum())} "
         f"lost_unflagged={int((~ok & ~flagged).sum())}")
 

@@ -17,6 +17,8 @@ import statistics
 import numpy as np
 from absl import app, flags
 
+from bench import record
+
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/asarm_default", "A configs/asarm.py training workdir.")
 _HOLES = flags.DEFINE_integer("holes", 128, "Number of held-out lines.")
 _K = flags.DEFINE_integer("k", 5, "ASSD drafts per round.")
@@ -65,7 +67,7 @@ def main(argv):
   from decode.infill import infill_tokens
   from models.asarm import canonical_ranks
   from data.sources import corpus_from_config
-  from train.loop import load_trained
+  from train.restore import load_trained
   config = asarm.get_config(_CONFIG_ARG.value)
   exp, step, params = load_trained(config, _WORKDIR.value)
   params = jax.device_get(params)
@@ -111,6 +113,8 @@ def main(argv):
   for r in rows:
     print(f"| {r['sampler']} | {r['temperature']} | {r['exact_match']:.3f} | {r['sample_nll_per_token']:.3f} | "
           f"{r['nfe_per_token']:.2f} |")
+  record.write("asarm_infill", {"model_step": step, "holes": len(tokens), "mean_hole_tokens": statistics.mean(sizes),
+                                "context": N, "true_line_nll_per_token": true_nll, "rows": rows})   # RESULTS.md
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ import time
 import numpy as np
 from absl import app, flags
 
+from bench import record
+
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/asarm_default", "A configs/asarm.py training workdir.")
 _KS = flags.DEFINE_list("ks", ["2", "3", "5", "8"], "ASSD draft counts.")
 _PROMPTS = flags.DEFINE_integer("prompts", 32, "Number of prompts (validation rows).")
@@ -53,7 +55,8 @@ def main(argv):
   from decode.assd import assd_sample, joint_log_prob, parallel_sample, sequential_sample
   from decode.assd_cached import assd_sample_cached, sequential_sample_cached
   from models.asarm import canonical_ranks
-  from train.loop import load_trained, train
+  from train.restore import load_trained
+  from train.loop import train
   config = asarm.get_config(_CONFIG_ARG.value)
   if not os.path.isdir(os.path.join(_WORKDIR.value, "checkpoints")):
     train(config, _WORKDIR.value)
@@ -139,6 +142,15 @@ def main(argv):
     print(f"| {name} | {r['nfe']:.1f} ± {r['nfe_sem']:.1f} | {r['tokens_per_round']:.2f} | "
           f"{r['ms_per_sequence']:.1f} | {r['tokens_per_s']:.0f} | {r['speedup']:.2f}x{vs_cached} | "
           f"{r['nll_per_token']:.3f} | {r['nll_diff']:+.4f} ± {r['nll_diff_sem']:.4f} | {r['paired_p']:.3g} |")
+  k = "5" if "5" in _KS.value else _KS.value[-1]
+  pairs = [(f"ASSD k={k}", "sequential", ""), (f"ASSD k={k} (cached)", "sequential (cached)", "cached ")]
+  record.write("assd_speed", {"N": N, "visible": M, "generated": generated, "prompts": len(rows), "seeds": seeds,
+                              "model_step": step, "trained_len": trained_len, "dtype": _DTYPE.value,
+                              "samplers": results},
+               headline=[record.row(f"{kind}AS-ARM decoding, N = {N}, batch 1: ASSD k={k}",
+                                    results[ours]["tokens_per_s"], results[ref]["tokens_per_s"], "tokens/s",
+                                    reference_name=f"{kind}sequential decoding")
+                         for ours, ref, kind in pairs if ours in results and ref in results])
 
 
 if __name__ == "__main__":

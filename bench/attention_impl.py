@@ -13,6 +13,8 @@ import time
 
 from absl import app, flags
 
+from bench import record
+
 _B = flags.DEFINE_integer("batch", 8, "Batch size.")
 _T = flags.DEFINE_integer("seq", 512, "Sequence length.")
 _H = flags.DEFINE_integer("heads", 12, "Heads.")
@@ -84,6 +86,19 @@ def main(argv):
       shown = f"{ms[key]:.1f} ms, einsum / {impl} time {ms[(w, 'einsum')] / ms[key]:.2f}" if key in ms else \
           f"refused: {refused.get(key)}"
       print(f"{impl}, {'window ' + str(w) if w != 'global' else 'global'}: {shown}")
+  w = int(_W.value[0])
+  auto = "banded" if use_banded(T, w) else "einsum"
+  what = f"attention gradient, {B} x {T} x {H} heads of {D}, {_DTYPE.value}, window {w}"
+  pairs = [(f"{what}: auto's kernel, {auto}", auto, "xla", "jax.nn.dot_product_attention, xla"),
+           (f"{what}: banded", "banded", "einsum", "dense masked einsum")]
+  pairs += [(f"{what}: {impl}", impl, "einsum", "dense masked einsum") for impl in _EXTRA.value]
+  record.write("attention_impl", {"batch": B, "seq": T, "heads": H, "head_dim": D, "dtype": _DTYPE.value,
+                                  "device": jax.devices()[0].device_kind,
+                                  "ms": {f"{key[0]}/{key[1]}": v for key, v in ms.items()},
+                                  "refused": {f"{key[0]}/{key[1]}": v for key, v in refused.items()}},
+               headline=[record.row(label, ms[(w, ours)], ms[(w, ref)], "ms", higher_is_better=False,
+                                    reference_name=name)
+                         for label, ours, ref, name in pairs[:3] if (w, ours) in ms and (w, ref) in ms])
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ import time
 
 from absl import app, flags
 
+from bench import record
+
 _METHOD = flags.DEFINE_enum("method", "cot2", ["cot2", "discrete"], "CoT2 with CSFT, or the discrete CoT baseline")
 _D = flags.DEFINE_integer("d", 32, "embedding width (MLP 4d)")
 _EPOCHS = flags.DEFINE_integer("epochs", 30, "training epochs")
@@ -96,7 +98,8 @@ def evaluate_checkpoint(workdir: str, config) -> dict:
   """The evaluation objective of `config` (e.g. GRPO's MTS decoding) on a trained run's latest parameters."""
   import flax.linen as nn
   import jax
-  from train.loop import evaluate, load_trained
+  from train.evaluation import evaluate
+  from train.restore import load_trained
   exp, _, params = load_trained(config, workdir)
   with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
     return evaluate(exp, params)
@@ -125,6 +128,7 @@ def sweep():
   json.dump(out, open(os.path.join(_WORKDIR.value, "sweep.json"), "w"), indent=1)
   write_tables(out)
   plot(out)
+  record.write("cot2_sweep", out)   # the C8-C11 runs (RESULTS.md); the speed record is cot2
 
 
 def _acc(arm, epoch=None):
@@ -186,7 +190,7 @@ def speed():
   from bench import cot2_reference
   from bench.timing import cpu_model
   from configs import cot2
-  from train.loop import build_experiment
+  from train.experiment import build_experiment
   spe = cot2.steps_per_epoch()
   rows = {}
   for method in ("cot2", "discrete"):
@@ -215,6 +219,11 @@ def speed():
   rows["machine"] = f"{cpu_model()}, {os.cpu_count()} cores"
   rows["steps_per_epoch"] = spe
   json.dump(rows, open(os.path.join(_WORKDIR.value, "speed.json"), "w"), indent=1)
+  record.write("cot2", rows, headline=[
+      record.row(f"{label} train step on MNNS (d = 32, batch 16)", rows[method]["ours_step_ms"],
+                 rows[method]["torch_step_ms"], "ms/step", higher_is_better=False,
+                 reference_name="PyTorch + transformers")
+      for method, label in (("cot2", "CoT2 (CSFT)"), ("discrete", "discrete CoT"))])
 
 
 def main(argv):
@@ -228,6 +237,7 @@ def main(argv):
   curve_line = " ".join(f"{int(e)}:{v['accuracy']:.3f}" for e, v in sorted(r["curve"]["eval"].items(),
                                                                              key=lambda kv: int(kv[0])))
   print(f"validation accuracy by epoch: {curve_line}")
+  record.write("cot2_arm", r)   # one training run (RESULTS.md); the speed record is cot2
   print(f"val_acc={r['final']['accuracy']:.4f} train_s={r['train_s']:.1f}")
 
 

@@ -1,4 +1,4 @@
-"""Data pipeline benchmarks (BENCHMARKS.md "Data pipeline"): `python -m data.prepare` against a plain `tokenizers`
+"""Data pipeline benchmarks (BENCHMARKS.md, data_pipeline): `python -m data.prepare` against a plain `tokenizers`
 batch-encode loop, the `tokenized:` training pipeline against the trainer's own step, and the pipeline's resident
 memory at two corpus sizes against the in-memory text path.
 
@@ -19,6 +19,7 @@ import time
 
 from absl import app, flags
 
+from bench import record
 from bench.timing import cpu_model
 
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/lmkit_data_bench", "Corpora, tokenizer and shards.")
@@ -79,7 +80,7 @@ def prepared(corpus: str, vocab: str, name: str, workers: int = 2) -> tuple[str,
   return out, time.perf_counter() - t
 
 
-def part_prepare() -> None:
+def part_prepare() -> dict:
   import shutil
 
   from tokenizers import Tokenizer
@@ -110,9 +111,11 @@ def part_prepare() -> None:
   print("| what | tokens | seconds | tokens/s | vs reference |\n|---|---|---|---|---|")
   for name, n, s in rows:
     print(f"| {name} | {n:,} | {s:.1f} | {n / s:,.0f} | {ref_s / s:.2f}x |")
+  return {"corpus_mb": os.path.getsize(corpus) / 1e6,
+          "rows": [{"what": name, "tokens": n, "seconds": s, "tokens_per_s": n / s} for name, n, s in rows]}
 
 
-def part_pipeline() -> None:
+def part_pipeline() -> dict:
   import jax.numpy as jnp
 
   from bench import train_throughput
@@ -122,11 +125,14 @@ def part_pipeline() -> None:
   print("\n### tokenized: pipeline vs the trainer's step (byte vocabulary)\n")
   print("| shape | batch x seq | trainer step (s) | trainer tokens/s | pipeline tokens/s | pipeline / trainer |")
   print("|---|---|---|---|---|---|")
+  shapes = {}
   for name in ("default", "base"):
     r = train_throughput.measure(name, _TRAINER_STEPS.value, peak, overrides={"data.corpus": f"tokenized:{out}",
                                                                       "data.vocab": "byte"})
     print(f"| {name} | {r['batch']} x {r['seq']} | {r['step_s']:.3f} | {r['tps']:,.0f} | {r['pipeline_tps']:,.0f} | "
           f"{r['pipeline_tps'] / r['tps']:.0f}x |", flush=True)
+    shapes[name] = {k: r[k] for k in ("batch", "seq", "step_s", "tps", "pipeline_tps")}
+  return shapes
 
 
 _CHILD = """
@@ -157,11 +163,12 @@ def _peak_rss(corpus: str) -> dict:
   return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def part_memory() -> None:
+def part_memory() -> dict:
   print(f"\n### resident memory of the training pipeline ({_BATCHES.value} batches of the default shape, byte "
         "vocabulary; peak RSS of the process)\n")
   print("| corpus | text MB | shards MB | tokenized: peak RSS (MB) | tokenized: tokens/s | in-memory text: peak RSS "
         "(MB) |\n|---|---|---|---|---|---|")
+  sizes = {}
   for mb in map(int, _MEMORY_MB.value):
     corpus = corpus_file(mb)
     out, _ = prepared(corpus, "byte", f"byte_{mb}mb")
@@ -170,6 +177,9 @@ def part_memory() -> None:
     text = _peak_rss(corpus)
     print(f"| {os.path.basename(corpus)} | {os.path.getsize(corpus) / 1e6:,.0f} | {shards / 1e6:,.0f} | "
           f"{tok['rss_mb']:,.0f} | {tok['tokens_per_s']:,.0f} | {text['rss_mb']:,.0f} |", flush=True)
+    sizes[mb] = {"text_mb": os.path.getsize(corpus) / 1e6, "shards_mb": shards / 1e6, "tokenized": tok,
+                 "in_memory_text": text}
+  return {"batches": _BATCHES.value, "corpora": sizes}
 
 
 def main(argv):
@@ -177,9 +187,23 @@ def main(argv):
   import jax
   load = os.getloadavg()[0]
   print(f"machine: {cpu_model()}, {os.cpu_count()} cores, jax {jax.__version__}; load average before: {load:.2f}")
+  figures = {"load_average_before": load}
   for part in _PARTS.value:
-    {"prepare": part_prepare, "pipeline": part_pipeline, "memory": part_memory}[part]()
+    figures[part] = {"prepare": part_prepare, "pipeline": part_pipeline, "memory": part_memory}[part]()
   print(f"\nself peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
+  headline = []
+  if "prepare" in figures:
+    ref, *_, two = figures["prepare"]["rows"]
+    headline.append(record.row(f"tokenizing {figures['prepare']['corpus_mb']:.0f} MB of JSONL: data.prepare "
+                               "--workers=2", two["tokens_per_s"], ref["tokens_per_s"], "tokens/s",
+                               reference_name="tokenizers encode_batch loop"))
+  if "memory" in figures:
+    mb, m = max(figures["memory"]["corpora"].items())
+    headline.append(record.row(f"peak RSS reading {_BATCHES.value:,} batches of a {m['text_mb']:,.0f} MB corpus: "
+                               "tokenized: shards", m["tokenized"]["rss_mb"], m["in_memory_text"]["rss_mb"], "MB",
+                               higher_is_better=False, reference_name="in-memory text"))
+  if not os.environ.get("PYTEST_CURRENT_TEST"):   # a test's tiny run must not replace the committed record
+    record.write("data_pipeline", figures, headline=headline)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ import time
 
 from absl import app, flags
 
+from bench import record
+
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/electra_vs_mlm", "Where runs and results.json go.")
 _ELECTRA_STEPS = flags.DEFINE_integer("electra_steps", 3000, "ELECTRA pretraining steps (MLM gets equal FLOPs).")
 _PRETRAIN_SEEDS = flags.DEFINE_list("pretrain_seeds", ["0", "1"], "Pretraining seeds.")
@@ -56,7 +58,7 @@ def _finetune_config(arm: str, seed: int, init_from: str):
 
 
 def flops_per_step(config) -> float:
-  from train.loop import build_experiment
+  from train.experiment import build_experiment
   exp = build_experiment(config)
   return exp.family.flops_per_token(config.data.seq_len) * config.train.batch_size * config.data.seq_len
 
@@ -105,6 +107,8 @@ def main(argv):
     sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
     print(f"| {arm} | {rows[0]['pretrain_steps']} | {rows[0]['pretrain_flops'] / 1e15:.3f} | "
           f"{statistics.mean(accs):.3f} ± {sd:.3f} ({len(accs)}) | {', '.join(f'{a:.3f}' for a in accs)} |")
+  budgets = {arm: {"steps": st, "flops_per_step": f} for arm, (st, f) in budget.items()}
+  record.write("electra_vs_mlm", {"budget": budgets, "runs": results})   # a quality comparison (RESULTS.md)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ import time
 
 from absl import app, flags
 
+from bench import record
+
 _BATCHES = flags.DEFINE_list("batches", ["1", "8"], "Batch sizes.")
 _NEW = flags.DEFINE_integer("new_tokens", 128, "Tokens to generate.")
 _PROMPT = flags.DEFINE_integer("prompt", 16, "Prompt length.")
@@ -50,6 +52,8 @@ def main(argv):
         f"{os.cpu_count()} cores")
   print("| batch | ours tokens/s | HF tokens/s | ratio | our compile + first run (s) | same tokens |")
   print("|---|---|---|---|---|---|")
+  figures, headline = {"size": _SIZE.value, "prompt": _PROMPT.value, "new_tokens": n,
+                       "torch_device": _TORCH_DEVICE.value, "torch": torch.__version__, "batches": []}, []
   for b in map(int, _BATCHES.value):
     prompt = np.random.default_rng(b).integers(0, 50257, (b, _PROMPT.value)).astype(np.int32)
     lengths = jnp.full((b,), _PROMPT.value, jnp.int32)
@@ -78,6 +82,11 @@ def main(argv):
     ours_tps, hf_tps = b * n / statistics.median(t_ours), b * n / statistics.median(t_hf)
     print(f"| {b} | {ours_tps:,.1f} | {hf_tps:,.1f} | {ours_tps / hf_tps:.2f} | {compile_s:.1f} | {same} |",
           flush=True)
+    figures["batches"].append({"batch": b, "ours_tokens_per_s": ours_tps, "hf_tokens_per_s": hf_tps,
+                               "our_compile_s": compile_s, "same_tokens": same})
+    headline.append(record.row(f"GPT-2 {_SIZE.value} greedy generation, batch {b}", ours_tps, hf_tps, "tokens/s",
+                               reference_name=f"transformers generate, {_TORCH_DEVICE.value}"))
+  record.write("generate_vs_hf", figures, headline=headline)
 
 
 if __name__ == "__main__":

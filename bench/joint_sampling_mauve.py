@@ -24,6 +24,7 @@ import time
 import numpy as np
 from absl import app, flags
 
+from bench import record
 from bench.joint_sampling_models import train_adjust, train_mdlm
 
 _VOCAB = flags.DEFINE_integer("vocab", 64, "Vocabulary size.")
@@ -166,6 +167,16 @@ def main(argv):
           f"{100 * r['impossible']:.2f}% | "
           f"{r['distinct_2']:.3f} | {r['distinct_3']:.3f} | "
           f"{r['base_calls_per_token']:.3f} | {r['adjust_calls_per_token']:.3f} | {r['tokens_per_s']:,.0f} |")
+  k = max(map(int, _KS.value))
+  rows = [(f"ADJUST K={k}", "sequential", "the sequential sampler"),
+          (f"ADJUST K={k}", f"parallel K={k}", f"parallel K={k}, no ADJUST")]
+  record.write("joint_sampling_mauve", {
+      "vocab": V, "length": L, "samples": n, "successors": _SUCCESSORS.value, "entropy_rate": stationary_entropy,
+      "base_nelbo": [l0, l1], "adjust_kl": [first["loss"], last["loss"]], "base_call_ms": 1e3 * base_s,
+      "adjust_call_ms": 1e3 * adjust_s, "samplers": results},
+      headline=[record.row(f"MDLM sampling, {n:,} x {L} tokens: {ours}", results[ours]["tokens_per_s"],
+                           results[ref]["tokens_per_s"], "tokens/s", reference_name=name)
+                for ours, ref, name in rows if ours in results and ref in results])
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ configs/modernbert_mlm.py, the quick start's 3.3M-parameter model, vocab 4,096, 
 (HF's random init, converted with models.hf.load_modernbert). --batch / --seq default to the config's own
 train.batch_size / data.seq_len. Measures, in one run:
   - forward tokens/s (inference: torch.inference_mode vs a jitted apply),
-  - training-step tokens/s: ours is the trainer's own ahead-of-time compiled step (train.loop.Experiment for
+  - training-step tokens/s: ours is the trainer's own ahead-of-time compiled step (train.experiment.Experiment for
     configs/modernbert_mlm.py:base: masking at objective.mask_rate 0.3 inside the step, loss, gradient, global-norm
     clipping at optim.clip_norm, AdamW with the config's betas, eps, weight-decay mask and schedule), started from
     the converted weights; HF does the same work as a user writes it (30% masked labels, loss, backward,
@@ -39,6 +39,7 @@ import time
 
 from absl import app, flags
 
+from bench import record
 from bench.timing import median_seconds
 
 _CONFIG = flags.DEFINE_enum("config", "base", ["base", "default"],
@@ -173,7 +174,7 @@ def _side(which: str, path: str, B: int, S: int, dtype: str) -> tuple[dict, dict
 
   from models.hf import load_modernbert
   from models.modernbert import ModernBertForMaskedLM
-  from train.loop import build_experiment
+  from train.experiment import build_experiment
   model, params = load_modernbert(path)
   model = ModernBertForMaskedLM(dataclasses.replace(model.cfg, dtype=dtype))
   params = jax.device_put(params)
@@ -258,6 +259,24 @@ def _child(arg: str, extra: list[str]) -> dict:
 _THROUGHPUT_CHILD = flags.DEFINE_string("throughput_child", "", "internal: 'ours:PATH' or 'hf:PATH'.")
 
 
+def _record(train: dict, figures: dict, B: int, S: int, memory: dict | None = None) -> None:
+  """bench/results/modernbert_vs_hf.json: `figures`, and the headline: our train step against transformers' and its
+  sparse_prediction step in float32, then against transformers under autocast in bfloat16 (or, float32 only, the
+  peak memory of the --long forward with the head). train: {(dtype, side): tokens/s}; memory: {(side, head): MiB}."""
+  shape = "ModernBERT-base" if _CONFIG.value == "base" else "default config"
+  headline = []
+  for dtype, side, name in (("float32", "hf", "transformers"),
+                            ("float32", "hf_sparse", "transformers, sparse_prediction"),
+                            ("bfloat16", "hf", "transformers under autocast")):
+    if (dtype, "ours") in train and (dtype, side) in train:
+      headline.append(record.row(f"{shape} train step ({B} x {S}), {dtype}", train[(dtype, "ours")],
+                                 train[(dtype, side)], "tokens/s", reference_name=name))
+  if memory and len(headline) < 3:
+    headline.append(record.row(f"{shape} peak memory increase, {_LONG.value}-token forward", memory[("ours", True)],
+                               memory[("hf", True)], "MiB", higher_is_better=False, reference_name="transformers"))
+  record.write("modernbert_vs_hf", figures, headline=headline)
+
+
 def main(argv):
   del argv
   import tempfile
@@ -315,6 +334,11 @@ def main(argv):
     o, r = mem[("ours", h)], mem[("hf", h)]
     print(f"| peak memory increase, {_LONG.value}-token forward, {name} (MiB) | float32 | {o:,.0f} | {r:,.0f} | "
           f"{o / r:.2f} | | |")
+  _record({k: v["train"] for k, v in thr.items() if "train" in v},
+          {"config": _CONFIG.value, "batch": B, "seq": S, "parameters": n_params, "torch": torch.__version__,
+           "sparse_head": _SPARSE.value, "tokens_per_s": {f"{d}/{w}": v for (d, w), v in thr.items()},
+           "peak_memory_increase_mib": {f"{w}/{'with head' if h else 'encoder only'}": v for (w, h), v in mem.items()}},
+          B, S, mem)
 
 
 def _print_interleaved(path, B, S, n_params, build_s, dtypes):
@@ -350,6 +374,10 @@ def _print_interleaved(path, B, S, n_params, build_s, dtypes):
       sparse = f"{med(hs):,.0f} | {ratios(o, hs)}" if hs else " | | "
       print(f"| {name} tokens/s (batch {B} x {S}) | {d} | {med(o):,.0f} | {med(h):,.0f} | {ratios(o, h)} | {sparse} | "
             f"{f'{med([a / b for a, b in zip(o, o32)]):.2f}' if o32 else '- (float32 not run)'} |")
+  _record({k: med(v["train"]) for k, v in per_round.items()},
+          {"config": _CONFIG.value, "batch": B, "seq": S, "parameters": n_params, "torch": torch.__version__,
+           "sparse_head": _SPARSE.value, "rounds": _ROUNDS.value, "repeats": _REPEATS.value, "compile_s": compiles,
+           "tokens_per_s_per_round": {f"{d}/{w}": v for (d, w), v in per_round.items()}}, B, S)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ import time
 
 from absl import app, flags
 
+from bench import record
+
 _ROWS = flags.DEFINE_string("rows", "all", "Comma-separated row names, 'all', or 'remat'.")
 _TOPOLOGIES = flags.DEFINE_list("topologies", ["v5e-16", "v5p-64", "v6e-64"], "Accelerator types.")
 _OUT = flags.DEFINE_string("out", "bench/results/pod_sizing.jsonl", "JSON lines, one per compile.")
@@ -55,7 +57,7 @@ def compile_one(spec: dict) -> dict:
   from data.sources import sizing_vocabulary
   from train.aot import compile_report
   from train.errors import ConfigError
-  from train.loop import build_experiment
+  from train.experiment import build_experiment
   from train.topology import topology_devices
   path, _, arg = spec["config"].partition(":")
   module_spec = importlib.util.spec_from_file_location("_sizing_config", path)
@@ -122,6 +124,42 @@ def main(argv):
     with open(_OUT.value, "a") as f:
       f.write(json.dumps(r) + "\n")
     print(summary(r), flush=True)
+  _record([json.loads(line) for line in open(_OUT.value)])
+
+
+def _record(rows: list[dict]) -> None:
+  """bench/results/pod_sizing.json: every compile in --out (the last of a row / topology / remat), and the headline
+  where --out has them: ModernBERT-base at 8k on v5p-64, splash against dense attention (per-chip memory, roofline
+  step) and model.remat="full" against "none" (per-chip memory)."""
+  gib = 1 << 30
+  last = {(r["row"], r["topology"], r["remat"]): r for r in rows}
+  figures = {f"{k[0]} / {k[1]} / remat {k[2]}": (
+      {"error": r["error"]} if "error" in r else
+      {"per_chip_gib": r["total_bytes"] / gib, "capacity_gib": r["capacity_bytes"] / gib, "fits": r["fits"],
+       "mesh": r["mesh"], "batch": r["batch"], "compile_s": r["train_step"]["compile_s"],
+       "flops_per_step": r["flops_per_step"], "model_flops_per_step": r["model_flops_per_step"],
+       "roofline_step_ms": r["roofline_step_s"] * 1e3, "roofline_bound": r["roofline_bound"],
+       "mfu_bound": r["mfu_bound"]}) for k, r in last.items()}
+  ok = {k: r for k, r in last.items() if "error" not in r}
+  splash = ok.get((REMAT_ROW, REMAT_TOPOLOGY, "none"))
+  dense = next((r for (name, t, _), r in ok.items() if name == "modernbert_base_8k_xla" and t == REMAT_TOPOLOGY),
+               None)
+  full = ok.get((REMAT_ROW, REMAT_TOPOLOGY, "full"))
+  what = f"ModernBERT-base 8k train step, {REMAT_TOPOLOGY}"
+  headline = []
+  if splash and dense:
+    headline += [record.row(f"{what}, splash attention: per-chip memory", splash["total_bytes"] / gib,
+                            dense["total_bytes"] / gib, "GiB", higher_is_better=False,
+                            reference_name=f"dense xla attention, remat {dense['remat']}"),
+                 record.row(f"{what}, splash attention: roofline step", splash["roofline_step_s"] * 1e3,
+                            dense["roofline_step_s"] * 1e3, "ms", higher_is_better=False,
+                            reference_name=f"dense xla attention, remat {dense['remat']}")]
+  if splash and full:
+    headline.append(record.row(f"{what}, splash, remat full: per-chip memory", full["total_bytes"] / gib,
+                               splash["total_bytes"] / gib, "GiB", higher_is_better=False,
+                               reference_name="remat none"))
+  record.write("pod_sizing", figures, headline=headline,
+               note=f"compiled for TPU topologies on this CPU machine; every row of {_OUT.value}")
 
 
 def table(rows: list[dict]) -> str:

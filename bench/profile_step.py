@@ -31,6 +31,7 @@ import time
 
 from absl import app, flags
 
+from bench import record
 from bench.timing import cpu_model
 from bench.train_throughput import _config
 
@@ -84,7 +85,7 @@ def _build(config: str, dtype: str, steps: int):
     B, S = 32, 128
     run, _, cfg, hlo = our_step_fn(*hf_models(), np.random.default_rng(0).integers(999, V, (B, S)), B, S, dtype)
     return run, hlo, cfg.flops_per_token(S, RATE) * B * S, B * S, f"{B} x {S}"
-  from train.loop import build_experiment
+  from train.experiment import build_experiment
   c = _config(config)
   c.unlock()
   c.model.dtype = dtype
@@ -155,8 +156,20 @@ def main(argv):
   print("\n| op | kind | share | op_name |\n|---|---|---|---|")
   for name, ns in by_op.most_common(_TOP.value):
     print(f"| {name} | {hlo_ops[name]} | {ns / total:.1%} | {(op_names.get(name) or '')[-110:]} |")
+  figures = {"config": _CONFIG.value, "dtype": _DTYPE.value, "shape": shape, "step_s": step_s,
+             "tokens_per_s": tokens / step_s, "mfu_before": flops / step_s / peak,
+             "mfu_after": flops / step_s / peak_after, "peak_gflops_before": peak / 1e9,
+             "peak_gflops_after": peak_after / 1e9, "op_ms_per_step": total / 1e6 / len(times),
+             "categories_ms_per_step": {cat: ns / 1e6 / len(times) for cat, ns in by_cat.most_common()},
+             "top_ops": [{"op": name, "kind": hlo_ops[name], "share": ns / total, "op_name": op_names.get(name) or ""}
+                         for name, ns in by_op.most_common(_TOP.value)]}
+  headline = []
   if _REPLAY.value:
-    _replay_dots(sigs, by_op, runs, total, len(times))
+    figures["replay_dots"] = replay = _replay_dots(sigs, by_op, runs, total, len(times))
+    headline.append(record.row(f"{_DTYPE.value} {_CONFIG.value} train step ({shape}): its products timed alone in XLA",
+                               replay["xla_alone_s"], replay["torch_alone_s"], "s per step", higher_is_better=False,
+                               reference_name="torch, oneDNN / MKL"))
+  record.write("profile_step", figures, headline=headline)
 
 
 _DIMS = ("lhs_batch_dims", "lhs_contracting_dims", "rhs_batch_dims", "rhs_contracting_dims")
@@ -189,7 +202,7 @@ def _dot_signatures(hlo: str) -> dict[str, list[tuple]]:
 
 
 def _replay_dots(sigs: dict, by_op: collections.Counter, runs: collections.Counter, total_ns: int,
-                 steps: int) -> None:
+                 steps: int) -> dict:
   import jax
   import numpy as np
   import torch
@@ -243,6 +256,9 @@ def _replay_dots(sigs: dict, by_op: collections.Counter, runs: collections.Count
   print("\n".join(rows[:_REPLAY_TOP.value]))
   print(f"| all {len(rows)} signatures | {sum(count.values())} | {sum_ours * 1e3:.0f} | {sum_xla * 1e3:.0f} | "
         f"{sum_torch * 1e3:.0f} | {sum_torch / sum_xla:.2f} |")
+  return {"share_of_op_time": sum(ours.values()) / (total_ns / steps), "signatures": len(ours),
+          "dots_per_step": sum(count.values()), "in_step_s": sum_ours, "xla_alone_s": sum_xla,
+          "torch_alone_s": sum_torch}
 
 
 if __name__ == "__main__":

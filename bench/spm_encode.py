@@ -12,6 +12,7 @@ import time
 
 from absl import app, flags
 
+from bench import record
 from bench.timing import cpu_model
 
 _DOCS = flags.DEFINE_integer("docs", 3000, "Standard-library documents (the default job's corpus) to encode.")
@@ -33,12 +34,16 @@ def main(argv):
       t = time.perf_counter()
       out[name] = encode(docs)
       best[name] = min(best[name], time.perf_counter() - t)
-  print(json.dumps({"cpu": cpu_model(), "docs": len(docs), "tokens": sum(map(len, out["ours"])),
-                    "ours_s": round(best["ours"], 4), "sentencepiece_s": round(best["sentencepiece"], 4),
-                    "ours_docs_per_s": round(len(docs) / best["ours"]),
-                    "sentencepiece_docs_per_s": round(len(docs) / best["sentencepiece"]),
-                    "speedup": round(best["sentencepiece"] / best["ours"], 2),
-                    "docs_segmented_differently": sum(a != b for a, b in zip(out["ours"], out["sentencepiece"]))}))
+  result = {"cpu": cpu_model(), "docs": len(docs), "tokens": sum(map(len, out["ours"])),
+            "ours_s": round(best["ours"], 4), "sentencepiece_s": round(best["sentencepiece"], 4),
+            "ours_docs_per_s": round(len(docs) / best["ours"]),
+            "sentencepiece_docs_per_s": round(len(docs) / best["sentencepiece"]),
+            "speedup": round(best["sentencepiece"] / best["ours"], 2),
+            "docs_segmented_differently": sum(a != b for a, b in zip(out["ours"], out["sentencepiece"]))}
+  print(json.dumps(result))
+  record.write("spm_encode", result, headline=[
+      record.row(f"SentencePiece encoding of {len(docs):,} documents", len(docs) / best["ours"],
+                 len(docs) / best["sentencepiece"], "documents/s", reference_name="SentencePiece's encode")])
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import sys
 
 from absl import app, flags
 
+from bench import record
 from train.platforms import STARTUP_VARIANTS, time_startup
 
 _ROUNDS = flags.DEFINE_integer("rounds", 5, "Alternated rounds (one start-up of each variant per round).")
@@ -37,6 +38,13 @@ def main(argv):
     med = statistics.median(ts)
     print(f"{name:>15}: min {min(ts):.2f} s, median {med:.2f} s, max {max(ts):.2f} s; median - without libtpu: "
           f"{med - ref:+.2f} s")
+  medians = {name: statistics.median(ts) for name, ts in times.items()}
+  what = "CPU start-up with libtpu installed: the project's platform choice"
+  record.write("startup", {"rounds": _ROUNDS.value, "median_s": medians, "seconds": times}, headline=[
+      record.row(what, medians["project"], medians["without libtpu"], "s", higher_is_better=False,
+                 reference_name="libtpu hidden"),
+      record.row(what, medians["project"], medians["default"], "s", higher_is_better=False,
+                 reference_name="JAX's default")])
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import time
 
 from absl import app, flags
 
+from bench import record
 from bench.timing import cpu_model, grad_accum_variant
 
 _CONFIGS = flags.DEFINE_list("configs", ["default", "base"], "Shapes: default, base, large, gpt2_medium.")
@@ -75,7 +76,7 @@ def prepare(name: str, overrides: dict | None = None, warmup_batches: int = 2, b
   """Builds, initialises and compiles one shape's train step; returns what `time_steps` and `measure` need."""
   import flax.linen as nn
   import jax
-  from train.loop import build_experiment
+  from train.experiment import build_experiment
   c = _config(name, overrides)
   exp = build_experiment(c, devices=jax.devices()[:1])
   with jax.set_mesh(exp.mesh), nn.logical_axis_rules(exp.rules):
@@ -195,6 +196,25 @@ def _print_interleaved(rows, rounds, steps):
           f"{peaks} | {steps} |")
 
 
+def _record(rows: list[dict], peak_of, peak_name: str, **extra) -> None:
+  """bench/results/train_throughput.json: every row, and the headline of the base shape (else the first): its
+  float32 step's model FLOP/s against the matmul peak (about its MFU) and its bfloat16 tokens/s against float32.
+  peak_of(row) -> the peak (FLOP/s) that row's MFU divides by; peak_name: its name, "{dtype}" filled in."""
+  name = "base" if any(r["name"] == "base" for r in rows) else rows[0]["name"]
+  mine = [r for r in rows if r["name"] == name and r["moment_dtype"] == "float32"
+          and r.get("accum", "1") == rows[0].get("accum", "1")] or [r for r in rows if r["name"] == name]
+  by_dtype = {r["dtype"]: r for r in reversed(mine)}
+  first = by_dtype.get("float32", mine[0])
+  headline = [record.row(f"{name} train step ({first['batch']} x {first['seq']}), {first['dtype']}: model FLOP/s",
+                         first["gflops"], peak_of(first) / 1e9, "GFLOP/s",
+                         reference_name=peak_name.format(dtype=first["dtype"]))]
+  if "float32" in by_dtype and "bfloat16" in by_dtype:
+    headline.append(record.row(f"{name} train step ({first['batch']} x {first['seq']}), bfloat16",
+                               by_dtype["bfloat16"]["tps"], by_dtype["float32"]["tps"], "tokens/s",
+                               reference_name="our float32 step"))
+  record.write("train_throughput", {"rows": rows, **extra}, headline=headline)
+
+
 def main(argv):
   del argv
   import jax
@@ -220,9 +240,10 @@ def main(argv):
     if device.platform != "cpu":
       raise SystemExit("--rounds: per-round peaks are for CPUs; on an accelerator use --rounds=0 (table peak)")
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores, jax {jax.__version__}; load average before: {load:.2f}")
-    _print_interleaved(interleaved(_CONFIGS.value, _DTYPE.value, _MOMENT.value, _STEPS.value, _ROUNDS.value, batch,
-                                   _ACCUM.value),
-                       _ROUNDS.value, _STEPS.value)
+    rows = interleaved(_CONFIGS.value, _DTYPE.value, _MOMENT.value, _STEPS.value, _ROUNDS.value, batch, _ACCUM.value)
+    _print_interleaved(rows, _ROUNDS.value, _STEPS.value)
+    _record(rows, lambda r: statistics.median(r["peaks"]), "{dtype} matmul peak, median of rounds",
+            rounds=_ROUNDS.value, steps=_STEPS.value, load_average_before=load)
     return
   rows = [measure(name, _STEPS.value, peaks[dtype], {"model.dtype": dtype, "optim.moment_dtype": moment, **batch})
           for name in _CONFIGS.value for dtype in _DTYPE.value for moment in _MOMENT.value]
@@ -244,6 +265,11 @@ def main(argv):
           f"{r['compile_s']:.1f} | {r['step_s']:.3f} | {r['tps']:,.0f} | {ratio} | {r['gflops']:.1f} | "
           f"{100 * r['mfu']:.1f}% | {r['pipeline_tps']:,.0f} | {r['pipeline_tps'] / r['tps']:.0f}x | "
           f"{r['opt_bytes'] / 2 ** 20:,.1f} |")
+  on_cpu = device.platform == "cpu"
+  _record(rows, lambda r: peaks[r["dtype"]], "{dtype} matmul peak, before the steps" if on_cpu else
+          "the chip's dense bf16 peak",
+          steps=_STEPS.value, load_average_before=load, float32_peak_after_gflops=peak32_after / 1e9,
+          peaks_gflops={k: v / 1e9 for k, v in peaks.items()})
 
 
 if __name__ == "__main__":

@@ -50,13 +50,15 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 16           # global batch, in sequences
   c.train.num_steps = 200
+  c.train.stop_after_steps = 0      # >0: end this invocation after that many steps, with a checkpoint (a time slice;
+                                    # the schedule still spans num_steps; launch again to continue)
   c.train.grad_accum_steps = 1
   c.train.grad_accum_unroll = False   # True: micro-batches as independent branches (CPU: run concurrently; README)
   c.train.log_every = 10
   c.train.eval_every = 100
   c.train.checkpoint_every = 100
   c.train.sample_every = 0          # 0: sample only at the end
-  c.train.peak_flops_per_device = 0.0   # for MFU; 0: a table by device kind, measured on CPU (model.dtype)
+  c.train.peak_flops_per_device = 0.0   # for MFU; 0: a table by device kind, measured on CPU (the model's dtype)
 
   c.optim = ml_collections.ConfigDict()
   c.optim.lr = 1e-3

@@ -17,12 +17,15 @@ A family is a frozen `Family` value built from the config (and the vocabulary) b
                          (one per prompt, then optional notes such as a file written)
   Family.prompts         the prompts decoded when none are given
   Family.compat          values stored in every checkpoint that a restore must match (e.g. the embedding rows)
-  Family.analyses        params -> JSON-able dict: the family's evaluations beyond the mean metrics (curves,
-                         probes; e.g. per-position NLL), run by `--mode=eval` after the metrics and written to
-                         workdir/analysis.jsonl; None when the config asks for none
+  Family.evals           the family's own evaluations beyond the mean metrics (curves, probes; e.g. per-position
+                         NLL), declared like big_vision's evaluators: `Evaluation(name, fn, every)`, run by the
+                         training loop (each at its `every` and at the last step), by `--mode=eval` and by the
+                         follower alike, and written to workdir/analysis.jsonl
   Family.frozen          path -> bool: parameters the optimiser never moves (a zero update after AdamW, so no
                          weight decay either; the objective also stops their gradient), e.g. a frozen base model
                          under a trained adapter
+  Family.base            a family that trains on top of another run (ADJUST on an MDLM) says what that run is; the
+                         trainer then refuses to start without checkpoint.init_from (one line naming `base`)
 
 Initialisation runs the objective's own forward pass on zeros of the batch spec (`init_variables`), so a module
 needs no init-only call signature: whatever the loss calls (methods included) is what gets initialised.
@@ -164,6 +167,15 @@ def as_value(fn: Callable) -> Callable:
 
 
 @dataclasses.dataclass(frozen=True)
+class Evaluation:
+  """One of a family's own evaluations: `fn(params) -> JSON-able dict`, due every `every` training steps (0: only
+  at the last step) and at every `--mode=eval` / follower evaluation."""
+  name: str
+  fn: Callable[[Any], dict]
+  every: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
 class Family:
   name: str
   module: nn.Module
@@ -178,7 +190,8 @@ class Family:
   prompts: tuple[str, ...] = ()        # what `decode` shows when no text is given (config.decode.prompts)
   compat: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   frozen: Callable[[tuple[str, ...]], bool] | None = None
-  analyses: Callable[[Any], dict] | None = None
+  base: str = ""   # what a run starts from, if it needs a checkpoint (loaded by checkpoint.init_from); "": nothing
+  evals: tuple["Evaluation", ...] = ()
   baseline: Callable[[], dict[str, float]] | None = None   # eval metric -> what predicting without context scores
 
   def __post_init__(self):

@@ -3,6 +3,8 @@ section (its keys and the allowed values of the enumerated ones), which the fami
 import dataclasses
 from typing import Any, TypeVar
 
+import jax.numpy as jnp
+
 from models.layers.inputs import POOLINGS
 from models.layers.mlp import ACTIVATIONS
 from models.layers.remat import REMAT_POLICIES
@@ -38,6 +40,27 @@ def check_attention(attention_impl: str, dtype: str) -> None:
   if attention_impl == "cudnn" and dtype == "float32":
     raise ValueError("model.attention_impl='cudnn' needs 16-bit inputs; set --config.model.dtype=bfloat16 or "
                      "choose model.attention_impl='xla' (or 'auto')")
+
+
+class TransformerHparams:
+  """The base of every transformer family's frozen hyperparameter dataclass (fields hidden_size, num_heads, dtype,
+  optionally attention_impl): the head width, the compute dtype and the checks they share. A subclass calls
+  `self.check_transformer(*positive_fields)` first in its __post_init__."""
+
+  @property
+  def head_dim(self) -> int:
+    return self.hidden_size // self.num_heads
+
+  @property
+  def compute_dtype(self) -> Any:
+    return jnp.dtype(self.dtype)
+
+  def check_transformer(self, *positive: str) -> None:
+    check_positive(self, "hidden_size", "num_heads", *positive)
+    if hasattr(self, "attention_impl"):
+      check_attention(self.attention_impl, self.dtype)
+    if self.hidden_size % self.num_heads:
+      raise ValueError(f"model.hidden_size={self.hidden_size} is not divisible by model.num_heads={self.num_heads}")
 
 
 def model_keys(cls: type, *extra: str, exclude: tuple[str, ...] = ()) -> dict[str, tuple[str, ...] | None]:

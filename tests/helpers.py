@@ -41,6 +41,16 @@ def tiny_config(**overrides):
   return c
 
 
+def time_slice(config, steps: int):
+  """`config` with train.stop_after_steps=steps: a run that ends after that many steps with a checkpoint, as a
+  preempted or time-sliced job does (a later run with `config` continues it)."""
+  import ml_collections
+  c = ml_collections.ConfigDict(config.to_dict())
+  c.train.stop_after_steps = steps
+  c.lock()
+  return c
+
+
 def tiny_causal_config(arg=None, seq_len=32, num_steps=30):
   """configs/causal_lm.py shrunk to a 2-layer, d=32 byte-level model that trains in seconds."""
   from configs import causal_lm

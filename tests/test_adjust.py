@@ -254,3 +254,18 @@ def test_d3_trained_adjust_sampler_is_far_closer_to_sequential_than_parallel_dec
   assert par_tv > 0.1, par_tv                                     # parallel decoding loses the coupling
   assert untrained_tv > 0.5 * par_tv, (untrained_tv, par_tv)      # control: an untrained layer does not pass
   assert adj_tv < 0.2 * par_tv, (adj_tv, par_tv)
+
+
+def test_adjust_declares_its_base_and_refuses_to_start_without_it():
+  """Family.base: ADJUST trains on a frozen MDLM, so a config without checkpoint.init_from is one line naming it
+  (checked by the trainer before anything compiles; the family does not read checkpoint.* itself)."""
+  from configs import adjust
+  from train.errors import ConfigError
+  from train.experiment import build_experiment
+  c = adjust.get_config("tiny")
+  c.unlock()
+  c.checkpoint.init_from = ""
+  c.lock()
+  with pytest.raises(ConfigError, match=r"^model.name='adjust' trains on a frozen MDLM: .*set "
+                                        r"--config.checkpoint.init_from=<it>$"):
+    build_experiment(c)

@@ -265,7 +265,8 @@ def test_eval_analysis_codes_the_held_out_split_exactly():
   from data.vocab import SymbolVocabulary
   config = ariel_config.get_config("tiny")
   family = build(config, SymbolVocabulary(38))
-  out = family.analyses(nn.unbox(jax.jit(family.init_variables)(jax.random.PRNGKey(0)))["params"])["ariel"]
+  [ev] = family.evals
+  out = ev.fn(nn.unbox(jax.jit(family.init_variables)(jax.random.PRNGKey(0)))["params"])
   assert out["reconstruction_held_out"] == 1.0 and out["d"] == 16
   s = out["samples"]
   assert 0 <= s["novel"] <= s["valid_unique"] <= min(s["valid"], s["unique"]) <= 1

@@ -261,7 +261,8 @@ def test_objective_equals_the_brute_force_chain_nll(tiny):
 def test_asarm_trains_in_the_generic_loop_and_infills(tmp_path):
   from configs import asarm
   from tests.helpers import train_losses
-  from train.loop import run, train
+  from train.modes import run
+  from train.loop import train
   c = asarm.get_config("tiny")
   c.unlock()
   c.train.num_steps = 40

@@ -72,7 +72,7 @@ def test_bad_config_file_or_family_value_is_one_line(tmp_path, args, message):
 
 def test_too_long_prompts_are_refused_before_training():
   from train.errors import ConfigError
-  from train.loop import build_experiment
+  from train.experiment import build_experiment
   with pytest.raises(ConfigError, match=r"is 102 tokens with \[CLS\]/\[SEP\], more than data.seq_len=32"):
     build_experiment(tiny_config(**{"decode.prompts": ("x" * 100,)}))
   with pytest.raises(ConfigError, match=r"prompt 'import os' has no \[MASK\] to fill; mark each token to predict "
@@ -91,14 +91,17 @@ def test_an_imported_directory_is_not_a_training_workdir(tmp_path):
 
   from train import checkpoint as ckpt_lib
   from train.errors import ConfigError
-  from train.loop import export_hf, run, train
+  from train.hf_convert import export_hf
+  from train.modes import run
+  from train.loop import train
   imported = str(tmp_path / "imported")
   ckpt = ckpt_lib.Checkpointer(os.path.join(imported, "checkpoints"), async_save=False)
   ckpt.save(0, {"params": {"w": np.zeros(2, np.float32)}}, None, {"model_vocab_size": 320, "source": ["x"]})
   ckpt.close()
-  for call in (lambda: train(tiny_config(), imported), lambda: run(tiny_config(), imported, "eval"),
-               lambda: export_hf(imported, str(tmp_path / "out"))):
-    with pytest.raises(ConfigError, match="is a Hugging Face import"):
+  with pytest.raises(ConfigError, match="is a Hugging Face import"):
+    train(tiny_config(), imported)
+  for call in (lambda: run(tiny_config(), imported, "eval"), lambda: export_hf(imported, str(tmp_path / "out"))):
+    with pytest.raises(ConfigError, match="has a checkpoint without a stored config; it was not written by launch"):
       call()
 
 

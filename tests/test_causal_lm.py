@@ -107,7 +107,8 @@ def test_packed_documents_do_not_see_each_other():
 @pytest.mark.parametrize("arg", [None, pytest.param("modern", marks=pytest.mark.slow)])
 def test_causal_lm_trains_with_the_generic_trainer_and_generates(arg, tmp_path):
   from tests.helpers import tiny_causal_config
-  from train.loop import run, train
+  from train.modes import run
+  from train.loop import train
   c = tiny_causal_config(arg, seq_len=32, num_steps=30)
   c.eval.num_batches = 2
   c.decode.max_new_tokens = 8

@@ -60,7 +60,7 @@ def _params(config, workdir: str, step: int):
   import flax.linen as nn
 
   from train.checkpoint import Checkpointer
-  from train.loop import build_experiment
+  from train.experiment import build_experiment
   exp = build_experiment(config)
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
   try:

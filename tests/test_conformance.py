@@ -1,5 +1,5 @@
 """Conformance: every registered family (`families.registered()`) at the tiny size of its registered `smoke` config
-goes through launch.py's code path (`train.loop.run`) and keeps the trainer's promises:
+goes through launch.py's code path (`train.modes.run`) and keeps the trainer's promises:
   - it trains, checkpoints and evaluates (finite losses at every step, a checkpoint at every step here), and the
     parameters it marks frozen (`Family.frozen`) end bit-identical to the run they were loaded from;
   - a run stopped after a checkpoint and restarted is bit-identical to an uninterrupted one (losses and weights);
@@ -22,10 +22,12 @@ import numpy as np
 import pytest
 
 from configs import families
-from tests.helpers import train_losses
+from tests.helpers import time_slice, train_losses
 from train.checkpoint import Checkpointer
 from train.errors import ConfigError
-from train.loop import build_experiment, run, train
+from train.experiment import build_experiment
+from train.modes import run
+from train.loop import train
 from train.stored_config import apply_overrides
 
 FAMILIES = families.registered()
@@ -135,7 +137,7 @@ def test_accumulating_two_microbatches_gives_the_same_update(family_run, tmp_pat
   name, config, ref_dir, _, extra = family_run
   accum = smoke_config(name, **extra, **{"train.grad_accum_steps": 2})
   workdir = str(tmp_path / "accum")
-  train(accum, workdir, stop_at_step=1)
+  train(time_slice(accum, 1), workdir)
   got, want = _step_one(workdir), _step_one(ref_dir)
   for k in ("loss", "grad_norm", "param_norm", "update_norm", *(k for k in want if k.endswith("accuracy"))):
     np.testing.assert_allclose(got[k], want[k], rtol=2e-6, atol=1e-7, err_msg=f"{name}: {k}")

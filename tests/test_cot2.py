@@ -354,7 +354,7 @@ def _config(arg, **overrides):
       "objective.loss_steps": "0,1,h"}, "decode.prompts: prompt 'D2 D7 D3 D2': give 3 digit tokens D1..D9"),
 ])
 def test_bad_config_is_one_line_before_building(overrides, message):
-  from train.loop import build_experiment
+  from train.experiment import build_experiment
   with pytest.raises(ValueError) as e:
     build_experiment(_config("csft,tiny", **overrides))
   assert message in str(e.value) and "\n" not in str(e.value)
@@ -364,7 +364,8 @@ def test_bad_config_is_one_line_before_building(overrides, message):
 def test_csft_then_grpo_from_its_checkpoint(tmp_path):
   """CSFT trains in the generic trainer; GRPO-MTS starts from its weights (checkpoint.init_from), evaluates with
   MTS thoughts and moves the parameters; the decode hook prints thoughts and an answer."""
-  from train.loop import load_trained, train
+  from train.restore import load_trained
+  from train.loop import train
   csft = _config("csft,tiny")
   m = train(csft, str(tmp_path / "csft"))
   assert m["num_targets"] == 1308 and 0 <= m["accuracy"] <= 1 and m["kl_0"] > 0

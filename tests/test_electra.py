@@ -202,7 +202,8 @@ def pretrained_tiny(tmp_path_factory):
 def test_pretraining_run_exports_to_hugging_face(pretrained_tiny, tmp_path):
   transformers = require("transformers")
   torch = require("torch")
-  from train.loop import export_hf, load_trained
+  from train.hf_convert import export_hf
+  from train.restore import load_trained
   export_hf(pretrained_tiny[0], str(tmp_path / "hf"))
   exp, _, params = load_trained(electra_configs.get_config("tiny"), pretrained_tiny[0])
   batch = _batch()
@@ -224,7 +225,7 @@ def test_classifier_fine_tunes_from_the_discriminator(pretrained_tiny):
 
   from configs import electra_finetune
   from train import checkpoint as ckpt_lib
-  from train.loop import build_experiment
+  from train.experiment import build_experiment
   pre_dir = pretrained_tiny[0]
   ft = electra_finetune.get_config("tiny")
   ft.unlock()

@@ -19,9 +19,11 @@ from configs.base import get_base_config
 from data.sources import Synthetic
 from models.family import BatchField, Family, Objective
 from models.losses import cross_entropy_with_accuracy, weighted_loss_and_metrics
-from tests.helpers import train_losses
+from tests.helpers import time_slice, train_losses
 from train.errors import ConfigError
-from train.loop import build_experiment, run, train
+from train.experiment import build_experiment
+from train.modes import run
+from train.loop import train
 
 WIDTH, CLASSES = 6, 3
 TEACHER = np.random.default_rng(0).normal(size=(WIDTH, CLASSES))
@@ -127,7 +129,7 @@ def test_toy_family_trains_and_evaluates(straight):
 def test_toy_family_resumes_exactly(straight, tmp_path):
   wd_ref, _ = straight
   wd = str(tmp_path)
-  train(toy_config(), wd, stop_at_step=4)
+  train(time_slice(toy_config(), 4), wd)
   train(toy_config(), wd)                                  # restores step 4: params, optimiser, synthetic stream
   ref, got = train_losses(wd_ref), train_losses(wd)
   assert [got[s] for s in range(1, 9)] == [ref[s] for s in range(1, 9)]

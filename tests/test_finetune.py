@@ -83,7 +83,9 @@ def _check_inference_and_export(config, workdir, names, out):
   """The classifier's inference mode (`--mode=decode --text=...`: label probabilities by name) and its export,
   which `pipeline("text-classification")` loads and scores exactly as we do, given the texts as typed."""
   from decode.classify import label_probabilities
-  from train.loop import export_hf, load_trained, run
+  from train.hf_convert import export_hf
+  from train.restore import load_trained
+  from train.modes import run
   texts = ["import email.utils", "async def f():", "x = [1, 2]"]
   exp, _, params = load_trained(config, workdir)
   ours = label_probabilities(exp.family.module.apply, params, exp.vocab, texts, config.data.seq_len)
@@ -103,7 +105,7 @@ def test_weights_only_init_across_families_loads_shared_parameters(mlm_dir):
   import os
 
   from train import checkpoint as ckpt_lib
-  from train.loop import build_experiment
+  from train.experiment import build_experiment
   ft = tiny_config(**{"model.name": "modernbert_classifier", "data.task": "stdlib_packages", "data.num_classes": 4,
                       "data.max_doc_chars": 512})
   ft.unlock()

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 
 from tests.helpers import tiny_config
-from train.loop import build_experiment
+from train.experiment import build_experiment
 
 
 @functools.cache

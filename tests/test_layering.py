@@ -101,3 +101,18 @@ def test_family_wiring_files_only_assemble():
     if "jax.jit" in text or "@jit" in text or "import jax" in text:
       jitted.append(path.name)
   assert not long and not jitted, (long, jitted)
+
+
+def test_trainer_files_hold_one_concern_each_and_the_loop_fits_a_screen():
+  """train/: the loop (`train`) reads in one screen; assembly, restore, evaluation, Hugging Face conversion and the
+  mode dispatch live in their own modules, and the loop module defines nothing else of theirs."""
+  import ast
+  tree = ast.parse((ROOT / "train" / "loop.py").read_text())
+  defs = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+  loop = defs["train"]
+  assert loop.end_lineno - loop.lineno + 1 <= 120, loop.end_lineno - loop.lineno + 1
+  elsewhere = {"build_experiment", "evaluate", "initial_state", "import_hf", "export_hf", "run", "stored_run_config"}
+  assert not elsewhere & set(defs), elsewhere & set(defs)
+  modes = (ROOT / "train" / "modes.py").read_text()
+  assert all(f'"{m}"' in modes for m in ("train", "eval", "follow", "decode", "compile_only", "import_hf",
+                                         "export_hf"))

@@ -266,6 +266,7 @@ def test_L4_lexinvariant_nll_falls_with_position_while_the_standard_lm_stays_fla
   import optax
   from configs import lexinvariant
   from configs.families import build
+  from train.evaluation import run_evals
   from data.sources import vocab_from_config
   from tests.helpers import fit_plainly
   bins = {}
@@ -277,7 +278,7 @@ def test_L4_lexinvariant_nll_falls_with_position_while_the_standard_lm_stays_fla
     fam = build(c, vocab_from_config(c.data))
     tx = optax.adamw(3e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.01)
     params = fit_plainly(fam, tx, steps=400, batch=32, seed=0)
-    bins[arg] = fam.analyses(params)["positions"]["bins"]
+    bins[arg] = run_evals(fam.evals, params)["positions"]["bins"]
   lex, std = bins["tiny"], bins["standard,tiny"]
   assert lex["1-4"] - max(lex["17-32"], lex["33-64"]) > 0.06, lex
   assert max(std.values()) - min(std.values()) < 0.04, std
@@ -290,14 +291,16 @@ def test_L4_L5_bars_at_3k_steps_on_the_markov_language(tmp_path):
   lexinvariant NLL(1-4) - NLL(65-127) >= 0.3, the standard LM flat within 0.05, ciphered: the standard LM's NLL
   rises by log V or more, the lexinvariant LM's mean moves by at most 0.02."""
   from configs import lexinvariant
-  from train.loop import load_trained, train
+  from train.evaluation import run_evals
+  from train.restore import load_trained
+  from train.loop import train
   out = {}
   for arg in ("standard", None):
     c = lexinvariant.get_config(arg)
     wd = str(tmp_path / (arg or "lex"))
     train(c, wd)
     exp, _, params = load_trained(c, wd)
-    out[arg or "lex"] = exp.family.analyses(params)
+    out[arg or "lex"] = run_evals(exp.family.evals, params)
   lex, std = out["lex"], out["standard"]
   assert lex["positions"]["bins"]["1-4"] - lex["positions"]["bins"]["65-127"] >= 0.3
   assert max(std["positions"]["bins"].values()) - min(std["positions"]["bins"].values()) <= 0.05

@@ -157,7 +157,7 @@ def tiny_mdlm_run(tmp_path_factory):
 
 def test_trains_in_the_generic_trainer_and_decodes(tiny_mdlm_run):
   from tests.helpers import train_losses
-  from train.loop import load_trained
+  from train.restore import load_trained
   c, workdir, final = tiny_mdlm_run
   losses = train_losses(workdir)
   assert losses[2] > math.log(256) - 0.5                  # NELBO starts near log V (uniform over bytes)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import tiny_config
-from train.loop import build_experiment
+from train.experiment import build_experiment
 
 
 @pytest.fixture(scope="module")

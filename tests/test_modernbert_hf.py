@@ -156,7 +156,8 @@ def test_convert_command_round_trips_through_a_training_run(tmp_path):
 
   from configs import modernbert_mlm
   from tests.helpers import ROOT, subprocess_env
-  from train.loop import export_hf, train
+  from train.hf_convert import export_hf
+  from train.loop import train
   hf = _hf(CONFIGS[0][0], 0, vocab_size=320)   # the byte vocabulary (260) rounded up to 64, as our runs do
   src = str(tmp_path / "hf")
   hf.save_pretrained(src)
@@ -195,7 +196,8 @@ def test_an_import_configures_itself_decodes_and_refuses_a_partial_load(tmp_path
   from data.vocab import ByteVocabulary
   from tests.helpers import tiny_config
   from train.errors import ConfigError
-  from train.loop import import_hf, run
+  from train.hf_convert import import_hf
+  from train.modes import run
   kwargs, _ = CONFIGS[2]
   hf = _hf(kwargs, 2, vocab_size=320)
   src, imported = str(tmp_path / "hf"), str(tmp_path / "imported")

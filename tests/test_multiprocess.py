@@ -8,7 +8,7 @@ import subprocess
 import portpicker
 import pytest
 
-from tests.helpers import ROOT, launch_cmd, subprocess_env, tiny_config, train_losses
+from tests.helpers import ROOT, launch_cmd, subprocess_env, time_slice, tiny_config, train_losses
 from train.loop import train
 
 SETTINGS = {"train.num_steps": 4, "train.checkpoint_every": 2, "train.eval_every": 0, "mesh.fsdp": 2}
@@ -20,7 +20,7 @@ def original(tmp_path_factory):
   """(workdir holding only the step-2 checkpoint, the 8-device run's losses of steps 1-4)."""
   root = tmp_path_factory.mktemp("elastic")
   config = tiny_config(**SETTINGS, **{"train.log_every": 1})
-  train(config, str(root / "at2"), stop_at_step=2)     # stopped after the step-2 checkpoint, as a preemption would
+  train(time_slice(config, 2), str(root / "at2"))     # stopped after the step-2 checkpoint, as a preemption would
   shutil.copytree(root / "at2", root / "full")
   train(config, str(root / "full"))                    # the original mesh continues to step 4
   losses = train_losses(str(root / "full"))

@@ -10,7 +10,8 @@ from tests.helpers import run_launch
 from tests.test_family_interface import get_config
 from train import checkpoint as ckpt_lib
 from train.errors import NonFiniteError
-from train.loop import build_experiment, train
+from train.experiment import build_experiment
+from train.loop import train
 
 K = 3
 

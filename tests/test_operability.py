@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from tests.helpers import run_launch, tiny_config
+from tests.helpers import run_launch, time_slice, tiny_config
 from train.errors import ConfigError
 
 BATCH = 16   # over the tests' 8 simulated devices
@@ -15,7 +15,7 @@ BATCH = 16   # over the tests' 8 simulated devices
 def reports():
   """compile_only reports of the tiny config at batch 16 and 32, 8 devices (data-parallel)."""
   from train.aot import compile_report
-  from train.loop import build_experiment
+  from train.experiment import build_experiment
   return [compile_report(build_experiment(tiny_config(**{"mesh.data": 8, "train.batch_size": b})))
           for b in (BATCH, 2 * BATCH)]
 
@@ -145,7 +145,7 @@ def test_a_failed_checkpoint_write_stops_with_one_line_and_keeps_the_previous_st
   config = tiny_config(**{"train.eval_every": 0, "decode.prompts": ()})
   ref, wd = str(tmp_path / "ref"), str(tmp_path / "run")
   train(config, ref)
-  train(config, wd, stop_at_step=3)
+  train(time_slice(config, 3), wd)
 
   # 64 KiB per file: metrics and events fit, the checkpoint's arrays do not. Set by a small Python that then execs
   # launch.py (a preexec_fn would run Python in a child forked from this multithreaded JAX process).
@@ -206,7 +206,7 @@ def test_follower_beside_a_running_trainer_evaluates_every_committed_step_once(t
 
 
 def test_a_failing_tracker_warns_once_and_training_goes_on(capsys):
-  from train.loop import check_trainer_config
+  from train.experiment import check_trainer_config
   from train.trackers import Guarded
 
   class Flaky:
@@ -238,7 +238,7 @@ def test_wandb_tracker_logs_offline_beside_tensorboard(tmp_path, monkeypatch):
   require("wandb")
   monkeypatch.delenv("WANDB_MODE", raising=False)
   config = tiny_config(**{"tracker": "wandb", "train.eval_every": 3})
-  train(config, str(tmp_path), stop_at_step=3)
+  train(time_slice(config, 3), str(tmp_path))
   train(config, str(tmp_path))                    # resumed: the same W&B run continues
   runs = glob.glob(os.path.join(tmp_path, "wandb", "offline-run-*", "run-*.wandb"))
   run_id = open(os.path.join(tmp_path, "wandb_run_id")).read().strip()

@@ -16,7 +16,7 @@ import pytest
 
 from data import hf_tokenizer, readers, tokenized
 from data.corpus import load_corpus
-from tests.helpers import ROOT, require, subprocess_env, tiny_config, train_losses
+from tests.helpers import ROOT, require, subprocess_env, time_slice, tiny_config, train_losses
 
 transformers = require("transformers")
 torch = require("torch")
@@ -90,7 +90,7 @@ def test_hf_tokenizer_roles_and_ids_are_the_checkpoints(wordpiece_dir, bpe_dir, 
   assert wp.decode(wp.encode_with_masks(prompt)) == ref_wp.decode(ref_wp(prompt, add_special_tokens=False)[
       "input_ids"]) == "import [MASK] as np x = np. [MASK] ( 3 )"
   # A masked-LM family refuses a tokenizer without a mask token by name, before anything is built.
-  from train.loop import build_experiment
+  from train.experiment import build_experiment
   with pytest.raises(ValueError, match=r"has no mask token .* which this family needs"):
     build_experiment(tiny_config(**{"data.vocab": f"hf:{bpe_dir}"}))
 
@@ -258,7 +258,7 @@ def test_training_on_tokenized_shards_resumes_with_the_same_batches(prepared, wo
   from train.loop import train
   straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
   train(config, straight)
-  train(config, resumed, stop_at_step=3)
+  train(time_slice(config, 3), resumed)
   train(config, resumed)
   ref, got = train_losses(straight), train_losses(resumed)
   assert sorted(got) == list(range(1, 7)) and [got[s] for s in got] == [ref[s] for s in got]
@@ -396,7 +396,8 @@ def test_exported_checkpoint_gives_our_predictions_in_a_transformers_pipeline(fa
   pipeline is tests/test_finetune.py's."""
   from decode.fill_mask import mask_candidates
   from decode.generate import generate_token_ids
-  from train.loop import export_hf, import_hf, load_trained
+  from train.hf_convert import export_hf, import_hf
+  from train.restore import load_trained
   out = str(tmp_path / "exported")
   if kind == "hf":
     tok_dir = bpe_dir if family == "gpt2" else wordpiece_dir
@@ -408,7 +409,7 @@ def test_exported_checkpoint_gives_our_predictions_in_a_transformers_pipeline(fa
     config, workdir = _trained(family, kind, tmp_path / "run")
   exp, _, params = load_trained(config, workdir)
   vocab, fam = exp.vocab, exp.family
-  assert "wrote tokenizer files" in export_hf(workdir, out, config)
+  assert "wrote tokenizer files" in export_hf(workdir, out)
   if family == "gpt2":
     ours = generate_token_ids(fam.module, params, vocab, list(GEN_PROMPTS), max_new_tokens=12)
     pipe = transformers.pipeline("text-generation", model=out, device="cpu")

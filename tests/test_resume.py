@@ -9,7 +9,8 @@ import pytest
 
 from tests.helpers import tiny_config
 from train import checkpoint as ckpt_lib
-from train.loop import build_experiment, train
+from train.experiment import build_experiment
+from train.loop import train
 
 
 def _final_params(workdir, config, devices=None):
@@ -125,16 +126,16 @@ def test_a_partial_load_is_refused_unless_asked_for_or_a_frozen_base_loads_whole
   fresh at any share, but every frozen weight must load."""
   from ml_collections import ConfigDict
 
-  from train.loop import _check_partial
+  from train.restore import check_partial
   cfg = ConfigDict({"init_from": "/w", "allow_partial": False})
   head = {"fresh": ["head/w"], "loaded": ["body/w"], "fresh_fraction": 0.05, "mismatched": []}
   wide = {"fresh": ["body/w"], "loaded": ["head/w"], "fresh_fraction": 0.6, "mismatched": ["body/w [4] -> [8]"]}
-  _check_partial(head, cfg)                                     # a fine-tune's new head
+  check_partial(head, cfg)                                     # a fine-tune's new head
   with pytest.raises(ckpt_lib.ConfigError, match=r"would leave 60% of the weights fresh \(1 of 2: body/w \[4\] -> "
                                                  r"\[8\]\); match its model\.\* keys"):
-    _check_partial(wide, cfg)
-  _check_partial(wide, ConfigDict({"init_from": "/w", "allow_partial": True}))
+    check_partial(wide, cfg)
+  check_partial(wide, ConfigDict({"init_from": "/w", "allow_partial": True}))
   frozen_body = lambda path: path[0] == "body"   # noqa: E731
-  _check_partial({**head, "fresh_fraction": 0.6}, cfg, frozen_body)   # the unfrozen block trains fresh
+  check_partial({**head, "fresh_fraction": 0.6}, cfg, frozen_body)   # the unfrozen block trains fresh
   with pytest.raises(ckpt_lib.ConfigError, match=r"lacks 1 of the weights this family freezes \(body/w\)"):
-    _check_partial(wide, cfg, frozen_body)
+    check_partial(wide, cfg, frozen_body)

@@ -8,7 +8,8 @@ import pytest
 
 from tests.helpers import tiny_config
 from train.errors import ConfigError
-from train.loop import run, train
+from train.modes import run
+from train.loop import train
 
 WIDE = {"model.hidden_size": 48, "model.intermediate_size": 64}   # differs from the tiny config's 32 / 48
 
@@ -80,7 +81,7 @@ def test_a_key_added_to_the_base_config_since_the_run_started_does_not_block_res
 
 
 def test_launch_with_only_the_workdir_resumes_a_run_started_with_overrides(tmp_path, capsys):
-  """`launch.py --workdir=W` with no --config (train.loop.run with config_given=False, as launch.py passes it,
+  """`launch.py --workdir=W` with no --config (train.modes.run with config_given=False, as launch.py passes it,
   and the default job's config as the command line's): the stored config wins, a longer run is allowed, and an
   override that would change what the run trains is one line."""
   from configs.modernbert_mlm import get_config as default_config

@@ -27,7 +27,7 @@ def _config(module: str, **overrides):
 
 def _param_count(report_config) -> int:
   from data.sources import sizing_vocabulary
-  from train.loop import build_experiment
+  from train.experiment import build_experiment
   exp = build_experiment(report_config, vocab=sizing_vocabulary(report_config.data))
   return sum(int(np.prod(x.shape)) for x in __import__("jax").tree.leaves(exp.abstract_state.params))
 
@@ -38,7 +38,7 @@ def reports():
   v5p:2x2x1 (FSDP); the command test below compiles an eval step too."""
   from data.sources import sizing_vocabulary
   from train.aot import compile_report
-  from train.loop import build_experiment
+  from train.experiment import build_experiment
   from train.topology import topology_devices
 
   def report(config, topology):
@@ -138,7 +138,7 @@ def test_remat_policies_trade_memory_for_recomputation_on_tpu():
 
   from data.sources import sizing_vocabulary
   from train.aot import _analysis
-  from train.loop import build_experiment
+  from train.experiment import build_experiment
   from train.topology import topology_devices
   out = {}
   for policy in ("none", "full", "dots_saveable"):

@@ -41,7 +41,8 @@ def test_levenshtein_cost_matches_a_plain_dynamic_program():
 @pytest.fixture(scope="module")
 def trained_lm(tmp_path_factory):
   from tests.helpers import tiny_causal_config
-  from train.loop import build_experiment, train
+  from train.experiment import build_experiment
+  from train.loop import train
   c = tiny_causal_config("modern", seq_len=64, num_steps=40)
   c.eval.num_batches = 1
   wd = str(tmp_path_factory.mktemp("lm"))

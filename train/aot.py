@@ -74,7 +74,7 @@ def device_figures(devices, override_gib: float = 0.0) -> dict[str, Any]:
 
 
 def compile_report(exp, capacity_gib: float = 0.0, topology: str = "", with_eval: bool = True) -> dict[str, Any]:
-  """The sizing report of an Experiment (train.loop.build_experiment): per-device memory of the compiled train and
+  """The sizing report of an Experiment (train.experiment.build_experiment): per-device memory of the compiled train and
   eval steps, FLOPs (compiler and model), the roofline bound; raises ConfigError when a step does not fit.
   `with_eval=False` compiles the train step only (bench/pod_sizing.py; the eval step's figures are then zeros)."""
   from train.step import make_eval_step
@@ -181,7 +181,7 @@ def compile_only(config: Any, topology: str = "", num_slices: int = 1, capacity_
   """launch.py --mode=compile_only: the Experiment for this machine's devices or a TPU topology's, compiled and
   reported (printed: the lines, then one JSON line)."""
   from data.sources import sizing_vocabulary
-  from train.loop import build_experiment
+  from train.experiment import build_experiment
   devices = topology_devices(topology, num_slices) if topology else None
   exp = build_experiment(config, devices=devices, vocab=sizing_vocabulary(config.data))
   report = compile_report(exp, capacity_gib, topology + (f" x {num_slices} slices" if num_slices > 1 else ""))

@@ -10,6 +10,7 @@ the process count, so a checkpoint restores on any number of processes (README "
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -19,9 +20,6 @@ import flax
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
-from orbax.checkpoint._src import asyncio_utils
-from orbax.checkpoint._src.metadata import array_metadata_store  # orbax 0.12.8: the default handler's store,
-from orbax.checkpoint._src.serialization import type_handler_registry  # and the registry's quiet override
 
 from train.errors import ConfigError, StorageError
 
@@ -30,10 +28,21 @@ from train.errors import ConfigError, StorageError
 # distinct shape in every process (9 s for a 2-layer test model's 202 arrays on 8 CPU devices, more than its 30
 # steps); an array with less than 1 MiB per replica is written whole by one replica instead. Large ones still split.
 MIN_REPLICA_SLICE_BYTES = 1 << 20
-type_handler_registry.GLOBAL_TYPE_HANDLER_REGISTRY.add(   # what register_type_handler does, without its warning
-    jax.Array, ocp.type_handlers.ArrayHandler(array_metadata_store=array_metadata_store.Store(),
-                                              min_slice_bytes_for_replica_parallel=MIN_REPLICA_SLICE_BYTES),
-    override=True, ignore_warnings=True)
+
+
+@functools.cache
+def _install_array_handler() -> None:
+  """The one place this module reaches into orbax's private modules (orbax 0.12.8), run once when the first
+  Checkpointer opens, not at import: jax.Array's handler with MIN_REPLICA_SLICE_BYTES. orbax's public
+  `register_type_handler` does the same but logs a warning on every override, and the default handler's metadata
+  store (kept here, so checkpoints read as before) has no public constructor. Restores also swap orbax's event-loop
+  runner while they run (_draining_restores)."""
+  from orbax.checkpoint._src.metadata import array_metadata_store
+  from orbax.checkpoint._src.serialization import type_handler_registry
+  type_handler_registry.GLOBAL_TYPE_HANDLER_REGISTRY.add(
+      jax.Array, ocp.type_handlers.ArrayHandler(array_metadata_store=array_metadata_store.Store(),
+                                                min_slice_bytes_for_replica_parallel=MIN_REPLICA_SLICE_BYTES),
+      override=True, ignore_warnings=True)
 
 
 def _run_sync_draining(coro):
@@ -55,6 +64,7 @@ def _run_sync_draining(coro):
 
 @contextlib.contextmanager
 def _draining_restores():
+  from orbax.checkpoint._src import asyncio_utils   # private (orbax 0.12.8): the runner restores go through
   original = asyncio_utils._run_sync_via_new_loop
   asyncio_utils._run_sync_via_new_loop = _run_sync_draining
   try:
@@ -156,6 +166,7 @@ def _quiet_orbax():
 
 class Checkpointer:
   def __init__(self, directory: str, *, max_to_keep: int = 3, async_save: bool = True, read_only: bool = False):
+    _install_array_handler()
     self.directory = os.path.abspath(directory)
     # read-only: the settings orbax would otherwise reset with a warning line each (twice per eval / decode)
     options = ocp.CheckpointManagerOptions(max_to_keep=None if read_only else max_to_keep,
@@ -300,3 +311,8 @@ def check_compatible(meta: dict, compat: dict, where: str) -> None:
                         f"set --config.model.vocab_size={saved} and the same data.vocab, or use a fresh --workdir")
     raise ConfigError(f"checkpoint {where} has {key}={saved!r} but this config gives {value!r}; use the "
                       "checkpoint's config or a fresh --workdir")
+
+
+def is_import(meta: dict) -> bool:
+  """A Hugging Face import (launch.py --mode=import_hf: weights and the config they imply, no training state)."""
+  return "source" in meta

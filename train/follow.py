@@ -3,7 +3,8 @@
 It reads the run's stored config (waiting for the first checkpoint), then polls the run's checkpoint folder
 read-only and evaluates each committed step once, in step order, as the trainer's own evaluation does (the same
 fixed validation batches and masking key); results go to `RUN/eval_results.jsonl` (one record per step, marked
-`"follow": true`) and to TensorBoard under `RUN/eval_follow/`. Nothing is written into `RUN/checkpoints`. A
+`"follow": true`) and to TensorBoard under `RUN/eval_follow/`; the family's own evaluations (Family.evals), all
+of them at every step, to `RUN/analysis.jsonl` (marked the same). Nothing is written into `RUN/checkpoints`. A
 restarted follower skips the steps already in eval_results.jsonl. It ends after evaluating the run's last step
 (`train.num_steps` of the stored config), or after `follow_timeout_s` without a new checkpoint.
 
@@ -21,6 +22,9 @@ import jax
 from train import checkpoint as ckpt_lib
 from train import stored_config
 from train.errors import ConfigError
+from train.evaluation import append_jsonl, evaluate, run_evals, scalars
+from train.experiment import build_experiment
+from train.step import make_eval_step
 from train.trackers import import_tensorboardx
 
 
@@ -35,12 +39,10 @@ def _done_steps(path: str) -> set[int]:
 def follow(workdir: str, overrides: dict[str, Any] | None = None, *, poll_s: float = 5.0,
            timeout_s: float = 3600.0, note: Callable[[str], None] = print) -> list[int]:
   """Evaluates every committed step of `workdir` once (module docstring); returns the steps evaluated now."""
-  from train.loop import build_experiment, evaluate, stored_run_config
-  from train.step import make_eval_step
   start = time.time()
   while True:   # the run may not have committed its first checkpoint yet
     try:
-      stored = stored_run_config(workdir)
+      stored = stored_config.stored_run_config(workdir)
       break
     except ConfigError as e:
       if "holds no checkpoint" not in str(e) or time.time() - start > timeout_s:
@@ -78,10 +80,16 @@ def follow(workdir: str, overrides: dict[str, Any] | None = None, *, poll_s: flo
             with open(results, "a") as f:
               f.write(json.dumps(record) + "\n")
           note(json.dumps(record))
+          if exp.family.evals:
+            analysis = run_evals(exp.family.evals, params)
+            append_jsonl(workdir, "analysis.jsonl", {"step": step, "follow": True, **analysis})
+            if writer is not None:
+              for k, v in scalars(analysis).items():
+                writer.add_scalar(f"analysis/{k}", v, step)
           done.add(step)
           evaluated.append(step)
           last_new = time.time()
-        final = int(stored_run_config(workdir)["train"]["num_steps"])   # a resumed run may change it
+        final = int(stored_config.stored_run_config(workdir)["train"]["num_steps"])   # a resumed run may change it
         if final in done:
           break
         if time.time() - last_new > timeout_s:

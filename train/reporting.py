@@ -25,7 +25,7 @@ class Reporter:
   def __init__(self, workdir: str, *, total_steps: int, start_step: int, tokens_per_step: int,
                flops_per_step: float, peak_flops: float, log_every: int, tracker: str = "tensorboard",
                config: Any = None, baseline: dict[str, float] | None = None):
-    self.enabled = jax.process_index() == 0
+    self.enabled, self.workdir = jax.process_index() == 0, workdir
     self.baseline = baseline or {}   # shown beside the eval metrics it names (the family's no-context scores)
     self.total_steps, self.log_every = total_steps, max(log_every, 1)
     self.tokens_per_step, self.flops_per_step, self.peak_flops = tokens_per_step, flops_per_step, peak_flops
@@ -92,6 +92,17 @@ class Reporter:
         for k, v in metrics.items())
     self._bar.write(msg)
     logging.info("%s", msg)
+
+  def analysis(self, step: int, results: dict[str, Any]) -> None:
+    """The family's own evaluations (Family.evals): a record in analysis.jsonl, numeric leaves to the trackers."""
+    if not self.enabled:
+      return
+    from train.evaluation import append_jsonl, scalars
+    append_jsonl(self.workdir, "analysis.jsonl", {"step": step, **results})
+    for t in self._trackers:
+      t.scalars("analysis", scalars(results), step)
+      t.flush()
+    self._bar.write(f"analysis @ {step}: {', '.join(results)} (analysis.jsonl)")
 
   def text(self, step: int, tag: str, text: str) -> None:
     if not self.enabled:

@@ -11,13 +11,17 @@
   overrides of keys a resume may change are applied, an override of a key it may not change is one line naming it.
 - `--mode=eval|decode` read the stored config and apply only the command-line overrides that make sense there
   (EVAL_OVERRIDABLE); any other override is refused with one line.
+- `checkpoint.init_from` adopts the source run's `model.*` (adopt_init_from).
 """
 import json
 import os
 from typing import Any, Mapping
 
+import jax
 import ml_collections
 
+from models.hparams import RUNTIME_MODEL_KEYS
+from train import checkpoint as ckpt_lib
 from train.errors import ConfigError
 
 MUST_MATCH = ("model", "objective", "optim", "data", "seed", "train.batch_size")
@@ -130,4 +134,74 @@ def apply_overrides(config: Any, overrides: Mapping[str, Any]) -> Any:
     for p in parents:
       node = node[p]
     node[leaf] = value
+  return config
+
+
+def get(config: Any, key: str) -> Any:
+  """The value at a dotted key ("train.num_steps")."""
+  node = config
+  for part in key.split("."):
+    node = node[part]
+  return node
+
+
+def stored_run_config(workdir: str) -> dict:
+  """The config a workdir's latest checkpoint was trained (or imported) with."""
+  ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
+  step = ckpt.latest_step()
+  meta = ckpt.meta(step) if step is not None else {}
+  ckpt.close()
+  if step is None:
+    raise ConfigError(f"--workdir={workdir} holds no checkpoint; train first (--mode=train)")
+  if "config" not in meta:
+    raise ConfigError(f"--workdir={workdir} has a checkpoint without a stored config; it was not written by "
+                      "launch.py (--mode=train or --mode=import_hf)")
+  return meta["config"]
+
+
+def resumed_config(workdir: str, overrides: Mapping[str, Any]) -> ml_collections.ConfigDict | None:
+  """The config to resume `workdir` with when the command line names none: the latest checkpoint's (config.json
+  before the first checkpoint), with the changeable `overrides` applied; None for a fresh workdir."""
+  if "://" not in workdir and not os.path.isdir(workdir):
+    return None
+  ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
+  has_step = ckpt.latest_step() is not None
+  ckpt.close()
+  if has_step:
+    stored = stored_run_config(workdir)
+  elif os.path.exists(config_path(workdir)):
+    with open(config_path(workdir)) as f:
+      stored = json.load(f)
+  else:
+    return None
+  config = resume_config(stored, overrides)
+  if jax.process_index() == 0:
+    print(f"resuming {workdir} with its stored config"
+          + (f" and {', '.join(f'--config.{k}' for k in overrides)}" if overrides else ""), flush=True)
+  return config
+
+
+def adopt_init_from(config: Any, overrides: Mapping[str, Any]) -> Any:
+  """With checkpoint.init_from, the model is the one it starts from: the source run's stored `model.*` (a Hugging
+  Face import's: read from its config.json) replace the config's where the command line does not set them
+  (RUNTIME_MODEL_KEYS and keys this family does not read excepted), and its data.vocab where that names a
+  tokenizer file (hf:..., *.model), not a vocabulary trained on the corpus. Said in one line."""
+  src = config.checkpoint.init_from
+  if not src or not os.path.isdir(os.path.join(src, "checkpoints")):
+    return config
+  stored = stored_run_config(src)
+  adopted = {f"model.{k}": v for k, v in stored["model"].items()
+             if k in config.model and k not in RUNTIME_MODEL_KEYS and f"model.{k}" not in overrides}
+  vocab = stored["data"]["vocab"]
+  if (vocab.startswith("hf:") or vocab.endswith(".model")) and "data.vocab" not in overrides:
+    adopted["data.vocab"] = vocab
+  changed = {k: tuple(v) if isinstance(v, list) else v for k, v in adopted.items()}
+  changed = {k: v for k, v in changed.items() if get(config, k) != v}
+  if not changed:
+    return config
+  config = apply_overrides(ml_collections.ConfigDict(config.to_dict()), changed)
+  config.lock()
+  if jax.process_index() == 0:
+    print(f"checkpoint.init_from={src}: its {', '.join(f'{k}={v!r}' for k, v in changed.items())} (set them on the "
+          "command line to differ)", flush=True)
   return config

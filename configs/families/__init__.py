@@ -19,7 +19,7 @@ from models.family import Family, HfInterop
 
 # Sections that belong to the family as a whole, and keys elsewhere that only some families read.
 FAMILY_SECTIONS = ("model", "objective", "decode")
-FAMILY_KEYS = ("data.task", "data.num_classes", "eval.mask_rate", "eval.analyses", "eval.num_keys", "eval.num_sequences")
+FAMILY_KEYS = ("data.task", "data.num_classes", "eval.mask_rate", "eval.analyses", "eval.analyses_every", "eval.num_keys", "eval.num_sequences")
 
 
 @dataclasses.dataclass(frozen=True)

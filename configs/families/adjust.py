@@ -27,9 +27,6 @@ def adjust(config, vocab) -> Family:
   from decode.sampling import SamplerConfig
   hp = ModernBertConfig.from_config(config.model, model_vocab_size(config, vocab))
   acfg = AdjustConfig(**{f.name: config.model[f"adjust_{f.name}"] for f in dataclasses.fields(AdjustConfig)})
-  if not config.checkpoint.init_from:
-    raise ValueError("model.name='adjust' trains on a frozen MDLM: set --config.checkpoint.init_from=<the MDLM's "
-                     "training workdir> (its model.* keys must match)")
   module = AdjustedMdlm(hp, mask_id=vocab.mask_id, vocab_limit=vocab.size, adjust_cfg=acfg)
   seq, d = config.data.seq_len, config.decode
   if not config.objective.trajectory_file:
@@ -52,4 +49,5 @@ def adjust(config, vocab) -> Family:
   flops = lambda s: 2 * hp.flops_per_token(s, train=False) + 3 * S * (adjust_fwd + 4 * s * D)   # noqa: E731
   return Family("adjust", module, AdjustObjective(mask_id=vocab.mask_id, max_depth=S), hp,
                 trajectory_batch_spec(seq), data, flops, seq, decode=decode, prompts=tuple(d.prompts),
-                compat={"model_vocab_size": hp.vocab_size}, frozen=lambda path: path[0] != "adjust")
+                compat={"model_vocab_size": hp.vocab_size}, frozen=lambda path: path[0] != "adjust",
+                base="a frozen MDLM: the MDLM's training workdir (its model.* keys are adopted)")

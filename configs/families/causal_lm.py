@@ -1,16 +1,19 @@
 """The causal LM (models/causal_lm/): next-token training on packed documents or a synthetic language, KV-cache
 generation (learned embeddings), and the lexinvariant / semi-lexinvariant embedding modes (model.embedding) with
-their evaluations (eval.analyses, run by --mode=eval: models/causal_lm/evaluations.py)."""
+their evaluations (eval.analyses, every eval.analyses_every steps, at the last step and by --mode=eval:
+models/causal_lm/evaluations.py)."""
+import functools
+
 from configs.families import register
 from configs.families.common import documents, model_vocab_size
 from models.causal_lm import CausalLm, CausalLmConfig, NextTokenObjective, evaluations
 from models.causal_lm.lexical import EMBEDDINGS, LEX_EMBED_STDS, LEX_SAMPLES
-from models.family import Family, HfInterop, token_batch_spec
+from models.family import Evaluation, Family, HfInterop, token_batch_spec
 from models.hparams import model_keys
 
 DECODE_KEYS = {"decode.prompts": None, "decode.max_new_tokens": None, "decode.temperature": None,
                "decode.top_k": None, "decode.top_p": None}
-EVAL_KEYS = {"eval.analyses": None, "eval.num_keys": None, "eval.num_sequences": None}
+EVAL_KEYS = {"eval.analyses": None, "eval.analyses_every": None, "eval.num_keys": None, "eval.num_sequences": None}
 MODEL_CHOICES = {"model.embedding": EMBEDDINGS, "model.lex_embed_std": LEX_EMBED_STDS,
                  "model.lex_sample": LEX_SAMPLES}
 
@@ -41,12 +44,12 @@ def _source(config, vocab, hp):
   return documents(config, vocab)
 
 
-def _analyses(config, vocab, hp, module, data):
-  """The eval.analyses hook (models/causal_lm/evaluations.py; AriEL's from decode/ariel.py)."""
+def _evals(config, vocab, hp, module, data) -> tuple[Evaluation, ...]:
+  """One Evaluation per name in eval.analyses (models/causal_lm/evaluations.py; AriEL's from decode/ariel.py)."""
   names = tuple(config.eval.get("analyses", ()))
   evaluations.check_analyses(names, config.data.corpus, hp.embedding)
   if not names:
-    return None
+    return ()
   n, seed, d = int(config.eval.num_sequences), config.seed, config.data
 
   def symbolic_rows(split):
@@ -58,13 +61,14 @@ def _analyses(config, vocab, hp, module, data):
     return lm_evaluation(module, params, corpus=d.corpus, language_size=d.vocab_size, bos=vocab.cls_id,
                          eos=vocab.sep_id, seq_len=d.seq_len, n=n, seed=seed)
 
-  def run(params):
+  def run(name, params):
     batch = evaluations.held_out_rows(data, config.eval.batch_size, n, seed + 1)
-    return evaluations.run_analyses(names, module.apply, params, batch, vocab_size=vocab.size,
+    return evaluations.run_analyses((name,), module.apply, params, batch, vocab_size=vocab.size,
                                     first_normal_id=vocab.first_normal_id, embed_keys=hp.embedding != "learned",
                                     num_keys=int(config.eval.num_keys), seed=seed, symbolic_rows=symbolic_rows,
-                                    extra={"ariel": ariel_eval})
-  return run
+                                    extra={"ariel": ariel_eval})[name]
+  every = int(config.eval.get("analyses_every", 0))
+  return tuple(Evaluation(name, functools.partial(run, name), every) for name in names)
 
 
 @register("causal_lm", {**model_keys(CausalLmConfig, exclude=("num_special",)), **MODEL_CHOICES, **DECODE_KEYS,
@@ -107,5 +111,5 @@ def causal_lm(config, vocab) -> Family:
   learned = hp.embedding == "learned"   # the random embeddings have no cached decoding (models/causal_lm/model.py)
   return Family("causal_lm", module, NextTokenObjective(embed_keys=not learned), hp, token_batch_spec(seq), data,
                 hp.flops_per_token, seq, decode=decode if learned else None, prompts=tuple(d.prompts),
-                compat={"model_vocab_size": hp.vocab_size}, analyses=_analyses(config, vocab, hp, module, data),
+                compat={"model_vocab_size": hp.vocab_size}, evals=_evals(config, vocab, hp, module, data),
                 baseline=getattr(data, "unigram_baseline", None))

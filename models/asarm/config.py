@@ -1,14 +1,11 @@
 """Any-subset autoregressive model hyperparameters (Guo & Ermon, arXiv 2504.20456) as a frozen dataclass."""
 import dataclasses
-from typing import Any
 
-import jax.numpy as jnp
-
-from models.hparams import check_positive, from_model_config
+from models.hparams import TransformerHparams, from_model_config
 
 
 @dataclasses.dataclass(frozen=True)
-class AsArmConfig:
+class AsArmConfig(TransformerHparams):
   """A pre-norm RoPE transformer (GeGLU MLP, LayerNorm without bias) run as the one-stream AS-ARM.
 
   `mask_id` is the token fed at positions whose content is not revealed; it is never sampled.
@@ -27,19 +24,9 @@ class AsArmConfig:
   remat: str = "none"      # models/layers/remat.py
 
   def __post_init__(self):
-    check_positive(self, "num_layers", "hidden_size", "num_heads", "intermediate_size")
-    if self.hidden_size % self.num_heads:
-      raise ValueError(f"model.hidden_size={self.hidden_size} is not divisible by model.num_heads={self.num_heads}")
+    self.check_transformer("num_layers", "intermediate_size")
     if not 0 <= self.mask_id < self.vocab_size:
       raise ValueError(f"mask_id={self.mask_id} is outside the vocabulary [0, {self.vocab_size})")
-
-  @property
-  def head_dim(self) -> int:
-    return self.hidden_size // self.num_heads
-
-  @property
-  def compute_dtype(self) -> Any:
-    return jnp.dtype(self.dtype)
 
   @classmethod
   def from_config(cls, model_cfg, vocab_size: int, mask_id: int) -> "AsArmConfig":

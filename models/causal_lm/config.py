@@ -1,15 +1,12 @@
 """Causal LM hyperparameters."""
 import dataclasses
-from typing import Any
-
-import jax.numpy as jnp
 
 from models.causal_lm.lexical import EMBEDDINGS
-from models.hparams import check_attention, check_positive, from_model_config
+from models.hparams import TransformerHparams, from_model_config
 
 
 @dataclasses.dataclass(frozen=True)
-class CausalLmConfig:
+class CausalLmConfig(TransformerHparams):
   """style="gpt2": learned absolute positions, LayerNorm with bias, biased projections, MLP with `activation`
   (GPT-2: "gelu_new", the tanh form), tied output embedding; defaults are GPT-2 small's shape.
   style="modern": RoPE (rope_theta), bias-free LayerNorm and projections, GeGLU MLP, tied output embedding.
@@ -43,8 +40,7 @@ class CausalLmConfig:
 
 
   def __post_init__(self):
-    check_positive(self, "num_layers", "hidden_size", "num_heads", "intermediate_size", "max_position_embeddings")
-    check_attention(self.attention_impl, self.dtype)
+    self.check_transformer("num_layers", "intermediate_size", "max_position_embeddings")
     if self.style not in ("gpt2", "modern"):
       raise ValueError(f"model.style={self.style!r}: use 'gpt2' or 'modern'")
     if self.embedding not in EMBEDDINGS:
@@ -62,16 +58,6 @@ class CausalLmConfig:
     if self.dropout_rate and self.attention_impl not in ("einsum", "auto"):
       raise ValueError(f"model.dropout_rate={self.dropout_rate} drops attention probabilities in the 'einsum' kernel "
                        f"only; set model.attention_impl='einsum' (now {self.attention_impl!r})")
-    if self.hidden_size % self.num_heads:
-      raise ValueError(f"model.hidden_size={self.hidden_size} is not divisible by model.num_heads={self.num_heads}")
-
-  @property
-  def head_dim(self) -> int:
-    return self.hidden_size // self.num_heads
-
-  @property
-  def compute_dtype(self) -> Any:
-    return jnp.dtype(self.dtype)
 
   @classmethod
   def from_config(cls, model_cfg, vocab_size: int, num_special: int = 4) -> "CausalLmConfig":

@@ -4,17 +4,14 @@ One `ElectraConfig` describes one tower (the discriminator, or a generator); `ge
 the joint model by the original `run_pretraining.get_generator_config` rule.
 """
 import dataclasses
-from typing import Any
 
-import jax.numpy as jnp
-
-from models.hparams import check_attention, check_positive, from_model_config
+from models.hparams import TransformerHparams, from_model_config
 
 BACKBONES = ("classic", "modernbert")
 
 
 @dataclasses.dataclass(frozen=True)
-class ElectraConfig:
+class ElectraConfig(TransformerHparams):
   """Defaults are ELECTRA-small's discriminator (Hugging Face `ElectraConfig` defaults) except the vocabulary.
 
   backbone "classic": BERT post-norm blocks with learned absolute positions and token types, LayerNorm with bias,
@@ -51,20 +48,12 @@ class ElectraConfig:
   remat: str = "none"      # models/layers/remat.py
 
   def __post_init__(self):
-    check_positive(self, "num_layers", "hidden_size", "num_heads", "intermediate_size", "embedding_size",
-                   "max_position_embeddings")
-    check_attention(self.attention_impl, self.dtype)
+    self.check_transformer("num_layers", "intermediate_size", "embedding_size", "max_position_embeddings")
     if self.backbone not in BACKBONES:
       raise ValueError(f"model.backbone={self.backbone!r}: use one of {BACKBONES}")
-    if self.hidden_size % self.num_heads:
-      raise ValueError(f"model.hidden_size={self.hidden_size} is not divisible by model.num_heads={self.num_heads}")
     if not 0 < self.generator_hidden_size <= 1 or not 0 < self.generator_layers <= 1:
       raise ValueError("model.generator_hidden_size and model.generator_layers are fractions in (0, 1] of the "
                        f"discriminator (got {self.generator_hidden_size}, {self.generator_layers})")
-
-  @property
-  def head_dim(self) -> int:
-    return self.hidden_size // self.num_heads
 
   @property
   def has_projection(self) -> bool:
@@ -78,10 +67,6 @@ class ElectraConfig:
   @property
   def norm_bias(self) -> bool:
     return self.backbone == "classic"
-
-  @property
-  def compute_dtype(self) -> Any:
-    return jnp.dtype(self.dtype)
 
   def generator(self) -> "ElectraConfig":
     hidden = int(round(self.hidden_size * self.generator_hidden_size))

@@ -17,15 +17,12 @@ their embedding tables are one tensor in the original, so they must agree (check
 is used.
 """
 import dataclasses
-import json
-import os
 
 import jax
 import numpy as np
-from safetensors.numpy import load_file, save_file
 
 from models.electra import ElectraConfig, ElectraForMaskedLM, ElectraForPreTraining, ElectraPretrainingModel
-from models.hf.tensors import StateDictReader
+from models.hf.tensors import StateDictReader, read_hf_dir, write_hf_dir
 
 _ARCH = {"ElectraForPreTraining": "discriminator", "ElectraForMaskedLM": "generator"}
 
@@ -157,15 +154,6 @@ def state_dict_from_params(cfg: ElectraConfig, params: dict, tower: str) -> dict
   return state
 
 
-def _read_dir(path: str) -> tuple[dict, dict]:
-  with open(os.path.join(path, "config.json")) as fh:
-    config = json.load(fh)
-  weights = os.path.join(path, "model.safetensors")
-  if not os.path.exists(weights):
-    raise FileNotFoundError(f"{weights} not found: convert pytorch_model.bin to safetensors first")
-  return config, load_file(weights)
-
-
 def _tower_of(config: dict, state: dict, path: str) -> str:
   for arch in config.get("architectures") or []:
     if arch in _ARCH:
@@ -179,7 +167,7 @@ def _tower_of(config: dict, state: dict, path: str) -> str:
 
 def load_electra(path: str) -> tuple[ElectraForPreTraining | ElectraForMaskedLM, dict]:
   """Reads a Hugging Face ElectraForPreTraining (discriminator) or ElectraForMaskedLM (generator) directory."""
-  config, state = _read_dir(path)
+  config, state = read_hf_dir(path)
   cfg = electra_config(config)
   tower = _tower_of(config, state, path)
   module = ElectraForPreTraining(cfg) if tower == "discriminator" else ElectraForMaskedLM(cfg)
@@ -191,12 +179,8 @@ def save_electra(model: ElectraForPreTraining | ElectraForMaskedLM, params: dict
   tower = "discriminator" if isinstance(model, ElectraForPreTraining) else "generator"
   if model.cfg.backbone != "classic":
     raise ValueError("only the classic backbone has a Hugging Face ELECTRA equivalent (model.backbone='classic')")
-  os.makedirs(path, exist_ok=True)
-  save_file(state_dict_from_params(model.cfg, params, tower), os.path.join(path, "model.safetensors"),
-            metadata={"format": "pt"})
-  with open(os.path.join(path, "config.json"), "w") as fh:
-    json.dump(hf_config_dict(model.cfg, "ElectraForPreTraining" if tower == "discriminator" else
-                             "ElectraForMaskedLM"), fh, indent=2)
+  write_hf_dir(path, state_dict_from_params(model.cfg, params, tower),
+               hf_config_dict(model.cfg, "ElectraForPreTraining" if tower == "discriminator" else "ElectraForMaskedLM"))
 
 
 def load_electra_pretraining(discriminator_dir: str, generator_dir: str) -> tuple[ElectraPretrainingModel, dict]:

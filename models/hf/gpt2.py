@@ -10,15 +10,12 @@ Mapping (HF Conv1D weights are already [in, out], so no transposes):
   transformer.ln_f                         -> ln_f
 Unknown keys are an error; the causal-mask buffers of old checkpoints (attn.bias, attn.masked_bias) are dropped.
 """
-import json
-import os
 from typing import Any
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
 
 from models.causal_lm import CausalLm, CausalLmConfig
-from models.hf.tensors import StateDictReader
+from models.hf.tensors import StateDictReader, read_hf_dir, write_hf_dir
 
 _DROP_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 
@@ -95,12 +92,9 @@ def state_dict_from_params(cfg: CausalLmConfig, params: dict) -> dict[str, np.nd
 
 def load_gpt2(path: str) -> tuple[CausalLm, dict]:
   """Reads a Hugging Face GPT-2 directory (config.json + model.safetensors)."""
-  with open(os.path.join(path, "config.json")) as f:
-    cfg = gpt2_config(json.load(f))
-  weights = os.path.join(path, "model.safetensors")
-  if not os.path.exists(weights):
-    raise FileNotFoundError(f"{weights} not found: convert pytorch_model.bin to safetensors first")
-  return CausalLm(cfg), params_from_state_dict(cfg, load_file(weights))
+  config, state = read_hf_dir(path)
+  cfg = gpt2_config(config)
+  return CausalLm(cfg), params_from_state_dict(cfg, state)
 
 
 def save_gpt2(model: CausalLm | CausalLmConfig, params: dict, path: str, eos_token_id: int | None = None) -> None:
@@ -108,13 +102,10 @@ def save_gpt2(model: CausalLm | CausalLmConfig, params: dict, path: str, eos_tok
   cfg = model.cfg if isinstance(model, CausalLm) else model
   if cfg.style != "gpt2":
     raise ValueError("save_gpt2 needs a style='gpt2' model")
-  os.makedirs(path, exist_ok=True)
-  save_file(state_dict_from_params(cfg, params), os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
   hf = {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": cfg.vocab_size,
         "n_positions": cfg.max_position_embeddings, "n_embd": cfg.hidden_size, "n_layer": cfg.num_layers,
         "n_head": cfg.num_heads, "n_inner": cfg.intermediate_size, "activation_function": cfg.activation,
         "layer_norm_epsilon": cfg.norm_eps, "initializer_range": cfg.initializer_range,
         "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0, "tie_word_embeddings": True,
         "bos_token_id": eos_token_id, "eos_token_id": eos_token_id}
-  with open(os.path.join(path, "config.json"), "w") as f:
-    json.dump(hf, f, indent=2)
+  write_hf_dir(path, state_dict_from_params(cfg, params), hf)

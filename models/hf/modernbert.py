@@ -14,15 +14,12 @@ Mapping (torch Linear [out, in] -> our kernels [in, ...]: transpose, then reshap
 Configs in both spellings are accepted (4.x / hub: global_attn_every_n_layers, global_rope_theta, local_rope_theta;
 5.x: layer_types, rope_parameters); `layer_norm_eps` is ignored as Hugging Face ignores it (norm_eps counts).
 """
-import json
-import os
 from typing import Sequence
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
 
 from models.modernbert import ModernBertConfig, ModernBertForMaskedLM
-from models.hf.tensors import StateDictReader
+from models.hf.tensors import StateDictReader, read_hf_dir, write_hf_dir
 
 _UNSUPPORTED_TRUE = ("norm_bias", "attention_bias", "mlp_bias", "classifier_bias")
 
@@ -138,22 +135,16 @@ def hf_config_dict(cfg: ModernBertConfig, spelling: str = "v5", pad_id: int = 0,
 
 def load_modernbert(path: str) -> tuple[ModernBertForMaskedLM, dict]:
   """Reads a Hugging Face ModernBERT directory (config.json + model.safetensors)."""
-  with open(os.path.join(path, "config.json")) as f:
-    cfg = modernbert_config(json.load(f))
-  weights = os.path.join(path, "model.safetensors")
-  if not os.path.exists(weights):
-    raise FileNotFoundError(f"{weights} not found: convert pytorch_model.bin to safetensors first")
-  return ModernBertForMaskedLM(cfg), params_from_state_dict(cfg, load_file(weights))
+  config, state = read_hf_dir(path)
+  cfg = modernbert_config(config)
+  return ModernBertForMaskedLM(cfg), params_from_state_dict(cfg, state)
 
 
 def save_modernbert(model: ModernBertForMaskedLM | ModernBertConfig, params: dict, path: str,
                     spelling: str = "v5") -> None:
   """Writes a directory that `transformers.ModernBertForMaskedLM.from_pretrained` loads (tied decoder omitted)."""
   cfg = model.cfg if isinstance(model, ModernBertForMaskedLM) else model
-  os.makedirs(path, exist_ok=True)
-  save_file(state_dict_from_params(cfg, params), os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
-  with open(os.path.join(path, "config.json"), "w") as f:
-    json.dump(hf_config_dict(cfg, spelling), f, indent=2)
+  write_hf_dir(path, state_dict_from_params(cfg, params), hf_config_dict(cfg, spelling))
 
 
 def save_modernbert_classifier(cfg: ModernBertConfig, params: dict, path: str, labels: Sequence[str],
@@ -161,15 +152,12 @@ def save_modernbert_classifier(cfg: ModernBertConfig, params: dict, path: str, l
   """A models.modernbert.ModernBertForSequenceClassification as a directory that
   `transformers.ModernBertForSequenceClassification` (and `pipeline("text-classification")`) loads: the encoder and
   prediction head as the masked LM's, `classifier.weight/bias`, the labels as id2label, `classifier_pooling`."""
-  os.makedirs(path, exist_ok=True)
   state = state_dict_from_params(cfg, {**params, "decoder_bias": np.zeros(cfg.vocab_size, np.float32)})
   del state["decoder.bias"]   # a sequence classifier has no decoder
   state["classifier.weight"] = np.ascontiguousarray(np.asarray(params["classifier"]["kernel"], np.float32).T)
   state["classifier.bias"] = np.ascontiguousarray(np.asarray(params["classifier"]["bias"], np.float32))
-  save_file(state, os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
   config = hf_config_dict(cfg)
   config.update(architectures=["ModernBertForSequenceClassification"], classifier_pooling=pooling,
                 num_labels=len(labels), id2label={str(i): n for i, n in enumerate(labels)},
                 label2id={n: i for i, n in enumerate(labels)}, problem_type="single_label_classification")
-  with open(os.path.join(path, "config.json"), "w") as f:
-    json.dump(config, f, indent=2)
+  write_hf_dir(path, state, config)

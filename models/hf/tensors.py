@@ -1,4 +1,7 @@
-"""Reading a Hugging Face state dict into our parameter layout: full-shape checks and unused-key accounting."""
+"""Hugging Face directories and state dicts: one reader and writer of config.json + model.safetensors for every
+family, and the state-dict reader into our parameter layout (full-shape checks, unused-key accounting)."""
+import json
+import os
 from typing import Sequence
 
 import numpy as np
@@ -37,3 +40,23 @@ class StateDictReader:
     if unknown:
       raise ValueError(f"{self.model} checkpoint has keys we do not map: {unknown[:5]}"
                        f"{' ...' if len(unknown) > 5 else ''}")
+
+
+def read_hf_dir(path: str) -> tuple[dict, dict[str, np.ndarray]]:
+  """A Hugging Face model directory -> (its config.json, its model.safetensors tensors as NumPy)."""
+  from safetensors.numpy import load_file
+  with open(os.path.join(path, "config.json")) as f:
+    config = json.load(f)
+  weights = os.path.join(path, "model.safetensors")
+  if not os.path.exists(weights):
+    raise FileNotFoundError(f"{weights} not found: convert pytorch_model.bin to safetensors first")
+  return config, load_file(weights)
+
+
+def write_hf_dir(path: str, state: dict[str, np.ndarray], config: dict) -> None:
+  """(tensors, config.json dict) -> a directory `from_pretrained` loads (safetensors marked as PyTorch's)."""
+  from safetensors.numpy import save_file
+  os.makedirs(path, exist_ok=True)
+  save_file(state, os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
+  with open(os.path.join(path, "config.json"), "w") as f:
+    json.dump(config, f, indent=2)

@@ -1,16 +1,13 @@
 """ModernBERT hyperparameters as a frozen dataclass (modules never read a ConfigDict)."""
 import dataclasses
-from typing import Any
 
-import jax.numpy as jnp
-
-from models.hparams import check_attention, check_positive, from_model_config
+from models.hparams import TransformerHparams, from_model_config
 from models.layers.attention import use_banded
 from models.layers.splash import executed_keys
 
 
 @dataclasses.dataclass(frozen=True)
-class ModernBertConfig:
+class ModernBertConfig(TransformerHparams):
   """Defaults are ModernBERT-base except the vocabulary, which comes from the data pipeline's vocabulary.
 
   `local_attention` is the *total* window (128 in the released models): local layers attend |i - j| <= 64.
@@ -36,28 +33,16 @@ class ModernBertConfig:
   remat: str = "none"      # per layer in the backward pass: "none", "full", "dots_saveable", "offload" (layers/remat.py)
 
   def __post_init__(self):
-    check_positive(self, "num_layers", "hidden_size", "num_heads", "intermediate_size", "global_attn_every_n_layers",
-                   "local_attention")
-    check_attention(self.attention_impl, self.dtype)
+    self.check_transformer("num_layers", "intermediate_size", "global_attn_every_n_layers", "local_attention")
     if self.layer_types is not None:
       object.__setattr__(self, "layer_types", tuple(self.layer_types))
       if len(self.layer_types) != self.num_layers or set(self.layer_types) - {"full_attention", "sliding_attention"}:
         raise ValueError(f"layer_types {self.layer_types} must list num_layers={self.num_layers} entries of "
                          "'full_attention' / 'sliding_attention'")
-    if self.hidden_size % self.num_heads:
-      raise ValueError(f"model.hidden_size={self.hidden_size} is not divisible by model.num_heads={self.num_heads}")
-
-  @property
-  def head_dim(self) -> int:
-    return self.hidden_size // self.num_heads
 
   @property
   def half_window(self) -> int:
     return self.local_attention // 2
-
-  @property
-  def compute_dtype(self) -> Any:
-    return jnp.dtype(self.dtype)
 
   def is_global(self, layer: int) -> bool:
     if self.layer_types is not None:

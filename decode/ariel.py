@@ -6,7 +6,7 @@ Batched and jitted: a `lax.while_loop` over token positions makes ONE batched LM
 (the causal LM through its KV cache; a NumPy oracle through `jax.pure_callback`), stops when every row has passed
 its EOS, and carries per-row (lo, hi) boxes. Encoding includes the EOS token; decoding stops at it.
 
-Precision (ariel.md §3, measured by tests/test_ariel.py and bench/ariel_roundtrip.py): one dimension's side is the
+Precision (ariel.md §3, measured by tests/families/test_ariel.py and bench/ariel_roundtrip.py): one dimension's side is the
 product of the probabilities of the tokens it coded, so float32 with D = 1 collapses after 20-30 tokens at p ~ 0.3.
 The coder therefore runs in float64 by default, with `jax_enable_x64` switched on only inside encode/decode
 (`jax.enable_x64`, a scoped context: the rest of the program stays 32-bit); float32 is an option and is exact on
@@ -99,7 +99,7 @@ def _bounds(lo_B, hi_B, probs_BV):
   The bounds are then clipped into [lo, hi] and made monotone by a running maximum. Without it, equal cdf entries
   (a zero-probability token between them) could give bounds an ulp apart: XLA:CPU fused `up` into each consumer
   and contracted one copy to an FMA and not the other (seen at LLVM -O0), so one box's top missed its neighbour's
-  bottom and the boxes overlapped (tests/test_ariel.py tiling test). The running maximum is a scan, which XLA
+  bottom and the boxes overlapped (tests/families/test_ariel.py tiling test). The running maximum is a scan, which XLA
   computes once for both consumers, and monotone whatever the rounding."""
   cdf = jnp.cumsum(probs_BV.astype(lo_B.dtype), axis=-1)
   cdf = cdf / cdf[:, -1:]

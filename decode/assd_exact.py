@@ -1,5 +1,5 @@
 """The exact joint of a tiny any-subset AR model's completions, and ASSD's / naive parallel sampling's samples
-against it (chi-square and total variation): the oracle of tests/test_asarm.py and bench/assd_exactness.py.
+against it (chi-square and total variation): the oracle of tests/families/test_asarm.py and bench/assd_exactness.py.
 
 The target is enumerated with `decode.assd.joint_log_prob` over every completion of the hidden positions (the
 model's own joint along the canonical order, which ASSD must sample exactly); the samplers are only run, never

@@ -3,7 +3,7 @@
 Every function is pure and jit-friendly (static shapes; no data-dependent sizes) and returns the logits with the
 removed entries set to -inf, so functions compose and the result feeds `jax.random.categorical`. Parameters may
 be Python numbers or traced scalars. Each mirrors the HF warper named in its docstring (kept sets are identical,
-ties included; tests/test_sampling.py checks that against `transformers`).
+ties included; tests/decode/test_sampling.py checks that against `transformers`).
 
 `SamplerConfig` + `apply_chain` compose them in an explicit order. The default order is Hugging Face's sampling
 order: temperature -> top_h -> top_k -> top_p -> min_p -> typical -> epsilon -> eta; each step renormalises over

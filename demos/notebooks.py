@@ -5,7 +5,7 @@ to the cell sources that made them.
   python -m demos.notebooks demos/mdlm.ipynb    # one notebook
 
 Every code cell that ran is stamped with the SHA-256 of its source (`cell.metadata.lmkit.source_sha256`), so a
-committed notebook whose code was edited after it ran is detected (tests/test_demos.py): re-run this command and
+committed notebook whose code was edited after it ran is detected (tests/suites/test_demos.py): re-run this command and
 commit the result. The first code cell is SETUP_CELL: a no-op inside a checkout, a clone + install in Colab.
 """
 import hashlib

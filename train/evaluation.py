@@ -3,10 +3,7 @@
   evaluate   target-weighted mean metrics over `eval.num_batches` fixed validation batches (fixed masking key)
   run_evals  the family's own evaluations (`Family.evals`, declared like big_vision's evaluators: name, every,
              function), each due at its `every` and at the run's last step
-  append_jsonl  one JSON record per line in the workdir (process 0 only)
 """
-import json
-import os
 from typing import Any
 
 import jax
@@ -41,24 +38,6 @@ def due(evals: tuple[Evaluation, ...], step: int, last: bool) -> tuple[Evaluatio
 def run_evals(evals: tuple[Evaluation, ...], params: Any) -> dict[str, Any]:
   """name -> the evaluation's JSON-able result."""
   return {e.name: _plain(e.fn(params)) for e in evals}
-
-
-def scalars(results: dict[str, Any], prefix: str = "") -> dict[str, float]:
-  """The numeric leaves of nested results as 'name/key' -> float (what a tracker plots)."""
-  out = {}
-  for k, v in results.items():
-    key = f"{prefix}{k}"
-    if isinstance(v, dict):
-      out.update(scalars(v, key + "/"))
-    elif isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v):
-      out[key] = float(v)
-  return out
-
-
-def append_jsonl(workdir: str, name: str, record: dict[str, Any]) -> None:
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, name), "a") as f:
-      f.write(json.dumps(record) + "\n")
 
 
 def _plain(value: Any) -> Any:

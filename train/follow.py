@@ -22,7 +22,8 @@ import jax
 from train import checkpoint as ckpt_lib
 from train import stored_config
 from train.errors import ConfigError
-from train.evaluation import append_jsonl, evaluate, run_evals, scalars
+from train.evaluation import evaluate, run_evals
+from train.reporting import append_jsonl, numeric_leaves
 from train.experiment import build_experiment
 from train.step import make_eval_step
 from train.trackers import import_tensorboardx
@@ -84,7 +85,7 @@ def follow(workdir: str, overrides: dict[str, Any] | None = None, *, poll_s: flo
             analysis = run_evals(exp.family.evals, params)
             append_jsonl(workdir, "analysis.jsonl", {"step": step, "follow": True, **analysis})
             if writer is not None:
-              for k, v in scalars(analysis).items():
+              for k, v in numeric_leaves(analysis).items():
                 writer.add_scalar(f"analysis/{k}", v, step)
           done.add(step)
           evaluated.append(step)

@@ -23,7 +23,7 @@ from train.experiment import Experiment, build_experiment, check_workdir, param_
 from train.flops import cpu_16bit_note, total_peak_flops
 from train.profiling import StepProfiler
 from train.reporting import Reporter
-from train.restore import initial_state, keep_data_shards, run_meta
+from train.restore import initial_state, keep_data_shards
 from train.step import make_eval_step
 
 
@@ -60,6 +60,12 @@ def _reporter(exp: Experiment, workdir: str, start: int, peak_flops: float) -> R
 def compute_dtype(family) -> str:
   """The family's compute dtype (its hyperparameters' `dtype`; float32 for a family that declares none)."""
   return getattr(family.hparams, "dtype", "float32")
+
+
+def checkpoint_meta(exp: Experiment) -> dict:
+  """What a training checkpoint stores beside the state: the config, the family's compat values, the data shards."""
+  return {"config": stored_config.to_jsonable(exp.config), **exp.family.compat, "process_count": jax.process_count(),
+          "data_num_shards": exp.config.data.num_shards or jax.process_count()}
 
 
 def _every(n: int, done: int) -> bool:
@@ -114,7 +120,7 @@ def train(config: Any, workdir: str) -> dict[str, float]:
         if stop or last or _every(c.train.checkpoint_every, done):
           reporter.train(*pending)  # a checkpoint never holds a state whose loss was not checked
           pending = None
-          ckpt.save(done, state, data_iter, run_meta(exp))
+          ckpt.save(done, state, data_iter, checkpoint_meta(exp))
         if preempted:
           reporter.note(f"SIGTERM: saved a checkpoint at step {done}; exiting")
           break

@@ -17,8 +17,9 @@ import jax
 
 from train import stored_config
 from train.errors import ConfigError
-from train.evaluation import append_jsonl, evaluate, run_evals
+from train.evaluation import evaluate, run_evals
 from train.experiment import build_experiment
+from train.reporting import append_jsonl
 from train.restore import restore_latest
 
 MODES = ("train", "eval", "follow", "decode", "compile_only", "import_hf", "export_hf")

@@ -40,7 +40,7 @@ def keep_cpu_startup_fast() -> str | None:
   return platforms
 
 
-# Start-up probes, shared by bench/startup.py and tests/test_installs.py: `import jax; jax.devices()` in a fresh
+# Start-up probes, shared by bench/startup.py and tests/suites/test_installs.py: `import jax; jax.devices()` in a fresh
 # interpreter, ending by printing whether libtpu's plugin was loaded.
 HIDE_LIBTPU = ("import sys\n"
                "class _NoLibtpu:\n"

@@ -97,10 +97,9 @@ class Reporter:
     """The family's own evaluations (Family.evals): a record in analysis.jsonl, numeric leaves to the trackers."""
     if not self.enabled:
       return
-    from train.evaluation import append_jsonl, scalars
     append_jsonl(self.workdir, "analysis.jsonl", {"step": step, **results})
     for t in self._trackers:
-      t.scalars("analysis", scalars(results), step)
+      t.scalars("analysis", numeric_leaves(results), step)
       t.flush()
     self._bar.write(f"analysis @ {step}: {', '.join(results)} (analysis.jsonl)")
 
@@ -122,6 +121,25 @@ class Reporter:
       for t in self._trackers:
         t.close()
       self._jsonl.close()
+
+
+def append_jsonl(workdir: str, name: str, record: dict[str, Any]) -> None:
+  """One JSON record as a line of workdir/name (process 0 only)."""
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, name), "a") as f:
+      f.write(json.dumps(record) + "\n")
+
+
+def numeric_leaves(results: dict[str, Any], prefix: str = "") -> dict[str, float]:
+  """The finite numeric leaves of nested results as 'name/key' -> float (what a tracker plots)."""
+  out = {}
+  for k, v in results.items():
+    key = f"{prefix}{k}"
+    if isinstance(v, dict):
+      out.update(numeric_leaves(v, key + "/"))
+    elif isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v):
+      out[key] = float(v)
+  return out
 
 
 def mfu_text(mfu: float) -> str:

@@ -17,12 +17,6 @@ from train.optim import build_optimizer
 from train.state import TrainState
 
 
-def run_meta(exp: Experiment) -> dict:
-  """What a training checkpoint stores beside the state: the config, the family's compat values, the data shards."""
-  return {"config": stored_config.to_jsonable(exp.config), **exp.family.compat, "process_count": jax.process_count(),
-          "data_num_shards": exp.config.data.num_shards or jax.process_count()}
-
-
 def _saved_data_shards(meta: dict) -> int | None:
   """The number of data shards a checkpoint's run read (None for a Hugging Face import: it read no data)."""
   return meta.get("data_num_shards")

@@ -42,7 +42,7 @@ def register(name: str, keys: Mapping[str, tuple | None], hf: HfInterop | None =
   optional `check(config)` that raises ValueError for data settings the family cannot use, run before anything
   is built, e.g. before a SentencePiece vocabulary is trained on a corpus the family would refuse). `smoke`
   ("configs/x.py:tiny", relative to the repository) is the family's config for the conformance suite
-  (tests/test_conformance.py: train, exact resume, accumulation, eval, decode), which every family must pass."""
+  (tests/suites/test_conformance.py: train, exact resume, accumulation, eval, decode), which every family must pass."""
   def wrap(build):
     _REGISTRY[name] = Registration(name, build, dict(keys), hf, check, smoke)
     return build

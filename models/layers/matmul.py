@@ -4,7 +4,7 @@
 With bfloat16 (or float16) operands of one dtype it is a custom VJP whose forward product and both backward
 products take that dtype and accumulate in float32: JAX's own transpose of a float32-accumulating product would
 multiply the float32 cotangent by the other operand upcast to float32, so the whole backward pass would silently
-run at float32 speed (tests/test_mixed_precision.py checks every dot of the compiled train step). The cotangent
+run at float32 speed (tests/models/test_mixed_precision.py checks every dot of the compiled train step). The cotangent
 is rounded to the operands' dtype before its products, as in mixed-precision training elsewhere (MaxText,
 PyTorch autocast).
 

@@ -27,7 +27,7 @@ class MaskedLmObjective(Objective):
 
   `sparse_head` (config `objective.sparse_head`, default True): the MLM head and the vocabulary decoder run only
   at those slots (as ModernBERT was pretrained; Hugging Face's `sparse_prediction`): the same loss and gradient as
-  the dense head (tests/test_models.py), without the head's work at the other positions.
+  the dense head (tests/models/test_models.py), without the head's work at the other positions.
   """
   vocab_size: int            # size of the real vocabulary; random replacements are drawn from [random_low, vocab_size)
   mask_id: int

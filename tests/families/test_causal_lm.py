@@ -117,3 +117,29 @@ def test_causal_lm_trains_with_the_generic_trainer_and_generates(arg, tmp_path):
   assert metrics["loss"] < 0.75 * np.log(260)       # well below uniform over bytes after 30 steps
   outputs = run(c, wd, "decode", text="import o")
   assert outputs[0].startswith("import o") and len(outputs[0]) > len("import o")
+
+
+def test_family_evaluations_run_in_training_on_their_cadence_and_equal_the_eval_modes(tmp_path):
+  """Family.evals (eval.analyses, declared like big_vision's evaluators): the training loop runs each every
+  eval.analyses_every steps and at the last step, writing analysis.jsonl; --mode=eval on the final checkpoint gives
+  the same values as the loop's last-step record (one function, one set of parameters)."""
+  import json
+  import os
+
+  from tests.helpers import tiny_causal_config
+  from train.loop import train
+  from train.modes import run
+  c = tiny_causal_config(seq_len=32, num_steps=6)
+  c.train.eval_every = c.train.checkpoint_every = 3
+  c.eval.num_batches = 1
+  c.eval.analyses, c.eval.analyses_every, c.eval.num_sequences, c.eval.num_keys = ("positions",), 4, 8, 1
+  c.decode.prompts = ()
+  c.lock()
+  wd = str(tmp_path)
+  train(c, wd)
+  with open(os.path.join(wd, "analysis.jsonl")) as f:
+    records = [json.loads(line) for line in f]
+  assert [r["step"] for r in records] == [4, 6]                   # its cadence, then the last step
+  assert records[0]["positions"]["mean"] != records[1]["positions"]["mean"]   # each on that step's parameters
+  evaluated = run(c, wd, "eval")["analyses"]
+  assert evaluated["step"] == 6 and evaluated["positions"] == records[1]["positions"]

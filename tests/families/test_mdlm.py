@@ -132,7 +132,7 @@ def test_samplers_on_a_real_network_match_enumeration(net):
   def draws(fn):
     return np.asarray(jax.jit(fn)(jnp.broadcast_to(jnp.asarray(x0, jnp.int32), (N, 4)), jax.random.PRNGKey(1))[0])
 
-  from tests.test_diffusion_samplers import check_law
+  from tests.decode.test_diffusion_samplers import check_law
   seq = ex.unmask_law(base_np, x0, mask_id=MASK, vocab=LIMIT, k=1)
   par = ex.unmask_law(base_np, x0, mask_id=MASK, vocab=LIMIT, k=3)
   check_law(draws(lambda x, r: unmask_sample(apply, x, r, mask_id=MASK, vocab_limit=LIMIT)), seq, par)

@@ -14,7 +14,7 @@ from packaging.requirements import Requirement
 
 from train.platforms import STARTUP_VARIANTS as VARIANTS, clean_environment, time_startup as start_up
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _pins(name: str) -> dict[str, Requirement]:

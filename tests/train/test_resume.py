@@ -1,5 +1,5 @@
 """Restore onto another mesh, weights-only initialisation, refusals (in-process, real orbax checkpoints). Exact
-resume of every family: tests/test_conformance.py."""
+resume of every family: tests/suites/test_conformance.py."""
 import os
 
 import flax.linen as nn

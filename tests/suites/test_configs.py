@@ -74,7 +74,7 @@ def test_config_builds_and_eval_shapes(name, arg):
 
 
 def test_every_config_file_is_covered():
-  names = {p.stem for p in pathlib.Path(__file__).parent.parent.joinpath("configs").glob("*.py")}
+  names = {p.stem for p in pathlib.Path(__file__).parents[2].joinpath("configs").glob("*.py")}
   assert names - {"__init__", "base", "sharding"} == {n for n, _ in CONFIGS}
 
 
@@ -88,7 +88,7 @@ def _documented_commands() -> list[tuple[str, list[str]]]:
   a user's shell splits the pasted text (continuation lines, quotes, $'...', trailing comments)."""
   import subprocess
   out = []
-  for path in sorted(pathlib.Path(__file__).parent.parent.glob("configs/*.py")):
+  for path in sorted(pathlib.Path(__file__).parents[2].glob("configs/*.py")):
     doc = importlib.import_module(f"configs.{path.stem}").__doc__ or ""
     lines, i = doc.splitlines(), 0
     while i < len(lines):

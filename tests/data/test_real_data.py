@@ -254,7 +254,7 @@ def test_training_on_tokenized_shards_resumes_with_the_same_batches(prepared, wo
   import jax
   _, out, _, _ = prepared
   config = _tokenized_config(out, wordpiece_dir)
-  from tests.test_resume import _final_params
+  from tests.train.test_resume import _final_params
   from train.loop import train
   straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
   train(config, straight)
@@ -393,7 +393,7 @@ def test_exported_checkpoint_gives_our_predictions_in_a_transformers_pipeline(fa
   SentencePiece vocabulary or bytes -> our fill-mask / greedy generation -> export (weights, tokenizer files, ids)
   -> `transformers.pipeline` on the exported directory, given the prompts as a user types them: the same
   candidates with the same probabilities (fill-mask) and the same tokens (text generation). The classifier's
-  pipeline is tests/test_finetune.py's."""
+  pipeline is tests/families/test_finetune.py's."""
   from decode.fill_mask import mask_candidates
   from decode.generate import generate_token_ids
   from train.hf_convert import export_hf, import_hf

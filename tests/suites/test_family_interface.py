@@ -1,7 +1,7 @@
 """A family defined entirely in this file (a float input and an integer label, no tokens) trains, checkpoints,
 resumes exactly and evaluates through train.loop: nothing in train/ knows it exists.
 
-The file is also a config for launch.py (`--config=tests/test_family_interface.py[:poison=K]`); importing it
+The file is also a config for launch.py (`--config=tests/suites/test_family_interface.py[:poison=K]`); importing it
 registers the family. `:poison=K` makes the gradient of update K infinite while the loss stays finite.
 """
 import json
@@ -88,14 +88,14 @@ def build_toy(config, vocab) -> Family:
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """This file is also a config: python launch.py --config=tests/test_family_interface.py --workdir=/tmp/toy
+  """This file is also a config: python launch.py --config=tests/suites/test_family_interface.py --workdir=/tmp/toy
   Expected result: 8 steps in seconds; the loss falls and accuracy is well above chance (1/3)."""
   c = get_base_config()
   c.model = ml_collections.ConfigDict({"name": "toy_classifier", "hidden": 16})
   if arg and arg.startswith("poison="):
     c.objective.poison_step = int(arg.split("=")[1])
   elif arg:
-    raise ValueError(f"tests/test_family_interface.py: unknown argument {arg!r}; use 'poison=K' or nothing")
+    raise ValueError(f"tests/suites/test_family_interface.py: unknown argument {arg!r}; use 'poison=K' or nothing")
   c.data.vocab = "byte"
   c.train.batch_size, c.train.num_steps = 16, 8
   c.train.checkpoint_every = c.train.eval_every = 4

@@ -1,4 +1,4 @@
-"""Gradient accumulation unrolled equals the scan (the scan equals one large batch: tests/test_conformance.py)."""
+"""Gradient accumulation unrolled equals the scan (the scan equals one large batch: tests/suites/test_conformance.py)."""
 import functools
 
 import flax.linen as nn
@@ -23,7 +23,7 @@ def one_step(accum, unroll=False):
 
 def test_unrolled_microbatches_equal_the_scan():
   """train.grad_accum_unroll: the same micro-batches, random streams and order of addition as the scan, so the
-  same update (the scan's equality with one large batch, for every family: tests/test_conformance.py)."""
+  same update (the scan's equality with one large batch, for every family: tests/suites/test_conformance.py)."""
   p2, m2 = one_step(2)
   pu, mu = one_step(2, unroll=True)
   for k in ("loss", "accuracy", "num_targets", "grad_norm"):

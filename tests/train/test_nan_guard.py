@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import run_launch
-from tests.test_family_interface import get_config
+from tests.suites.test_family_interface import get_config
 from train import checkpoint as ckpt_lib
 from train.errors import NonFiniteError
 from train.experiment import build_experiment
@@ -44,7 +44,7 @@ def test_infinite_gradient_at_step_k_is_never_checkpointed(tmp_path):
 
 def test_launch_reports_it_as_one_line(tmp_path):
   r = run_launch(str(tmp_path), "--config.train.checkpoint_every=2",
-                 config=f"tests/test_family_interface.py:poison={K}")
+                 config=f"tests/suites/test_family_interface.py:poison={K}")
   assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
   [line] = [line for line in r.stderr.splitlines() if line.startswith("error:")]
   assert f"at step {K}: stopped without saving it" in line

@@ -146,7 +146,7 @@ def test_packed_path_equals_padded_path_per_document(pair):
     o += len(d)
 
 
-@pytest.mark.slow   # ~35 s; the default suite's transformers pipeline round trip (tests/test_real_data.py) imports
+@pytest.mark.slow   # ~35 s; the default suite's transformers pipeline round trip (tests/data/test_real_data.py) imports
 # and exports through the same commands
 def test_convert_command_round_trips_through_a_training_run(tmp_path):
   """HF dir -> `launch.py --mode=import_hf` -> weights-only init of a run -> `export` -> HF loads the trained
@@ -192,7 +192,7 @@ def test_an_import_configures_itself_decodes_and_refuses_a_partial_load(tmp_path
   """`--mode=import_hf` with the tiny config and no model.* flag: the import's model is read from config.json (a
   non-default shape: 24 wide, 4 heads, a window of 4 on every layer, tanh GELU), `--mode=decode` on the import fills
   the mask with Hugging Face's own top byte, a fine-tune from it adopts the shape, and one with another width is
-  refused in one line (checkpoint.allow_partial: tests/test_resume.py)."""
+  refused in one line (checkpoint.allow_partial: tests/train/test_resume.py)."""
   from data.vocab import ByteVocabulary
   from tests.helpers import tiny_config
   from train.errors import ConfigError

@@ -1,6 +1,6 @@
 """ADJUST (models/mdlm/adjust.py, adjust_objective.py): the spec's D4 loss tests, the trajectory writer, and the D3
 learning claim by exact enumeration. Training in the generic trainer on a frozen MDLM loaded with
-checkpoint.init_from (the base bit-identical afterwards), resume, accumulation and decoding: tests/test_conformance.py."""
+checkpoint.init_from (the base bit-identical afterwards), resume, accumulation and decoding: tests/suites/test_conformance.py."""
 
 import jax
 import jax.numpy as jnp

@@ -82,7 +82,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.checkpoint.max_to_keep = 3
   c.checkpoint.async_save = True
   c.checkpoint.init_from = ""       # weights-only initialisation from another run's workdir (latest step); its
-                                    # model.* (and a tokenizer-file data.vocab) are adopted where not set (train/loop.py)
+                                    # model.* (and a tokenizer-file data.vocab) are adopted where not set
+                                    # (train/stored_config.py)
   c.checkpoint.allow_partial = False  # init_from may leave more than 10% of the weights fresh (else one line)
 
   c.eval = ml_collections.ConfigDict()

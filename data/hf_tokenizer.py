@@ -151,6 +151,48 @@ class HfTokenizerVocabulary(Vocabulary):
     text = self._tok.decode(keep, skip_special_tokens=False)
     return text.replace(self._mask_text, MASK_TEXT) if self._mask_text and mask in keep else text
 
+  def _decoder_kind(self) -> tuple[str, dict]:
+    import json as _json
+    spec = _json.loads(self._tok.to_str()).get("decoder") or {}
+    kinds = [d.get("type") for d in spec.get("decoders", [spec])]
+    return ("ByteLevel" if "ByteLevel" in kinds else "Metaspace" if "Metaspace" in kinds else
+            "ByteFallback" if "ByteFallback" in kinds and "Replace" in kinds else ""), spec
+
+  @property
+  def byte_prefix(self) -> bytes:
+    """Metaspace tokenizers that prepend "\u2581" to every text put a space before it (decoding strips it)."""
+    import json as _json
+    pre = _json.loads(self._tok.to_str())
+    for part in (pre.get("pre_tokenizer") or {}, pre.get("normalizer") or {}):
+      for step in part.get("pretokenizers", part.get("normalizers", [part])):
+        if step.get("type") == "Metaspace" and step.get("prepend_scheme", "always") != "never":
+          return b" "
+        if step.get("type") == "Prepend" and step.get("prepend") == "\u2581":
+          return b" "
+    return b""
+
+  def token_bytes(self) -> tuple[bytes | None, ...]:
+    """Byte-level BPE (GPT-2's): each token's characters mapped back through the byte-to-unicode table;
+    Metaspace / SentencePiece-style: "\u2581" is a space and <0xAB> pieces are that byte. Other decoders (e.g.
+    WordPiece's "##" joining) stand for no fixed bytes per id: one line saying so."""
+    kind, _ = self._decoder_kind()
+    if not kind:
+      raise ValueError(f"data.vocab=hf:{self.spec}: its decoder joins tokens by rules (not byte-level BPE or "
+                       "Metaspace), so its ids stand for no fixed bytes; the byte-level view needs one that does")
+    special, out = set(self.special_ids), []
+    inverse = {c: b for b, c in _bytes_to_unicode().items()}
+    for i in range(self.size):
+      piece = self._tok.id_to_token(i)
+      if i in special or piece is None:
+        out.append(None)
+      elif kind == "ByteLevel":
+        out.append(bytes(inverse[c] for c in piece) if all(c in inverse for c in piece) else None)
+      elif len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
+        out.append(bytes([int(piece[3:5], 16)]))
+      else:
+        out.append(piece.replace("\u2581", " ").encode("utf-8"))
+    return tuple(out)
+
   def token_text(self, i: int) -> str:
     """One id as transformers' fill-mask pipeline prints a candidate (`token_str`)."""
     return self._tok.decode([int(i)], skip_special_tokens=False)

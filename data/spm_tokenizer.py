@@ -79,3 +79,8 @@ def template(framing: tuple[str, ...], roles: dict[str, tuple[str, int]]):
   pair = single + " " + " ".join("$B" if r == "$A" else roles[r][0] for r in framing if r != "cls")
   used = sorted({roles[r] for r in framing if r in roles}, key=lambda t: t[1])
   return processors.TemplateProcessing(single=single, pair=pair, special_tokens=used)
+
+
+def adds_dummy_prefix(model_path: str) -> bool:
+  """Whether the model puts a space ("\u2581") before every text it encodes."""
+  return bool(_proto(model_path).normalizer_spec.add_dummy_prefix)

@@ -53,6 +53,16 @@ class Vocabulary(abc.ABC):
   def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
     return [self.encode(t) for t in texts]
 
+  # Bytes the tokenizer puts before every text (SentencePiece's dummy-prefix space); see token_bytes.
+  byte_prefix: bytes = b""
+
+  def token_bytes(self) -> tuple[bytes | None, ...]:
+    """The exact bytes each id stands for in the text's UTF-8 stream, `None` for a special id or one with no fixed
+    bytes (unknown): joining the entries of `encode(text)` gives `byte_prefix + text.encode("utf-8")` whenever
+    the text encodes without unknowns. The table decode/bytes.py's byte-level view of a language model reads."""
+    raise ValueError(f"{type(self).__name__} has no byte-level view (its ids stand for no fixed bytes); use a "
+                     "byte, character, SentencePiece or byte-level / Metaspace Hugging Face vocabulary")
+
   def encode_with_masks(self, text: str) -> list[int]:
     """Encodes text in which each "[MASK]" stands for one masked token."""
     ids: list[int] = []
@@ -76,6 +86,9 @@ class ByteVocabulary(Vocabulary):
 
   def encode(self, text: str) -> list[int]:
     return (np.frombuffer(text.encode("utf-8"), np.uint8).astype(np.int32) + 4).tolist()
+
+  def token_bytes(self) -> tuple[bytes | None, ...]:
+    return (None,) * 4 + tuple(bytes([b]) for b in range(256))
 
   def decode(self, ids: Sequence[int]) -> str:
     out, buf = [], bytearray()
@@ -186,6 +199,9 @@ class CharVocabulary(Vocabulary):
   def encode(self, text: str) -> list[int]:
     return [self._index.get(c, 4) for c in text]
 
+  def token_bytes(self) -> tuple[bytes | None, ...]:
+    return (None,) * 5 + tuple(c.encode("utf-8") for c in self.chars)
+
   def decode(self, ids: Sequence[int]) -> str:
     out = []
     for i in map(int, ids):
@@ -237,6 +253,26 @@ class SentencePieceVocabulary(Vocabulary):
     if self._tok is not None:
       return self._tok.encode(text, add_special_tokens=False).ids
     return self._sp.encode(text)
+
+  @property
+  def byte_prefix(self) -> bytes:
+    from data import spm_tokenizer
+    return b" " if spm_tokenizer.adds_dummy_prefix(self.model_path) else b""
+
+  def token_bytes(self) -> tuple[bytes | None, ...]:
+    """A piece's text with "\u2581" as a space; byte-fallback pieces <0xAB> are that byte; control and unknown
+    pieces are None. (An identity normaliser is assumed, as data.vocab.train_sentencepiece trains: a normalising
+    model's pieces stand for normalised text, not the input's bytes.)"""
+    out = []
+    for i in range(self.size):
+      piece = self._sp.id_to_piece(i)
+      if i < self.first_normal_id or self._sp.is_control(i) or self._sp.is_unknown(i):
+        out.append(None)
+      elif self._sp.is_byte(i):
+        out.append(bytes([int(piece[3:5], 16)]))
+      else:
+        out.append(piece.replace("\u2581", " ").encode("utf-8"))
+    return tuple(out)
 
   def decode(self, ids: Sequence[int]) -> str:
     out, run = [], []

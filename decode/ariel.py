@@ -6,8 +6,9 @@ Batched and jitted: a `lax.while_loop` over token positions makes ONE batched LM
 (the causal LM through its KV cache; a NumPy oracle through `jax.pure_callback`), stops when every row has passed
 its EOS, and carries per-row (lo, hi) boxes. Encoding includes the EOS token; decoding stops at it.
 
-Precision (ariel.md §3, measured by tests/families/test_ariel.py and bench/ariel_roundtrip.py): one dimension's side is the
-product of the probabilities of the tokens it coded, so float32 with D = 1 collapses after 20-30 tokens at p ~ 0.3.
+Precision (ariel.md §3, measured by tests/families/test_ariel.py and bench/ariel_roundtrip.py): one dimension's
+side is the product of the probabilities of the tokens it coded, so float32 with D = 1 collapses after 20-30 tokens
+at p ~ 0.3.
 The coder therefore runs in float64 by default, with `jax_enable_x64` switched on only inside encode/decode
 (`jax.enable_x64`, a scoped context: the rest of the program stays 32-bit); float32 is an option and is exact on
 the tested lengths for D >= 4. The LM itself computes in its own dtype; its probabilities are cast to the coder's

@@ -96,8 +96,16 @@ def generate_token_ids(model: Any, params: Any, vocab: Any, prompts: list[str], 
 
   With a mesh, inputs are replicated global arrays, so this also runs with several processes.
   """
-  import numpy as np
   rows = [[vocab.cls_id] + vocab.encode(p) for p in prompts]
+  return continue_ids(model, params, vocab, rows, max_new_tokens=max_new_tokens, sampler=sampler, seed=seed,
+                      mesh=mesh)
+
+
+def continue_ids(model: Any, params: Any, vocab: Any, rows: list[list[int]], *, max_new_tokens: int,
+                 sampler: SamplerConfig | None = None, seed: int = 0,
+                 mesh: jax.sharding.Mesh | None = None) -> list[list[int]]:
+  """`generate_token_ids` from token rows (BOS included) instead of texts."""
+  import numpy as np
   arr, real = pad_rows(rows, max(len(r) for r in rows), vocab.pad_id)
   lengths = real.sum(1).astype(np.int32)
   if mesh is not None:
@@ -117,3 +125,4 @@ def generate_texts(model: Any, params: Any, vocab: Any, prompts: list[str], *, m
   ids = generate_token_ids(model, params, vocab, prompts, max_new_tokens=max_new_tokens, sampler=sampler,
                            seed=seed, mesh=mesh)
   return [vocab.decode(r[1:]) for r in ids]
+

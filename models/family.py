@@ -90,8 +90,8 @@ class Objective:
   (loss, metrics) whose values add up over micro-batches (weights pre-normalised, see models/losses.py) and
   include `num_targets` (evaluation weighs batches by it); `finalize_metrics` forms ratios of those sums once per
   step. Noise the objective draws (masks, samples, a posterior's noise) is drawn in `prepare` for the whole batch,
-  so gradient accumulation over micro-batches equals one large batch exactly (tests/suites/test_conformance.py); `loss`'s
-  own rng is folded per micro-batch and serves what cannot be drawn ahead (dropout masks inside the module,
+  so gradient accumulation over micro-batches equals one large batch exactly (tests/suites/test_conformance.py);
+  `loss`'s own rng is folded per micro-batch and serves what cannot be drawn ahead (dropout masks inside the module,
   rollouts that need the parameters). `step` is the int32 number of updates applied so far (a curriculum may
   read it); the trainer always passes it, and None (direct calls, tests) means the end of any curriculum. `loss` is also traced inside `module.init`
   (`init_variables`) with params None: there it must create every parameter outside `lax.cond` / `lax.switch`

@@ -5,7 +5,7 @@ async save) leaves the previous committed step as the latest; leftover temporary
 All processes must call save and restore (orbax coordinates them).
 
 The data position (item `data_iter`) is stored by DataPositionHandler as one JSON record per data shard, whatever
-the process count, so a checkpoint restores on any number of processes (README "Elastic restore").
+the process count, so a checkpoint restores on any number of processes (train/README.md, "Elastic restore").
 """
 import asyncio
 import contextlib

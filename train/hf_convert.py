@@ -22,7 +22,8 @@ def import_hf(config: Any, hf_dirs: list[str], workdir: str) -> str:
   line's config with the family's `model.*` read from the checkpoint's config.json (every field of its
   hyperparameters, vocab_size included, except RUNTIME_MODEL_KEYS: dtype, attention kernel, remat, dropout) and,
   where the directory has a tokenizer.json, data.vocab=hf:<dir>. The workdir then serves --mode=decode / eval /
-  export_hf and --config.checkpoint.init_from as a trained run's does (it cannot be trained on in place). The family is `config.model.name`'s; its registered HfInterop converts."""
+  export_hf and --config.checkpoint.init_from as a trained run's does (it cannot be trained on in place). The
+  family is `config.model.name`'s; its registered HfInterop converts."""
   reg = family_registry().registration(config.model.name)
   if reg.hf is None or reg.hf.load is None:
     raise ConfigError(f"model.name={reg.name!r} has no Hugging Face import")

@@ -29,8 +29,8 @@ class Tracker(Protocol):
 
 def import_tensorboardx():
   """tensorboardX, imported without torch: where torch is installed, tensorboardX imports it at import time only to
-  accept torch tensors (0.2-2.3 s and ~150 MB in every launch.py process, README "Trackers"); we log Python floats
-  and strings. A process that has imported torch already keeps it."""
+  accept torch tensors (0.2-2.3 s and ~150 MB in every launch.py process, train/README.md, "Trackers"); we log
+  Python floats and strings. A process that has imported torch already keeps it."""
   if "torch" in sys.modules:
     import tensorboardX
     return tensorboardX

@@ -1,9 +1,8 @@
 """The family registry: `config.model.name` -> a builder `(config, vocab) -> models.family.Family`, and the config
 schema of each family (the keys it reads and the allowed values of the enumerated ones).
 
-It sits above models/, decode/ and data/; train/ reaches it only through the registry `configs` installs
-(models.family.family_registry). Every module here is imported on first use: adding a family is adding a file that
-calls `register` (README "Adding a family"); a test or notebook may `register` a family of its own the same way.
+It sits above models/, decode/ and data/; train/ reaches it only through the registry `configs` installs. Adding
+a family is adding a file here that calls `register` (models/README.md), as a test or notebook may.
 
 The config is checked against the chosen family before anything is built: every key present in a family-owned
 section (`model`, `objective`, `decode`, and the keys in FAMILY_KEYS) must be one the family reads, so a config
@@ -19,7 +18,8 @@ from models.family import Family, HfInterop
 
 # Sections that belong to the family as a whole, and keys elsewhere that only some families read.
 FAMILY_SECTIONS = ("model", "objective", "decode")
-FAMILY_KEYS = ("data.task", "data.num_classes", "eval.mask_rate", "eval.analyses", "eval.analyses_every", "eval.num_keys", "eval.num_sequences")
+FAMILY_KEYS = ("data.task", "data.num_classes", "eval.mask_rate", "eval.analyses", "eval.analyses_every",
+               "eval.num_keys", "eval.num_sequences")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,13 +6,14 @@ import functools
 
 from configs.families import register
 from configs.families.common import documents, model_vocab_size
+from decode.text import PROMPT_ENDS
 from models.causal_lm import CausalLm, CausalLmConfig, NextTokenObjective, evaluations
 from models.causal_lm.lexical import EMBEDDINGS, LEX_EMBED_STDS, LEX_SAMPLES
 from models.family import Evaluation, Family, HfInterop, token_batch_spec
 from models.hparams import model_keys
 
 DECODE_KEYS = {"decode.prompts": None, "decode.max_new_tokens": None, "decode.temperature": None,
-               "decode.top_k": None, "decode.top_p": None}
+               "decode.top_k": None, "decode.top_p": None, "decode.prompt_end": PROMPT_ENDS}
 EVAL_KEYS = {"eval.analyses": None, "eval.analyses_every": None, "eval.num_keys": None, "eval.num_sequences": None}
 MODEL_CHOICES = {"model.embedding": EMBEDDINGS, "model.lex_embed_std": LEX_EMBED_STDS,
                  "model.lex_sample": LEX_SAMPLES}
@@ -75,6 +76,7 @@ def _evals(config, vocab, hp, module, data) -> tuple[Evaluation, ...]:
                         **EVAL_KEYS}, hf=HfInterop(_load, _save, framing=("cls", "$A")),
           smoke="configs/causal_lm.py:tiny")
 def causal_lm(config, vocab) -> Family:
+  from decode.text import text_decoder
   from decode.sampling import SamplerConfig
   hp = CausalLmConfig.from_config(config.model, model_vocab_size(config, vocab), vocab.first_normal_id)
   if hp.embedding != "learned" and set(vocab.special_ids) != set(range(vocab.first_normal_id)):
@@ -90,24 +92,10 @@ def causal_lm(config, vocab) -> Family:
   d = config.decode
   sampler = None if d.temperature == 0 else SamplerConfig(temperature=d.temperature, top_k=d.top_k or None,
                                                           top_p=d.top_p if d.top_p < 1 else None)
-  max_new, seed = d.max_new_tokens, config.seed
-
-  def check(prompts):   # GPT-2's learned position table ends at max_position_embeddings
-    for p in prompts:
-      n = 1 + len(vocab.encode(p)) + max_new
-      if hp.style == "gpt2" and n > hp.max_position_embeddings:
-        raise ValueError(f"prompt {p[:40]!r}... needs {n} positions with decode.max_new_tokens={max_new}, more than "
-                         f"model.max_position_embeddings={hp.max_position_embeddings}; shorten it or lower "
-                         "decode.max_new_tokens")
-
-  check(d.prompts)
-
-  def decode(params, prompts, mesh=None):
-    check(prompts)
-    from decode.generate import generate_texts
-    return generate_texts(module, params, vocab, list(prompts), max_new_tokens=max_new,
-                          sampler=sampler, seed=seed, mesh=mesh)
-
+  decode = text_decoder(module, vocab, max_new_tokens=d.max_new_tokens, sampler=sampler, seed=config.seed,
+                        max_positions=hp.max_position_embeddings if hp.style == "gpt2" else None,
+                        prompt_end=d.get("prompt_end", "tokens"))
+  decode.check(d.prompts)
   learned = hp.embedding == "learned"   # the random embeddings have no cached decoding (models/causal_lm/model.py)
   return Family("causal_lm", module, NextTokenObjective(embed_keys=not learned), hp, token_batch_spec(seq), data,
                 hp.flops_per_token, seq, decode=decode if learned else None, prompts=tuple(d.prompts),

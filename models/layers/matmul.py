@@ -16,10 +16,11 @@ appears).
 transpose of a dense product writes the cotangent transposed so that each weight-gradient product contracts a
 minor axis: layout copies were 32.6% of the default config's float32 train step (bench/profile_step.py). The
 explicit [G, M, K] x [G, K, N] backward products made the trainer's whole float32 step faster, in-process
-alternated A/B (BENCHMARKS.md "Float32 dense layers"): default config 1.09-1.52x, ModernBERT-base 1.05-1.08x,
-causal LM 1.10x median, ELECTRA within noise. Attention products keep XLA's autodiff in float32: through this VJP
-the base step ran 0.85-0.92x. Other platforms keep XLA's autodiff (their layout assignment is not measured here);
-the platform is the one compiled for (models/layers/platform.py), so a TPU topology compiled on CPU gets TPU's.
+alternated A/B (measured when written, in the git history of BENCHMARKS.md): default config 1.09-1.52x,
+ModernBERT-base 1.05-1.08x, causal LM 1.10x median, ELECTRA within noise. Attention products keep XLA's
+autodiff in float32: through this VJP the base step ran 0.85-0.92x. Other platforms keep XLA's autodiff (their
+layout assignment is not measured here); the platform is the one compiled for (models/layers/platform.py), so a TPU
+topology compiled on CPU gets TPU's.
 """
 import functools
 import string

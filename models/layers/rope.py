@@ -21,8 +21,9 @@ def apply_rope(x_BTHD: jax.Array, positions_BT: jax.Array, theta: float, table_s
 
   With `table_size` (positions known to lie in [0, table_size)) cos and sin are computed once on a [table_size, Dh]
   table and gathered: computed from [B, T] positions, XLA:CPU fuses them into the backward pass's loops and
-  recomputes them for every head (13% of the default config's bfloat16 step; BENCHMARKS.md "RoPE tables"). The
-  values are the same (the same float32 formula at the same positions); a position outside the table reads NaN.
+  recomputes them for every head (13% of the default config's bfloat16 step; measured when written, in the git
+  history of BENCHMARKS.md). The values are the same (the same float32 formula at the same positions); a position
+  outside the table reads NaN.
   """
   if table_size is None:
     cos, sin = rope_cos_sin(positions_BT, x_BTHD.shape[-1], theta)

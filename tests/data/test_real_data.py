@@ -451,3 +451,29 @@ def test_data_pipeline_benchmark_runs_at_tiny_size(tmp_path):
   assert r.returncode == 0, r.stderr[-2000:]
   assert "| python -m data.prepare --workers=2 (ArrayRecord shards written) |" in r.stdout
   assert "| corpus_1mb.jsonl | 1 |" in r.stdout and "| corpus_2mb.jsonl | 2 |" in r.stdout
+
+
+@pytest.mark.parametrize("kind", ["byte", "char", "spm", "bpe", "spm_export"])
+def test_token_bytes_join_to_the_texts_bytes_as_the_tokenizer_decodes_them(kind, texts, spm_vocab, bpe_dir, tmp_path):
+  """Vocabulary.token_bytes(): joining the bytes of encode(text)'s ids gives byte_prefix + the text's UTF-8 bytes,
+  and (without that prefix) what the tokenizer's own decode returns, on real text with non-ASCII and whitespace
+  runs: bytes, characters, SentencePiece (dummy-prefix space, byte fallback), GPT-2-style byte-level BPE, and the
+  SentencePiece model exported as a Hugging Face (Metaspace) tokenizer. Special ids have no bytes."""
+  from data.vocab import ByteVocabulary, CharVocabulary
+  samples = texts[:200] + ["naïve café — 日本語 🙂\t\r\n  x", " leading and trailing  ", " " * 20 + "x"]
+  if kind == "spm_export":
+    (tmp_path / "config.json").write_text("{}")
+    hf_tokenizer.export_tokenizer(spm_vocab, "spm", [tmp_path], model_max_length=128,
+                                  framing=hf_tokenizer.CAUSAL_FRAMING)
+    ours = hf_tokenizer.HfTokenizerVocabulary(str(tmp_path))
+  else:
+    ours = {"byte": ByteVocabulary(), "spm": spm_vocab, "bpe": hf_tokenizer.load(bpe_dir),
+            "char": CharVocabulary.from_texts(samples, 400)}[kind]
+  table = ours.token_bytes()
+  assert len(table) == ours.size and all(table[i] is None for i in ours.special_ids)
+  assert ours.byte_prefix == (b" " if kind.startswith("spm") else b"")
+  for t in samples:
+    ids = ours.encode(t)
+    joined = b"".join(table[i] for i in ids)
+    assert joined == ours.byte_prefix + t.encode("utf-8"), (kind, t[:40])
+    assert joined[len(ours.byte_prefix):].decode("utf-8") == ours.decode(ids)

@@ -3,7 +3,7 @@ emptied, and the run restarts. Every case must end in one of two ways, and never
   - a fallback to the previous committed step with one warning line, then steps 4-6 again bit-identical; or
   - a resume from the latest step where the damaged file is not one a restore reads (orbax keeps some bookkeeping
     files), with the restored state equal to the undamaged one.
-Restored values are checked finite and of the stored shapes before training on them (train/loop.py). The default
+Restored values are checked finite and of the stored shapes before training on them (train/restore.py). The default
 suite samples four cases (the largest data file, the merged tensorstore file whose loss once printed asyncio
 tracebacks, the run metadata, the smallest file); the slow test tries every file x every damage and prints the
 counts (cases, fallbacks, resumes, one-line stops, tracebacks)."""

@@ -121,7 +121,7 @@ def test_small_replicated_arrays_are_saved_without_compiling_slices(tmp_path):
 
 
 def test_a_partial_load_is_refused_unless_asked_for_or_a_frozen_base_loads_whole():
-  """checkpoint.init_from's partial-load rule (train/loop.py _check_partial): over 10% fresh weights is one line
+  """checkpoint.init_from's partial-load rule (train/restore.py check_partial): over 10% fresh weights is one line
   unless checkpoint.allow_partial; a family that freezes what it loads (ADJUST's base) may train its own block
   fresh at any share, but every frozen weight must load."""
   from ml_collections import ConfigDict

@@ -71,6 +71,8 @@ def get_config(arg: str | None = None):
   c.decode.top_k = 0                # 0 = off
   c.decode.top_p = 1.0              # 1 = off
   c.decode.prompt_end = "tokens"    # "heal": token healing; "bytes": exact byte-level view (decode/bytes.py)
+  c.decode.regex = ""               # the continuation must match it (decode/constrained.py: AWRS particles)
+  c.decode.particles = 8
   if "tiny" in words:               # 2 layers, d = 32, bytes: trains in seconds (tests, smoke runs)
     m.hidden_size, m.num_layers, m.num_heads, m.intermediate_size, m.max_position_embeddings = 32, 2, 2, 64, 32
     c.data.vocab, c.data.seq_len, c.data.max_doc_chars = "byte", 32, 256

@@ -72,6 +72,9 @@ def main(paths: list[str]) -> None:
   paths = paths or sorted(os.path.join(DEMOS, f) for f in os.listdir(DEMOS) if f.endswith(".ipynb"))
   env = {"PYTHONPATH": ROOT, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
   os.environ.update(env)
+  sys.path.insert(0, ROOT)
+  from train.platforms import keep_cpu_startup_fast
+  keep_cpu_startup_fast()   # the kernels inherit it: no libtpu probe (and its warnings) on a host without a TPU
   for path in paths:
     nb = with_setup_cell(nbformat.read(path, as_version=4))
     execute(nb)

@@ -13,7 +13,8 @@ from models.family import Evaluation, Family, HfInterop, token_batch_spec
 from models.hparams import model_keys
 
 DECODE_KEYS = {"decode.prompts": None, "decode.max_new_tokens": None, "decode.temperature": None,
-               "decode.top_k": None, "decode.top_p": None, "decode.prompt_end": PROMPT_ENDS}
+               "decode.top_k": None, "decode.top_p": None, "decode.prompt_end": PROMPT_ENDS,
+               "decode.regex": None, "decode.particles": None}
 EVAL_KEYS = {"eval.analyses": None, "eval.analyses_every": None, "eval.num_keys": None, "eval.num_sequences": None}
 MODEL_CHOICES = {"model.embedding": EMBEDDINGS, "model.lex_embed_std": LEX_EMBED_STDS,
                  "model.lex_sample": LEX_SAMPLES}
@@ -94,7 +95,8 @@ def causal_lm(config, vocab) -> Family:
                                                           top_p=d.top_p if d.top_p < 1 else None)
   decode = text_decoder(module, vocab, max_new_tokens=d.max_new_tokens, sampler=sampler, seed=config.seed,
                         max_positions=hp.max_position_embeddings if hp.style == "gpt2" else None,
-                        prompt_end=d.get("prompt_end", "tokens"))
+                        prompt_end=d.get("prompt_end", "tokens"), regex=d.get("regex", ""),
+                        particles=d.get("particles", 8))
   decode.check(d.prompts)
   learned = hp.embedding == "learned"   # the random embeddings have no cached decoding (models/causal_lm/model.py)
   return Family("causal_lm", module, NextTokenObjective(embed_keys=not learned), hp, token_batch_spec(seq), data,

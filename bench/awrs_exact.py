@@ -20,12 +20,14 @@ _CASES = flags.DEFINE_integer("cases", 100, "Random (p, c) cases.")
 
 
 def _pl(order, p) -> float:
-  prob, left = 1.0, 1.0
+  """The Plackett-Luce probability of a full order (tokens of probability 0 are never drawn)."""
+  prob, rest = 1.0, list(order)
   for i in order:
-    if left <= 1e-15:
+    left = sum(p[j] for j in rest)   # summed directly: a running difference leaves residue on tiny p
+    if left <= 0:
       break
     prob *= p[i] / left
-    left -= p[i]
+    rest.remove(i)
   return prob
 
 

@@ -63,6 +63,24 @@ class Vocabulary(abc.ABC):
     raise ValueError(f"{type(self).__name__} has no byte-level view (its ids stand for no fixed bytes); use a "
                      "byte, character, SentencePiece or byte-level / Metaspace Hugging Face vocabulary")
 
+  def is_canonical(self, ids: Sequence[int]) -> bool:
+    """Whether `ids` are this vocabulary's own encoding of the text they spell (encode(decode(ids)) == ids, read
+    through token_bytes). A text has one canonical encoding; a model trained on encoded text gives the others
+    (other segmentations of the same bytes) little mass, and a sampler can still draw them ("phantom edits":
+    different ids, the same text)."""
+    table = self.token_bytes()
+    parts = [table[int(i)] for i in ids]
+    if any(p is None for p in parts):
+      return False
+    raw = b"".join(parts)
+    if not raw.startswith(self.byte_prefix):
+      return False
+    try:
+      text = raw[len(self.byte_prefix):].decode("utf-8")
+    except UnicodeDecodeError:
+      return False
+    return self.encode(text) == [int(i) for i in ids]
+
   def encode_with_masks(self, text: str) -> list[int]:
     """Encodes text in which each "[MASK]" stands for one masked token."""
     ids: list[int] = []

@@ -435,3 +435,4 @@ def byte_level_continuations(module: Any, params: Any, vocab: Any, prompts: Sequ
   ids = continue_ids(module, params, vocab, [r for r, _ in rows], max_new_tokens=max_new_tokens, sampler=sampler,
                      seed=seed)
   return [vocab.decode((r if ended else i)[1:]) for (r, ended), i in zip(rows, ids)]
+

@@ -201,3 +201,29 @@ def test_decode_hook_heals_and_reads_bytes_as_the_laws_say(spm_causal_lm, prompt
   want = int(np.argmax(view.next_byte_logprobs(view.state(prompt))))
   assert read.startswith(prompt)
   assert read.encode()[len(prompt.encode()):][:1] == (b"" if want == byte_lm.END else bytes([want]))
+
+
+@pytest.mark.parametrize("kind", ["spm", "bpe"])
+def test_each_text_has_exactly_one_canonical_segmentation_and_it_is_the_encoding(vocabs, kind):
+  """Vocabulary.is_canonical over every segmentation of every text of the language into the vocabulary's tokens
+  (enumerated here from the token bytes): exactly one is canonical, the tokenizer's own encoding; the texts with
+  several segmentations are where "phantom edits" (other ids, the same text) come from."""
+  vocab = vocabs[kind]
+  table = vocab.token_bytes()
+  by_bytes: dict[bytes, list[int]] = {}
+  for i, b in enumerate(table):
+    if b:
+      by_bytes.setdefault(b, []).append(i)
+
+  def segmentations(raw: bytes) -> list[list[int]]:
+    if not raw:
+      return [[]]
+    return [[i] + rest for k in range(1, len(raw) + 1) for i in by_bytes.get(raw[:k], ())
+            for rest in segmentations(raw[k:])]
+  several, texts = 0, [s for s in language(0) if len(s) <= 4]   # (byte pieces: segmentations grow fast)
+  for s in texts:
+    segs = segmentations(vocab.byte_prefix + s.encode())
+    canonical = [seg for seg in segs if vocab.is_canonical(seg)]
+    assert canonical == [vocab.encode(s)], (s, canonical)
+    several += len(segs) > 1
+  assert several >= 15 and len(texts) >= 20

@@ -33,13 +33,15 @@ def test_token_dfa_accepts_exactly_the_texts_the_expression_matches():
     constrained.compile_regex(r"a[^\s\S]", ByteVocabulary())
 
 
-def _pl_prob(order, p):
-  prob, left = 1.0, 1.0
+def _pl_prob(order, p) -> float:
+  """The Plackett-Luce probability of a full order (tokens of probability 0 are never drawn)."""
+  prob, rest = 1.0, list(order)
   for i in order:
-    if left <= 1e-15:
+    left = sum(p[j] for j in rest)   # summed directly: a running difference leaves residue on tiny p
+    if left <= 0:
       break
     prob *= p[i] / left
-    left -= p[i]
+    rest.remove(i)
   return prob
 
 

@@ -417,7 +417,7 @@ def byte_level_continuations(module: Any, params: Any, vocab: Any, prompts: Sequ
   from decode.sampling import SamplerConfig
   rng, rows = np.random.default_rng(seed), []
   for prompt in prompts:
-    lm = CachedCausalLm(module, params, vocab.cls_id, rows=64,
+    lm = CachedCausalLm(module, params, vocab.cls_id, rows=128,   # parents + the aligned hypotheses stepped
                         max_len=_bucket(len(prompt.encode()) + max_bytes + 8))
     view = ByteLevel.of(lm, vocab, prune=prune, max_hypotheses=64)
     state, ended = view.state(prompt), False

@@ -19,24 +19,12 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of the laws and constraints.")
 _CASES = flags.DEFINE_integer("cases", 100, "Random (p, c) cases.")
 
 
-def _pl(order, p) -> float:
-  """The Plackett-Luce probability of a full order (tokens of probability 0 are never drawn)."""
-  prob, rest = 1.0, list(order)
-  for i in order:
-    left = sum(p[j] for j in rest)   # summed directly: a running difference leaves residue on tiny p
-    if left <= 0:
-      break
-    prob *= p[i] / left
-    rest.remove(i)
-  return prob
-
-
 def main(argv):
   del argv
   import jax
   import jax.numpy as jnp
 
-  from decode.constrained import awrs_from_order
+  from decode.constrained import awrs_from_order, plackett_luce_probability
   V, rng = _VOCAB.value, np.random.default_rng(_SEED.value)
   orders = np.array(list(itertools.permutations(range(V))), np.int32)
   run = jax.jit(jax.vmap(awrs_from_order, in_axes=(None, None, 0)))
@@ -49,7 +37,7 @@ def main(argv):
     if not c.any():
       continue
     tok, logw, calls = jax.device_get(run(jnp.log(jnp.asarray(p, jnp.float32)), jnp.asarray(c), orders))
-    prob = np.array([_pl(o, p) for o in orders])
+    prob = np.array([plackett_luce_probability(o, p) for o in orders])
     law, weight = np.zeros(V), 0.0
     np.add.at(law, tok, prob * np.isfinite(logw))
     weight = float((prob * np.exp(logw)).sum())

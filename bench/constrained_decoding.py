@@ -7,10 +7,7 @@ of the whole run, and the share of finished texts that match (must be 1).
 
 The last line: `awrs_reads_per_token=<a> mask_reads_per_token=<b> awrs_tokens_per_s=<c> mask_tokens_per_s=<d>`.
 """
-import os
 import re
-import subprocess
-import sys
 import time
 
 from absl import app, flags
@@ -22,24 +19,16 @@ _PARTICLES = flags.DEFINE_integer("particles", 8, "SMC particles per prompt.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Seeds per prompt and method.")
 _MAX_NEW = flags.DEFINE_integer("max_new_tokens", 16, "Token budget per continuation.")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CASES = (("x = ", r"[0-9]{1,4}"), ("import ", r"[a-z_]+( as [a-z_]+)?"), ("def ", r"[a-z_]+\(self\):"),
          ("    return ", r"(True|False|None|self\.[a-z_]+)"), ("# ", r"[A-Z][a-z ]{4,30}\."))
 
 
 def main(argv):
   del argv
-  import configs
-  from configs import causal_lm
   from decode.bytes import CachedCausalLm, _bucket
   from decode.constrained import compile_regex, constrained_generate
-  from models.family import install_registry
-  from train.restore import load_trained
-  install_registry(configs.REGISTRY)
-  if not os.path.isdir(os.path.join(_WORKDIR.value, "checkpoints")):
-    subprocess.run([sys.executable, os.path.join(ROOT, "launch.py"), f"--config={ROOT}/configs/causal_lm.py",
-                    f"--workdir={_WORKDIR.value}"], check=True)
-  exp, step, params = load_trained(causal_lm.get_config(), _WORKDIR.value)
+  from bench.trained import trained_causal_lm
+  _, exp, step, params = trained_causal_lm(_WORKDIR.value)
   module, vocab = exp.family.module, exp.vocab
   dfas = [(prompt, compile_regex(rx, vocab), rx) for prompt, rx in CASES]
   N, max_new = _PARTICLES.value, _MAX_NEW.value

@@ -11,10 +11,7 @@ with 7B models; this is a small model and prefix-only completion, reported eithe
 
 The last line: `naive_pass=<a> healing_pass=<b> bytes_pass=<c> cases=<n>`.
 """
-import os
 import re
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -27,7 +24,6 @@ _CASES = flags.DEFINE_integer("cases", 200, "Held-out cut points.")
 _CONTEXT = flags.DEFINE_integer("context", 200, "Bytes of the file before the cut given as the prompt (at most).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the cut points.")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IDENT = re.compile(rb"[A-Za-z_][A-Za-z0-9_]{3,}")
 
 
@@ -51,19 +47,11 @@ def _cases(docs, n: int, context: int, seed: int) -> list[tuple[str, str]]:
 
 def main(argv):
   del argv
-  import configs
-  from configs import causal_lm
   from data.sources import corpus_from_config
   from decode import bytes as byte_lm
   from decode.generate import generate_texts
-  from models.family import install_registry
-  from train.restore import load_trained
-  install_registry(configs.REGISTRY)
-  if not os.path.isdir(os.path.join(_WORKDIR.value, "checkpoints")):
-    subprocess.run([sys.executable, os.path.join(ROOT, "launch.py"), f"--config={ROOT}/configs/causal_lm.py",
-                    f"--workdir={_WORKDIR.value}"], check=True)
-  config = causal_lm.get_config()
-  exp, step, params = load_trained(config, _WORKDIR.value)
+  from bench.trained import trained_causal_lm
+  config, exp, step, params = trained_causal_lm(_WORKDIR.value)
   module, vocab = exp.family.module, exp.vocab
   cases = _cases(list(corpus_from_config(config.data).validation), _CASES.value, _CONTEXT.value, _SEED.value)
   prompts = [p for p, _ in cases]

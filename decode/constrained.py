@@ -136,6 +136,19 @@ def masked(logp_V: jax.Array, allowed_V: jax.Array, key: jax.Array) -> tuple[jax
 STEPS = {"awrs": awrs, "mask": masked}
 
 
+def plackett_luce_probability(order: Sequence[int], p: Sequence[float]) -> float:
+  """The probability that a Gumbel-top order of the law p (sampling without replacement) is `order` (tokens of
+  probability 0 are never drawn): what the enumeration checks of AWRS weigh each ordering by."""
+  prob, rest = 1.0, list(order)
+  for i in order:
+    left = sum(p[j] for j in rest)   # summed directly: a running difference leaves residue on tiny p
+    if left <= 0:
+      break
+    prob *= p[i] / left
+    rest.remove(i)
+  return prob
+
+
 # -- whole sequences -----------------------------------------------------------------------------------------
 def constrained_generate(model: Any, dfa: TokenDfa, *, num_particles: int, max_new_tokens: int,
                          method: str = "awrs", seed: int = 0, resample_ess: float = 0.5,

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from decode import constrained
+from decode.constrained import plackett_luce_probability
 
 
 def test_token_dfa_accepts_exactly_the_texts_the_expression_matches():
@@ -33,18 +34,6 @@ def test_token_dfa_accepts_exactly_the_texts_the_expression_matches():
     constrained.compile_regex(r"a[^\s\S]", ByteVocabulary())
 
 
-def _pl_prob(order, p) -> float:
-  """The Plackett-Luce probability of a full order (tokens of probability 0 are never drawn)."""
-  prob, rest = 1.0, list(order)
-  for i in order:
-    left = sum(p[j] for j in rest)   # summed directly: a running difference leaves residue on tiny p
-    if left <= 0:
-      break
-    prob *= p[i] / left
-    rest.remove(i)
-  return prob
-
-
 def test_awrs_returns_the_constrained_law_and_an_unbiased_normaliser_over_every_ordering():
   """V <= 6, every permutation with its Plackett-Luce probability (zeros and ties of p included): the token is
   distributed as p c / Z, E[exp(w) 1{x = a}] = p(a) c(a) (so E[exp(w)] = Z), and an all-rejected constraint gives
@@ -63,7 +52,7 @@ def test_awrs_returns_the_constrained_law_and_an_unbiased_normaliser_over_every_
     orders = np.array(list(itertools.permutations(range(V))), np.int32)
     with np.errstate(divide="ignore"):
       tok, logw, n = jax.device_get(run(jnp.log(jnp.asarray(p, jnp.float32)), jnp.asarray(c), jnp.asarray(orders)))
-    prob = np.array([_pl_prob(o, p) for o in orders])
+    prob = np.array([plackett_luce_probability(o, p) for o in orders])
     if not (c & (p > 0)).any():
       assert np.all(logw == -np.inf)
       continue

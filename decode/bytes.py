@@ -46,6 +46,8 @@ class TokenModel(Protocol):
 
   def keep(self, states: Sequence[Hashable]) -> None: ...
 
+  def prefill(self, tokens: Sequence[int]) -> tuple[Hashable, np.ndarray]: ...
+
 
 @dataclasses.dataclass(frozen=True)
 class PrefixModel:
@@ -62,6 +64,10 @@ class PrefixModel:
 
   def keep(self, states):
     del states
+
+  def prefill(self, tokens):
+    state = tuple(int(t) for t in tokens)
+    return state, np.asarray(self.logprobs([state]))[0]
 
 
 @dataclasses.dataclass
@@ -112,10 +118,25 @@ class ByteLevel:
       state = self._advance(state, b)
     return dataclasses.replace(state, prefix=b"")
 
-  def state(self, prefix: bytes | str) -> ByteState:
-    """The covers of `prefix` (text or bytes), built byte by byte from the start."""
-    state = self.start()
-    for b in _as_bytes(prefix):
+  def state(self, prefix: bytes | str, context: Sequence[int] | None = None) -> ByteState:
+    """The covers of `prefix` (text or bytes), built byte by byte from the start; with `context` (token ids whose
+    bytes, after byte_prefix, begin `prefix`) only the covers that start with those tokens, built from one
+    prefill. That is every cover with mass when the context is the canonical encoding of a head of the text that
+    ends where no token of the tokenizer crosses (before a space, for tokenizers that split at whitespace) and
+    the model gives non-canonical encodings no mass: the official code's shortcut (`context_split`)."""
+    prefix = _as_bytes(prefix)
+    if context is None:
+      state = self.start()
+      done = 0
+    else:
+      head = b"".join(self.token_bytes[int(t)] for t in context)
+      if not head.startswith(self.byte_prefix) or not prefix.startswith(head[len(self.byte_prefix):]):
+        raise ValueError("the context tokens do not spell the start of the prefix")
+      handle, logprobs = self.model.prefill(list(context))
+      done = len(head) - len(self.byte_prefix)
+      state = ByteState(prefix[:done], [Hypothesis(tuple(int(t) for t in context), 0.0, b"", None, handle,
+                                                   self._law(logprobs))])
+    for b in prefix[done:]:
       state = self.advance(state, b)
     return state
 
@@ -251,6 +272,21 @@ class CachedCausalLm:
       self._length[d] = self._length.get(p, 0) + 1
     return dest, np.asarray(logprobs[:n], np.float64)
 
+  def prefill(self, tokens):
+    """BOS and `tokens` into a free row in one call (padded to a multiple of 64 positions, then rewound)."""
+    ids = [self.bos_id, *map(int, tokens)]
+    if len(ids) > self.max_len:
+      raise ValueError(f"{len(ids)} tokens exceed max_len={self.max_len}; raise max_len")
+    if not self._free:
+      raise ValueError(f"the byte-level view holds more than rows={self.rows} model states: raise rows, or prune")
+    dest = self._free.pop()
+    padded = np.zeros((1, min(_bucket(len(ids)), self.max_len)), np.int32)
+    padded[0, :len(ids)] = ids
+    self._pool, logprobs = _pool_prefill(self._apply, self.params, self._pool, padded, np.int32(len(ids)),
+                                         np.int32(self.rows), np.int32(dest))
+    self._length[dest] = len(ids)
+    return dest, np.asarray(logprobs, np.float64)
+
   def keep(self, states):
     live = {int(s) for s in states if s is not None and int(s) < self.rows}
     self._free = [r for r in range(self.rows) if r not in live]
@@ -367,6 +403,17 @@ def _pool_step(apply_fn, params, pool, parents_N, tokens_N, dest_N):
   return pool, jax.nn.log_softmax(logits[:, 0].astype(jnp.float32), axis=-1)
 
 
+@functools.partial(jax.jit, static_argnames=("apply_fn",), donate_argnums=(2,))
+def _pool_prefill(apply_fn, params, pool, tokens_1T, length, empty, dest):
+  """Feeds tokens_1T (real length `length`, then padding) to a copy of the empty row and writes it to row `dest`,
+  rewound to `length`; the next-token log-probabilities after the last real token [V]."""
+  row = KVCache(pool.k[:, empty][:, None], pool.v[:, empty][:, None], pool.lengths[empty][None])
+  logits, row = apply_fn({"params": params}, tokens_1T, cache=row)
+  pool = KVCache(pool.k.at[:, dest].set(row.k[:, 0]), pool.v.at[:, dest].set(row.v[:, 0]),
+                 pool.lengths.at[dest].set(length))
+  return pool, jax.nn.log_softmax(logits[0, length - 1].astype(jnp.float32), axis=-1)
+
+
 def cover_logmass(state: ByteState) -> float:
   """log of the lemma's sum: the total mass M of the covers of `state.prefix` (its hypotheses), unnormalised."""
   m = np.array([h.logmass for h in state.hypotheses])
@@ -412,7 +459,9 @@ def byte_level_continuations(module: Any, params: Any, vocab: Any, prompts: Sequ
                              max_bytes: int = 32) -> list[str]:
   """Prompts that may end mid-token: bytes drawn from the exact next-byte law (greedy at temperature 0) until one
   tokenization is left and it ends on a token boundary (at most `max_bytes`; then the likeliest aligned one),
-  then ordinary generation from those tokens; prompt + continuation as text."""
+  then ordinary generation from those tokens; prompt + continuation as text. The covers start from the canonical
+  encoding of the prompt up to its last space (exact for tokenizers that split at whitespace, under a model that
+  gives non-canonical encodings no mass: `ByteLevel.state`'s context)."""
   from decode.generate import continue_ids
   from decode.sampling import SamplerConfig
   rng, rows = np.random.default_rng(seed), []
@@ -420,7 +469,8 @@ def byte_level_continuations(module: Any, params: Any, vocab: Any, prompts: Sequ
     lm = CachedCausalLm(module, params, vocab.cls_id, rows=128,   # parents + the aligned hypotheses stepped
                         max_len=_bucket(len(prompt.encode()) + max_bytes + 8))
     view = ByteLevel.of(lm, vocab, prune=prune, max_hypotheses=64)
-    state, ended = view.state(prompt), False
+    k = prompt.rfind(" ")   # covers start with the canonical encoding before the last space (`ByteLevel.state`)
+    state, ended = view.state(prompt, context=vocab.encode(prompt[:k]) if k > 0 else None), False
     for _ in range(max_bytes):
       if len(state.hypotheses) == 1 and not state.hypotheses[0].rest and state.prefix != b"":
         break

@@ -16,7 +16,8 @@ Advancing by byte b keeps the overhangs whose r starts with b and opens, from ea
 token starting with b. Every tokenization is a hypothesis (the lemma, exact for any model): non-canonical ones are
 not zeroed by a rule (a prefix of a canonical BPE or unigram encoding need not be canonical itself, so a rule
 loses mass) but carry the model's own, tiny for a model trained on canonical encodings; `prune` drops hypotheses
-below that fraction of the largest (0: none, exact) and `max_hypotheses` caps them (the cache rows).
+below that fraction of the largest (0: none, exact) and `max_hypotheses` caps the aligned ones (they take cache
+rows; overhangs share their parent's row and are never capped, so a likely byte is never cut off by the cap).
 
 Special ids other than EOS (and the embedding's padding rows) stand for no bytes: their mass is renormalised away.
 Legend: V model vocabulary (logits), H hypotheses, 257 = the 256 bytes and the end of the text (index END).
@@ -223,8 +224,10 @@ class ByteLevel:
     top = max(h.logmass for h in hyps)
     if self.prune > 0:
       hyps = [h for h in hyps if h.logmass >= top + math.log(self.prune)]
-    if len(hyps) > self.max_hypotheses:
-      hyps = sorted(hyps, key=lambda h: -h.logmass)[: self.max_hypotheses]
+    aligned = [h for h in hyps if not h.rest]
+    if len(aligned) > self.max_hypotheses:   # only aligned ones take model rows; overhangs share their parent's
+      keep = {id(h) for h in sorted(aligned, key=lambda h: -h.logmass)[: self.max_hypotheses]}
+      hyps = [h for h in hyps if h.rest or id(h) in keep]
     return hyps
 
 

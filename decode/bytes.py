@@ -16,8 +16,9 @@ Advancing by byte b keeps the overhangs whose r starts with b and opens, from ea
 token starting with b. Every tokenization is a hypothesis (the lemma, exact for any model): non-canonical ones are
 not zeroed by a rule (a prefix of a canonical BPE or unigram encoding need not be canonical itself, so a rule
 loses mass) but carry the model's own, tiny for a model trained on canonical encodings; `prune` drops hypotheses
-below that fraction of the largest (0: none, exact) and `max_hypotheses` caps the aligned ones (they take cache
-rows; overhangs share their parent's row and are never capped, so a likely byte is never cut off by the cap).
+below that fraction of the largest (0: none, exact) and `max_hypotheses` caps the aligned ones and the parent
+states kept alive (the cache rows: at most twice max_hypotheses); overhangs share their parent's row, so the cap
+never cuts off a likely byte by counting tokens.
 
 Special ids other than EOS (and the embedding's padding rows) stand for no bytes: their mass is renormalised away.
 Legend: V model vocabulary (logits), H hypotheses, 257 = the 256 bytes and the end of the text (index END).
@@ -228,6 +229,12 @@ class ByteLevel:
     if len(aligned) > self.max_hypotheses:   # only aligned ones take model rows; overhangs share their parent's
       keep = {id(h) for h in sorted(aligned, key=lambda h: -h.logmass)[: self.max_hypotheses]}
       hyps = [h for h in hyps if h.rest or id(h) in keep]
+    best: dict[Hashable, float] = {}   # the rows kept alive: at most max_hypotheses parents, the likeliest
+    for h in hyps:
+      best[h.parent] = max(best.get(h.parent, -np.inf), h.logmass)
+    if len(best) > self.max_hypotheses:
+      alive = set(sorted(best, key=lambda k: -best[k])[: self.max_hypotheses])
+      hyps = [h for h in hyps if h.parent in alive]
     return hyps
 
 
